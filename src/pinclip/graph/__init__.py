@@ -1,0 +1,1 @@
+"""pinclip.graph."""
