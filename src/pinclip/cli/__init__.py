@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import catalog, demo, models
+from . import catalog, demo, models, train
 
 app = typer.Typer(
     name="pinclip",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(catalog.app, name="catalog")
 app.command("models")(models.list_models)
+app.command("train")(train.train)
 app.command("demo")(demo.demo)
 
 

@@ -2,9 +2,113 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from pinclip.data.catalog import REJECTS_FILE, CatalogError, ValidationReport, check_catalog
+from pinclip.data.images import DEFAULT_MAX_PIXELS
+from pinclip.data.importer import import_catalog
 
 from .catalog_build import app as build_app
 
 app = typer.Typer(help="Check, import and build catalogs (DESIGN.md §2).", no_args_is_help=True)
 app.add_typer(build_app, name="build")
+
+console = Console()
+errors = Console(stderr=True)
+
+MAX_PIXELS = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Reject images with more pixels (decompression bombs).")
+ALLOW_ABSOLUTE = typer.Option(False, "--allow-absolute-paths", help="Accept absolute image paths outside the catalog.")
+WORKERS = typer.Option(None, "--workers", help="Threads for image checks (default: all cores).")
+
+
+def print_report(report: ValidationReport, rejects_path: Path) -> None:
+    """Rows kept and rejected per file, then the rejects by reason."""
+    files = Table(title="Catalog rows")
+    for col in ("file", "kept", "rejected"):
+        files.add_column(col, justify="left" if col == "file" else "right")
+    for name in report.files.values():
+        files.add_row(name, f"{report.good.get(name, 0):,}", f"{report.rejected(name):,}")
+    console.print(files)
+    if report.rejects:
+        reasons = Table(title="Rejected rows by reason")
+        for col in ("file", "reason", "rows"):
+            reasons.add_column(col, justify="right" if col == "rows" else "left")
+        for (name, reason), n in sorted(report.by_reason().items()):
+            reasons.add_row(name, reason, f"{n:,}")
+        console.print(reasons)
+    console.print(f"{len(report.rejects):,} rejected rows written to {rejects_path}")
+
+
+def _fail(error: CatalogError) -> None:
+    errors.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command("check")
+def check(
+    root: Path = typer.Argument(..., help="Catalog directory."),
+    rejects: Path | None = typer.Option(None, "--rejects", help=f"Where to write the rejects (default DIR/{REJECTS_FILE})."),
+    images: bool = typer.Option(True, "--images/--no-images", help="Open and decode every image."),
+    max_pixels: int = MAX_PIXELS,
+    allow_absolute_paths: bool = ALLOW_ABSOLUTE,
+    workers: int | None = WORKERS,
+) -> None:
+    """Validate a catalog; exit 0 if it could be read (whatever was rejected), 2 if not."""
+    rejects_path = rejects or root / REJECTS_FILE
+    try:
+        report = check_catalog(
+            root,
+            rejects=rejects_path,
+            check_images=images,
+            max_pixels=max_pixels,
+            allow_absolute_paths=allow_absolute_paths,
+            workers=workers,
+            progress=True,
+        )
+    except CatalogError as e:
+        _fail(e)
+    print_report(report, rejects_path)
+
+
+@app.command("import")
+def import_(
+    out: Path = typer.Argument(..., help="New catalog directory."),
+    pins: Path = typer.Option(..., "--pins", help="Pins table (.csv, .jsonl or .parquet)."),
+    boards: Path = typer.Option(..., "--boards", help="Boards table."),
+    edges: Path = typer.Option(..., "--edges", help="Pin-board table."),
+    images: Path | None = typer.Option(None, "--images", help="Folder the image paths are relative to (default: the pins file's folder)."),
+    link: bool = typer.Option(False, "--link", help="Hard-link images instead of copying (falls back to copying)."),
+    name: str | None = typer.Option(None, "--name", help="Catalog name (default: OUT's folder name)."),
+    license_: str | None = typer.Option(None, "--license", help="License of the data, stored in catalog.json."),
+    attribution: str | None = typer.Option(None, "--attribution", help="Attribution text, stored in catalog.json."),
+    force: bool = typer.Option(False, "--force", help="Write into OUT even if it is not empty."),
+    max_pixels: int = MAX_PIXELS,
+    allow_absolute_paths: bool = ALLOW_ABSOLUTE,
+    workers: int | None = WORKERS,
+) -> None:
+    """Convert CSV/JSONL tables plus an image folder into a catalog (bad rows go to OUT/rejects.jsonl)."""
+    meta = {k: v for k, v in (("name", name), ("license", license_), ("attribution", attribution)) if v is not None}
+    try:
+        out, report = import_catalog(
+            out,
+            pins=pins,
+            boards=boards,
+            edges=edges,
+            images=images,
+            link=link,
+            allow_absolute_paths=allow_absolute_paths,
+            max_pixels=max_pixels,
+            workers=workers,
+            progress=True,
+            meta=meta,
+            overwrite=force,
+        )
+    except CatalogError as e:
+        _fail(e)
+    print_report(report, out / REJECTS_FILE)
+    console.print(f"catalog written to {out}")

@@ -1,0 +1,5 @@
+"""`python -m pinclip …` (also what `torchrun … -m pinclip train …` runs)."""
+
+from pinclip.cli import main
+
+main()

@@ -1,0 +1,32 @@
+"""`pinclip train --config FILE [key=value …]`: run or resume a training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def train(
+    overrides: list[str] = typer.Argument(None, help="Config overrides, e.g. optim.lr=1e-3 loss.nbr_weight=0"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config (see configs/); defaults otherwise."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's latest checkpoint."),
+) -> None:
+    """Train a PinCLIP model; works the same under `torchrun --nproc_per_node N`."""
+    from pinclip.data.catalog import CatalogError
+    from pinclip.train import ConfigError, TrainingError, load_config
+    from pinclip.train import train as run_training
+
+    try:
+        cfg = load_config(config, overrides or [])
+        result = run_training(cfg, resume=resume, console=console)
+    except (ConfigError, CatalogError, TrainingError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]done[/]: {result.steps} steps in {result.seconds:.0f}s; best val related-pins "
+        f"Recall@10 {result.best_val_recall:.4f}; model in {result.run_dir / 'best'}"
+    )

@@ -1,0 +1,214 @@
+"""The catalog on disk (DESIGN.md §2): typed reader, deterministic writer, validation entry points.
+
+A catalog is a directory with pins.parquet, boards.parquet, pin_board.parquet, images/ and
+catalog.json. `read_catalog` returns only the good rows plus a `ValidationReport` of every
+bad one; `write_catalog` gives byte-identical parquet for identical input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from .images import DEFAULT_MAX_PIXELS, ImageError, check_image, load_image, resolve_image_path
+from .validate import (
+    REQUIRED,
+    STRING_COLUMNS,
+    CatalogError,
+    RawTable,
+    Reject,
+    ValidationReport,
+    validate_tables,
+)
+
+__all__ = [
+    "BOARDS_FILE",
+    "EDGES_FILE",
+    "FORMAT_VERSION",
+    "IMAGES_DIR",
+    "META_FILE",
+    "PINS_FILE",
+    "REJECTS_FILE",
+    "Catalog",
+    "CatalogError",
+    "ImageError",
+    "Reject",
+    "ValidationReport",
+    "check_catalog",
+    "read_catalog",
+    "read_parquet_table",
+    "write_catalog",
+]
+
+PINS_FILE = "pins.parquet"
+BOARDS_FILE = "boards.parquet"
+EDGES_FILE = "pin_board.parquet"
+META_FILE = "catalog.json"
+IMAGES_DIR = "images"
+REJECTS_FILE = "rejects.jsonl"
+FORMAT_VERSION = 1
+FILES = {"pins": PINS_FILE, "boards": BOARDS_FILE, "edges": EDGES_FILE}
+# Fixed writer settings: the bytes depend only on the rows (same pyarrow version).
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
+
+
+@dataclass
+class Catalog:
+    """The good rows of a catalog; image paths resolve against `root`."""
+
+    root: Path
+    pins: pd.DataFrame
+    boards: pd.DataFrame
+    edges: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+    allow_absolute_paths: bool = False
+
+    def image_path(self, image: str) -> Path:
+        """The file of a pin's `image` value; raises ImageError if it escapes the catalog."""
+        return resolve_image_path(self.root, image, allow_absolute=self.allow_absolute_paths)
+
+    def load_image(self, image: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """A pin's image as RGB, with the same safety checks as `catalog check`."""
+        return load_image(self.image_path(image), max_pixels=max_pixels)
+
+
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _to_arrow(df: pd.DataFrame) -> pa.Table:
+    """No pandas index or metadata; text columns always typed `string` (also when all null)."""
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+    for i, f in enumerate(table.schema):
+        if f.name in STRING_COLUMNS and f.type != pa.string():
+            table = table.set_column(i, f.name, table.column(i).cast(pa.string()))
+    return table
+
+
+def _write_parquet(path: Path, df: pd.DataFrame) -> None:
+    tmp = _atomic_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(_to_arrow(df), f, **PARQUET_OPTIONS)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = _atomic_path(path)
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_catalog(
+    root: Path | str,
+    pins: pd.DataFrame,
+    boards: pd.DataFrame,
+    edges: pd.DataFrame,
+    meta: dict | None = None,
+) -> Path:
+    """Write the three tables and catalog.json into `root` (atomically, deterministically).
+
+    `meta` should hold name, version, license/attribution and build parameters; the counts
+    and format version are added here. Rows are written as given: validation is the reader's job.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tables = {"pins": pins, "boards": boards, "edges": edges}
+    for kind, df in tables.items():
+        for name in REQUIRED[kind]:
+            if name not in df.columns:
+                raise CatalogError(f"{FILES[kind]}: missing required column '{name}' in the table given to write_catalog")
+    for kind, df in tables.items():
+        _write_parquet(root / FILES[kind], df)
+    counts = {kind: len(df) for kind, df in tables.items()}
+    _write_json(root / META_FILE, {**(meta or {}), "counts": counts, "format_version": FORMAT_VERSION})
+    return root
+
+
+def read_parquet_table(path: Path, name: str | None = None) -> RawTable:
+    """One parquet file as a RawTable (binary text columns decoded, invalid UTF-8 kept visible)."""
+    path = Path(path)
+    name = name or path.name
+    if not path.is_file():
+        raise CatalogError(f"{name}: file not found at {path}; every catalog needs {', '.join(FILES.values())}")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise CatalogError(f"{name}: not a readable parquet file ({e}); rewrite it with pyarrow or pandas") from None
+    columns = {}
+    for f, column in zip(table.schema, table.columns, strict=True):
+        values = column.to_pylist()
+        if f.name in STRING_COLUMNS and (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)):
+            values = [v.decode("utf-8", "surrogateescape") if v is not None else None for v in values]
+        columns[f.name] = values
+    return RawTable(name, columns, list(range(table.num_rows)))
+
+
+def _read_meta(root: Path) -> dict:
+    path = root / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CatalogError(f"{META_FILE}: not valid JSON ({e}); fix or delete it") from None
+    if not isinstance(meta, dict):
+        raise CatalogError(f"{META_FILE}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def read_catalog(
+    root: Path | str,
+    *,
+    check_images: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allow_absolute_paths: bool = False,
+    workers: int | None = None,
+    progress: bool = False,
+) -> tuple[Catalog, ValidationReport]:
+    """Read and validate a catalog; return its good rows and the report of the bad ones.
+
+    Raises CatalogError only when the catalog cannot be read at all. `check_images=False`
+    skips opening image files (path-escape checks still apply).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CatalogError(
+            f"{root}: no such catalog directory; build one with `pinclip catalog build emoji {root}` "
+            "or `pinclip catalog import`"
+        )
+    meta = _read_meta(root)
+    tables = [read_parquet_table(root / FILES[kind]) for kind in ("pins", "boards", "edges")]
+
+    def image_check(path: Path) -> None:
+        check_image(path, max_pixels=max_pixels)
+
+    frames, report = validate_tables(
+        *tables,
+        image_root=root,
+        allow_absolute_paths=allow_absolute_paths,
+        image_check=image_check if check_images else None,
+        workers=workers,
+        progress=progress,
+    )
+    catalog = Catalog(root, frames["pins"], frames["boards"], frames["edges"], meta, allow_absolute_paths)
+    return catalog, report
+
+
+def check_catalog(root: Path | str, *, rejects: Path | str | None = None, **options) -> ValidationReport:
+    """Validate a catalog and write rejects.jsonl (into the catalog, or to `rejects`)."""
+    _, report = read_catalog(root, **options)
+    report.write_jsonl(Path(rejects) if rejects else Path(root) / REJECTS_FILE)
+    return report
+

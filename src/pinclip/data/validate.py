@@ -1,0 +1,331 @@
+"""Row validation shared by `catalog check` and `catalog import`.
+
+Tables arrive as `RawTable`s (column lists of plain Python values, whatever the file format).
+`validate_tables` turns every bad row into a `Reject` with a fixed reason string and keeps the
+good rows, so nothing is silently dropped and one bad row never stops the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .images import ImageError, check_files, resolve_image_path
+
+# Reasons found in the tables themselves (image reasons live in pinclip.data.images).
+INVALID_UTF8 = "invalid utf-8"
+INVALID_ID = "missing or invalid id"
+DUPLICATE_PIN = "duplicate pin id"
+DUPLICATE_BOARD = "duplicate board id"
+NON_STRING_TEXT = "non-string text"
+EMPTY_TEXT = "empty text"
+INVALID_KIND = "invalid kind"
+MALFORMED_ROW = "malformed row"
+INVALID_JSON = "invalid json"
+EDGE_UNKNOWN_PIN = "edge to unknown pin"
+EDGE_UNKNOWN_BOARD = "edge to unknown board"
+EDGE_REJECTED_PIN = "edge to rejected pin"
+EDGE_REJECTED_BOARD = "edge to rejected board"
+DUPLICATE_EDGE = "duplicate edge"
+
+TABLES = ("pins", "boards", "edges")
+REQUIRED = {"pins": ("pin_id", "image"), "boards": ("board_id", "title"), "edges": ("pin_id", "board_id")}
+OPTIONAL = {
+    "pins": ("title", "description", "link", "created_at", "kind"),
+    "boards": ("description",),
+    "edges": (),
+}
+TEXT = {"pins": ("title", "description", "link", "kind"), "boards": ("title", "description", "kind")}
+KINDS = {"pins": {"organic", "ad"}, "boards": {"curated", "user"}}
+# Columns that must hold text; parquet binary columns with these names are decoded as UTF-8.
+STRING_COLUMNS = frozenset({"pin_id", "board_id", "image", "title", "description", "link", "kind"})
+
+
+class CatalogError(Exception):
+    """The catalog cannot be read at all (missing directory, file or required column)."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One bad row: where it is (file, row), which id it had, why it was rejected."""
+
+    file: str
+    row: int
+    id: str | None
+    reason: str
+    detail: str
+
+
+@dataclass
+class ValidationReport:
+    """Good-row counts per file and every reject, in file and row order."""
+
+    files: dict[str, str] = field(default_factory=dict)  # table -> file name as read
+    good: dict[str, int] = field(default_factory=dict)  # file name -> rows kept
+    rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejects
+
+    def rejected(self, file: str) -> int:
+        return sum(r.file == file for r in self.rejects)
+
+    def by_reason(self) -> dict[tuple[str, str], int]:
+        """(file, reason) -> number of rejected rows."""
+        return dict(Counter((r.file, r.reason) for r in self.rejects))
+
+    def write_jsonl(self, path: Path) -> Path:
+        """Write one JSON object per rejected row (atomically: temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in self.rejects:
+                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+@dataclass
+class RawTable:
+    """A table as read from disk: columns of Python values plus the row number of each row.
+
+    `rows[i]` is what a reject reports: the 0-based row index for parquet, the 1-based line
+    number for CSV/JSONL. `rejects` holds rows that could not even be parsed.
+    """
+
+    file: str
+    columns: dict[str, list]
+    rows: list[int]
+    rejects: list[Reject] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def require(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            if name not in self.columns:
+                found = ", ".join(self.columns) or "none"
+                raise CatalogError(
+                    f"{self.file}: missing required column '{name}' (found: {found}); "
+                    f"add a '{name}' column (see docs/catalog.md)"
+                )
+
+
+def is_utf8(value: str) -> bool:
+    """False for strings holding undecodable bytes (surrogate escapes) or lone surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _as_id(value: object) -> str | None:
+    """Ids are text; integers are accepted and turned into text, anything else is invalid."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Problems(dict):
+    """row index -> (reason, detail); the first problem found for a row wins."""
+
+    def add(self, i: int, reason: str, detail: str) -> None:
+        self.setdefault(i, (reason, detail))
+
+
+def _check_utf8(table: RawTable, problems: _Problems, columns: list[str] | None = None) -> None:
+    for name in columns or table.columns:
+        for i, v in enumerate(table.columns[name]):
+            if isinstance(v, str) and not is_utf8(v):
+                problems.add(i, INVALID_UTF8, f"column '{name}' is not valid UTF-8 text; re-encode the file as UTF-8")
+
+
+def _entity_ids(table: RawTable, id_col: str, duplicate_reason: str, problems: _Problems) -> list[str | None]:
+    """Normalise ids; the first row with a valid id owns it, later rows are duplicates."""
+    ids = [_as_id(v) for v in table.columns[id_col]]
+    owner: dict[str, int] = {}
+    for i, (raw, key) in enumerate(zip(table.columns[id_col], ids, strict=True)):
+        if i in problems:
+            continue
+        if key is None:
+            problems.add(i, INVALID_ID, f"{id_col} is {_short(raw)}; give a non-empty text id")
+        elif key in owner:
+            first = table.rows[owner[key]]
+            problems.add(i, duplicate_reason, f"{id_col} {key!r} already used at row {first}; later rows are rejected")
+        else:
+            owner[key] = i
+    return ids
+
+
+def _check_text(table: RawTable, kind: str, problems: _Problems) -> None:
+    cols = table.columns
+    for name in TEXT[kind]:
+        for i, v in enumerate(cols.get(name, ())):
+            if v is not None and not isinstance(v, str):
+                problems.add(i, NON_STRING_TEXT, f"column '{name}' holds {type(v).__name__} {_short(v)}, expected text")
+
+    def filled(name: str, i: int) -> bool:
+        v = cols[name][i] if name in cols else None
+        return isinstance(v, str) and bool(v.strip())
+
+    for i in range(len(table)):
+        if kind == "pins" and not (filled("title", i) or filled("description", i)):
+            problems.add(i, EMPTY_TEXT, "title and description are both empty; a pin needs some text")
+        if kind == "boards" and not filled("title", i):
+            problems.add(i, EMPTY_TEXT, "board title is empty; every board needs a title")
+    for i, v in enumerate(cols.get("kind", ())):
+        if v is not None and v not in KINDS[kind]:
+            problems.add(i, INVALID_KIND, f"kind {_short(v)} is not one of {sorted(KINDS[kind])}")
+
+
+def _check_images(
+    table: RawTable,
+    problems: _Problems,
+    *,
+    image_root: Path,
+    allow_absolute_paths: bool,
+    image_check: Callable[[Path], object] | None,
+    workers: int | None,
+    progress: bool,
+) -> None:
+    """Path escapes are rejected from the text alone; files are checked in parallel, once each."""
+    unique: dict[Path, list[int]] = {}
+    for i, image in enumerate(table.columns["image"]):
+        if i in problems:
+            continue
+        try:
+            path = resolve_image_path(image_root, image, allow_absolute=allow_absolute_paths)
+        except ImageError as e:
+            problems.add(i, e.reason, e.detail)
+            continue
+        unique.setdefault(path, []).append(i)
+    if image_check is None:
+        return
+    paths = list(unique)
+    failures = check_files(paths, image_check, workers=workers, progress=progress)
+    for k, error in sorted(failures.items()):
+        for i in unique[paths[k]]:
+            problems.add(i, error.reason, error.detail)
+
+
+def _check_edges(
+    table: RawTable, pins: dict[str, bool], boards: dict[str, bool], problems: _Problems
+) -> tuple[list, list]:
+    """`pins`/`boards` map every id seen to whether its row was kept."""
+    _check_utf8(table, problems)
+    pin_ids = [_as_id(v) for v in table.columns["pin_id"]]
+    board_ids = [_as_id(v) for v in table.columns["board_id"]]
+    seen: dict[tuple[str, str], int] = {}
+    for i, (p, b) in enumerate(zip(pin_ids, board_ids, strict=True)):
+        if i in problems:
+            continue
+        if p is None or b is None:
+            col, raw = ("pin_id", table.columns["pin_id"][i]) if p is None else ("board_id", table.columns["board_id"][i])
+            problems.add(i, INVALID_ID, f"{col} is {_short(raw)}; give a non-empty text id")
+        elif p not in pins:
+            problems.add(i, EDGE_UNKNOWN_PIN, f"pin_id {p!r} is not in the pins table")
+        elif b not in boards:
+            problems.add(i, EDGE_UNKNOWN_BOARD, f"board_id {b!r} is not in the boards table")
+        elif not pins[p]:
+            problems.add(i, EDGE_REJECTED_PIN, f"pin {p!r} was rejected (see its own reject)")
+        elif not boards[b]:
+            problems.add(i, EDGE_REJECTED_BOARD, f"board {b!r} was rejected (see its own reject)")
+        elif (p, b) in seen:
+            problems.add(i, DUPLICATE_EDGE, f"pin {p!r} is already on board {b!r} at row {table.rows[seen[p, b]]}")
+        else:
+            seen[p, b] = i
+    return pin_ids, board_ids
+
+
+def _frame(table: RawTable, kind: str, problems: _Problems, ids: dict[str, list]) -> pd.DataFrame:
+    """The kept rows, ids normalised to text, optional columns added (as nulls) when absent."""
+    keep = [i for i in range(len(table)) if i not in problems]
+    data = {}
+    for name, values in table.columns.items():
+        source = ids.get(name, values)
+        data[name] = [source[i] for i in keep]
+    for name in OPTIONAL[kind]:
+        data.setdefault(name, [None] * len(keep))
+    return pd.DataFrame(data, dtype=object) if keep else pd.DataFrame({k: pd.Series([], dtype=object) for k in data})
+
+
+def _printable(value: object) -> str | None:
+    """Ids go into rejects.jsonl, which is valid UTF-8 even when the id was not."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else None
+
+
+def _report_rows(table: RawTable, problems: _Problems, ids: list) -> list[Reject]:
+    found = [Reject(table.file, table.rows[i], _printable(ids[i]), *problems[i]) for i in sorted(problems)]
+    return sorted(table.rejects + found, key=lambda r: r.row)
+
+
+def validate_tables(
+    pins: RawTable,
+    boards: RawTable,
+    edges: RawTable,
+    *,
+    image_root: Path,
+    allow_absolute_paths: bool = False,
+    image_check: Callable[[Path], object] | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, pd.DataFrame], ValidationReport]:
+    """Validate the three tables; return the good rows as DataFrames and the report.
+
+    `image_check(path)` is run on every distinct image path of an otherwise good pin (in
+    threads); it raises `ImageError` for a bad image. None skips the file checks (the
+    path-escape check always runs, it never touches the disk).
+    """
+    for kind, table in zip(TABLES, (pins, boards, edges), strict=True):
+        table.require(REQUIRED[kind])
+    report = ValidationReport(files={k: t.file for k, t in zip(TABLES, (pins, boards, edges), strict=True)})
+    frames = {}
+    kept: dict[str, dict[str, bool]] = {}
+    for kind, table, id_col, dup in (("pins", pins, "pin_id", DUPLICATE_PIN), ("boards", boards, "board_id", DUPLICATE_BOARD)):
+        problems = _Problems()
+        _check_utf8(table, problems, [id_col])
+        ids = _entity_ids(table, id_col, dup, problems)
+        _check_utf8(table, problems)
+        _check_text(table, kind, problems)
+        if kind == "pins":
+            _check_images(
+                table,
+                problems,
+                image_root=image_root,
+                allow_absolute_paths=allow_absolute_paths,
+                image_check=image_check,
+                workers=workers,
+                progress=progress,
+            )
+        # every id a row owns (even a rejected row) is known; only kept rows are usable
+        kept[kind] = {}
+        for i, key in enumerate(ids):
+            if key is not None and key not in kept[kind]:
+                kept[kind][key] = i not in problems
+        frames[kind] = _frame(table, kind, problems, {id_col: ids})
+        report.good[table.file] = len(frames[kind])
+        report.rejects += _report_rows(table, problems, ids)
+
+    problems = _Problems()
+    pin_ids, board_ids = _check_edges(edges, kept["pins"], kept["boards"], problems)
+    frames["edges"] = _frame(edges, "edges", problems, {"pin_id": pin_ids, "board_id": board_ids})
+    report.good[edges.file] = len(frames["edges"])
+    edge_ids = [f"{p} -> {b}" if p is not None and b is not None else None for p, b in zip(pin_ids, board_ids, strict=True)]
+    report.rejects += _report_rows(edges, problems, edge_ids)
+    return frames, report

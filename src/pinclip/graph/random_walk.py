@@ -1,0 +1,172 @@
+"""PinSage-style importance neighbors: random walks with restart, top-K pins by visit count.
+
+From every source pin, ``n_walks`` walkers take ``walk_length`` steps each. A step is one
+co-board hop (pin → board, large boards down-weighted → another pin of that board, see
+:mod:`pinclip.graph.samplers`); the pin reached is counted as a visit of the source (the
+source itself is never counted). After each step a walker jumps back to its source with
+probability ``restart_prob``, which keeps the walk local. The ``top_k`` most visited pins
+are the source's neighbors and their visit counts its importance weights.
+
+All walkers of a chunk of sources move together as numpy arrays, one step at a time, and
+visits are counted by sorting integer keys, so time and memory are linear in
+``n_pins * n_walks * walk_length`` (plus the graph), never in pins².
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .bipartite import PinBoardGraph
+from .cache import NeighborCache
+from .neighbors import NeighborLists
+from .samplers import DEFAULT_ALPHA, CoBoardSampler
+
+ALGORITHM = "random_walk_v1"
+
+
+def _top_k_of_chunk(
+    sampler: CoBoardSampler,
+    sources: np.ndarray,
+    *,
+    top_k: int,
+    n_walks: int,
+    walk_length: int,
+    restart_prob: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source, neighbor, count) triples of the top-K visited pins of each source."""
+    n_pins = sampler.graph.n_pins
+    n_src, per_src = len(sources), n_walks * walk_length
+    home = np.repeat(sources, n_walks)  # walker w belongs to source w // n_walks
+    cur = home.copy()
+    index_type = np.int32 if n_pins < 2**31 else np.int64  # halves the sort's memory traffic
+    visits = np.empty((walk_length, len(home)), dtype=index_type)
+    for step in range(walk_length):
+        nxt = sampler.sample(cur, rng)
+        visits[step] = np.where((nxt >= 0) & (nxt != home), nxt, -1)  # -1: not counted
+        restart = (rng.random(len(home)) < restart_prob) | (nxt < 0)
+        cur = np.where(restart, home, nxt)
+    # one row per source holding all its visits; sorting rows groups equal pins together
+    rows = np.sort(
+        visits.reshape(walk_length, n_src, n_walks).transpose(1, 0, 2).reshape(n_src, per_src),
+        axis=1,
+    )
+    is_start = np.ones_like(rows, dtype=bool)
+    is_start[:, 1:] = rows[:, 1:] != rows[:, :-1]
+    first = np.flatnonzero(is_start)
+    counts = np.diff(first, append=rows.size)
+    pins, src_local = rows.ravel()[first].astype(np.int64), first // per_src
+    counted = pins >= 0
+    pins, src_local, counts = pins[counted], src_local[counted], counts[counted]
+    # order by (source, count desc, pin asc) with one integer sort key
+    key = (src_local * (per_src + 1) + (per_src - counts)) * n_pins + pins
+    key.sort()
+    src_local, rest = np.divmod(key, (per_src + 1) * n_pins)
+    inv_count, pins = np.divmod(rest, n_pins)
+    group_start = np.flatnonzero(np.diff(src_local, prepend=-1))
+    rank = np.arange(len(key)) - np.repeat(group_start, np.diff(group_start, append=len(key)))
+    keep = rank < top_k
+    return sources[src_local[keep]], pins[keep], per_src - inv_count[keep]
+
+
+def compute_random_walk_neighbors(
+    graph: PinBoardGraph,
+    *,
+    top_k: int = 32,
+    n_walks: int = 64,
+    walk_length: int = 4,
+    restart_prob: float = 0.3,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    chunk_steps: int = 1 << 21,
+    progress: bool = False,
+) -> NeighborLists:
+    """Run the walks for every pin of ``graph`` (no cache); see the module docstring.
+
+    ``chunk_steps`` bounds the walker-steps simulated at once (memory ≈ 60 bytes each).
+    """
+    if top_k < 1 or n_walks < 1 or walk_length < 1:
+        raise ValueError("top_k, n_walks and walk_length must all be >= 1")
+    if not 0.0 <= restart_prob <= 1.0:
+        raise ValueError(f"restart_prob must be in [0, 1], got {restart_prob}")
+    params = dict(
+        algorithm=ALGORITHM,
+        top_k=top_k,
+        n_walks=n_walks,
+        walk_length=walk_length,
+        restart_prob=restart_prob,
+        alpha=alpha,
+        seed=seed,
+        chunk_steps=chunk_steps,
+    )
+    sampler = CoBoardSampler(graph, alpha=alpha, seed=seed)
+    # sources with no co-board neighbor get an empty list without walking
+    sources_all = np.flatnonzero(sampler.has_neighbor(np.arange(graph.n_pins)))
+    per_chunk = max(1, chunk_steps // (n_walks * walk_length))
+    starts = range(0, len(sources_all), per_chunk)
+    if progress:
+        from rich.progress import track
+
+        starts = track(starts, description="random walks", total=len(starts))
+    parts = []
+    for i, start in enumerate(starts):
+        rng = np.random.default_rng([seed, i])
+        parts.append(
+            _top_k_of_chunk(
+                sampler,
+                sources_all[start : start + per_chunk],
+                top_k=top_k,
+                n_walks=n_walks,
+                walk_length=walk_length,
+                restart_prob=restart_prob,
+                rng=rng,
+            )
+        )
+    src = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+    nbr = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+    cnt = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
+    indptr = np.zeros(graph.n_pins + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=graph.n_pins), out=indptr[1:])
+    return NeighborLists(indptr, nbr.astype(np.int32), cnt.astype(np.int32), params=params)
+
+
+def random_walk_neighbors(
+    graph: PinBoardGraph,
+    *,
+    top_k: int = 32,
+    n_walks: int = 64,
+    walk_length: int = 4,
+    restart_prob: float = 0.3,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    chunk_steps: int = 1 << 21,
+    cache: NeighborCache | str | Path | None = None,
+    progress: bool = False,
+) -> NeighborLists:
+    """Importance neighbors of every pin, loaded from ``cache`` when already computed.
+
+    Pass the *training* graph (``split.train_graph``) so held-out pins never leak in.
+    With a cache the result is memory-mapped from disk.
+    """
+    kwargs = dict(
+        top_k=top_k,
+        n_walks=n_walks,
+        walk_length=walk_length,
+        restart_prob=restart_prob,
+        alpha=alpha,
+        seed=seed,
+        chunk_steps=chunk_steps,
+    )
+    if cache is None:
+        return compute_random_walk_neighbors(graph, progress=progress, **kwargs)
+    if not isinstance(cache, NeighborCache):
+        cache = NeighborCache(cache)
+    params = dict(algorithm=ALGORITHM, **kwargs)
+    return cache.get_or_compute(
+        "rw",
+        graph,
+        params,
+        lambda: compute_random_walk_neighbors(graph, progress=progress, **kwargs),
+    )

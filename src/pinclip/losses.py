@@ -1,0 +1,301 @@
+"""PinCLIP objectives: L = L_it + a·L_fuse + λ·L_nbr (DESIGN.md §5, math in docs/objectives.md).
+
+Every term is a contrastive loss between two embedding sets over in-batch candidates:
+- ``it``:   image ↔ text of the same pin (CLIP).
+- ``fuse``: fused pin ↔ its own image, and fused pin ↔ its own text.
+- ``nbr``:  anchor {pin, image, text} ↔ the pin embedding of its sampled board neighbor.
+
+Each term is averaged over Matryoshka prefixes and, under DDP, scores this rank's rows against
+every rank's columns (features gathered with gradient), scaled so DDP's gradient averaging gives
+exactly the one-process gradient of the global-batch loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pinclip.distributed import (
+    all_gather_no_grad,
+    all_gather_with_grad,
+    get_rank,
+    get_world_size,
+)
+
+__all__ = [
+    "NBR_TERMS",
+    "Embeddings",
+    "LossConfig",
+    "contrastive_logits",
+    "pinclip_loss",
+]
+
+NBR_TERMS = ("pin_pin", "image_pin", "text_pin")
+MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
+
+
+class Embeddings(Protocol):
+    """What the loss reads from a model output (pinclip.model.PinCLIPOutput fits)."""
+
+    image_emb: Tensor | None
+    text_emb: Tensor | None
+    pin_emb: Tensor | None
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and options of the PinCLIP objective. ``nbr_weight=0`` is plain CLIP (+ fusion)."""
+
+    kind: Literal["infonce", "siglip"] = "infonce"
+    fuse_weight: float = 0.5
+    nbr_weight: float = 1.0
+    nbr_terms: tuple[str, ...] = NBR_TERMS
+    logq: bool = False
+    matryoshka_dims: tuple[int, ...] = (64, 128, 256)  # () = the full dimension only
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("infonce", "siglip"):
+            raise ValueError(f"LossConfig.kind must be 'infonce' or 'siglip', got {self.kind!r}")
+        if self.fuse_weight < 0 or self.nbr_weight < 0:
+            raise ValueError("LossConfig.fuse_weight and nbr_weight must be >= 0")
+        unknown = set(self.nbr_terms) - set(NBR_TERMS)
+        if unknown:
+            raise ValueError(f"LossConfig.nbr_terms: unknown {sorted(unknown)}; use {NBR_TERMS}")
+        if any(d <= 0 for d in self.matryoshka_dims):
+            raise ValueError("LossConfig.matryoshka_dims must be positive")
+
+
+def contrastive_logits(
+    q: Tensor,
+    k: Tensor,
+    logit_scale: Tensor,
+    *,
+    logit_bias: Tensor | None = None,
+    exclude: Tensor | None = None,
+    log_q: Tensor | None = None,
+) -> Tensor:
+    """Logits ``exp(s)·q·kᵀ (+ b) - log_q[j]``, excluded pairs set to -inf.
+
+    This is exactly what the losses score (public so diagnostics and tests can see it).
+    ``exclude`` [Bq, Bk] marks pairs that are neither positive nor negative; ``log_q`` [Bk] is the
+    log sampling probability of candidate j (sampled-softmax / logQ correction, Yi et al. 2019).
+    """
+    logits = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * (q @ k.T)
+    if logit_bias is not None:
+        logits = logits + logit_bias
+    if log_q is not None:
+        logits = logits - log_q[None, :]
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
+    return logits
+
+
+def _direction(
+    q: Tensor,
+    k: Tensor,
+    pos: Tensor,
+    exclude: Tensor,
+    rows: Tensor,
+    *,
+    logit_scale: Tensor,
+    logit_bias: Tensor | None,
+    kind: str,
+    log_q: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """Summed loss and top-1 hits of local queries ``q`` [b, d] against all keys ``k`` [N, d].
+
+    ``pos`` [b] is each row's positive column; ``exclude`` [b, N] (positives already cleared);
+    ``rows`` [b] the rows that count.
+    """
+    if kind == "infonce":
+        logits = contrastive_logits(q, k, logit_scale, exclude=exclude, log_q=log_q)
+        per_row = F.cross_entropy(logits, pos, reduction="none")
+    else:  # SigLIP: independent binary decisions; excluded pairs dropped from the sum
+        logits = contrastive_logits(q, k, logit_scale, logit_bias=logit_bias, log_q=log_q)
+        labels = -torch.ones_like(logits)
+        labels[torch.arange(len(pos), device=q.device), pos] = 1.0
+        per_pair = -F.logsigmoid(labels * logits).masked_fill(exclude, 0.0)
+        per_row = per_pair.sum(dim=1)
+        logits = logits.masked_fill(exclude, float("-inf"))
+    hits = (logits.argmax(dim=1) == pos) & rows
+    return torch.where(rows, per_row, torch.zeros_like(per_row)).sum(), hits.sum()
+
+
+def _term(
+    a: Tensor,
+    b: Tensor,
+    *,
+    exclude: Tensor,
+    valid: Tensor,
+    dims: tuple[int, ...],
+    logit_scale: Tensor,
+    logit_bias: Tensor | None,
+    kind: str,
+    log_q_b: Tensor | None,
+) -> tuple[Tensor, float]:
+    """Symmetric contrastive loss of gathered ``a`` [N, D] ↔ ``b`` [N, D] (row i ↔ row i positive),
+    for this rank's rows, averaged over Matryoshka prefixes. Returns (loss, local top-1 of a→b).
+
+    ``exclude`` [N, N]: pair (a_i, b_j) is not a negative. ``valid`` [N]: rows that exist.
+    ``log_q_b`` [N]: logQ of b's rows, applied where b are the candidates (a→b).
+    """
+    n_all, world, rank = a.shape[0], get_world_size(), get_rank()
+    local = n_all // world
+    lo, hi = rank * local, (rank + 1) * local
+    dev = a.device
+    pos = torch.arange(lo, hi, device=dev)
+    is_pos = pos[:, None] == torch.arange(n_all, device=dev)[None, :]
+    ex_ab = (exclude[lo:hi] | ~valid[None, :]) & ~is_pos
+    ex_ba = (exclude.T[lo:hi] | ~valid[None, :]) & ~is_pos
+    rows = valid[lo:hi]
+    # mean over the global batch: this rank's sum / (global count / world); DDP then averages
+    denom = valid.sum().clamp(min=1).to(a.dtype) / world
+    kw = dict(logit_scale=logit_scale, logit_bias=logit_bias, kind=kind)
+
+    total = a.new_zeros(())
+    for d in dims:  # ascending: the hits kept are those of the largest prefix
+        ad, bd = F.normalize(a[:, :d], dim=-1), F.normalize(b[:, :d], dim=-1)
+        loss, hits = _direction(ad[lo:hi], bd, pos, ex_ab, rows, log_q=log_q_b, **kw)
+        if kind == "infonce":  # the reverse direction; candidates a are not popularity-sampled
+            loss_ba, _ = _direction(bd[lo:hi], ad, pos, ex_ba, rows, log_q=None, **kw)
+            loss = (loss + loss_ba) / 2
+        total = total + loss / denom
+    return total / len(dims), hits.item() / max(int(rows.sum()), 1)
+
+
+def _as_tensor(x, name: str, shape: tuple[int, ...], dtype: torch.dtype, device) -> Tensor:
+    t = torch.as_tensor(x, device=device)
+    if tuple(t.shape) != shape:
+        raise ValueError(
+            f"pinclip_loss: {name} has shape {tuple(t.shape)}, expected {shape} "
+            "(this rank's rows; co_board columns span every rank's neighbors)"
+        )
+    return t.to(dtype)
+
+
+def _emb(obj: Embeddings, field: str, who: str) -> Tensor:
+    t = getattr(obj, field, None)
+    if t is None:
+        raise ValueError(f"pinclip_loss: {who}.{field} is missing; the configured terms need it")
+    if t.ndim != 2:
+        raise ValueError(f"pinclip_loss: {who}.{field} must be [batch, dim], got {tuple(t.shape)}")
+    return t
+
+
+def pinclip_loss(
+    anchor: Embeddings,
+    neighbor: Embeddings | None = None,
+    *,
+    logit_scale: Tensor,
+    logit_bias: Tensor | None = None,
+    cfg: LossConfig | None = None,
+    co_board: Tensor | np.ndarray | None = None,
+    dup_ids: Tensor | np.ndarray | None = None,
+    log_q: Tensor | np.ndarray | None = None,
+    has_neighbor: Tensor | np.ndarray | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """The PinCLIP loss for this rank's batch; returns (total, float parts for logging).
+
+    anchor / neighbor: objects with ``.image_emb``, ``.text_emb``, ``.pin_emb`` [B, D], row i of
+    ``neighbor`` being the sampled board neighbor of anchor i (only ``pin_emb`` is read from it).
+    logit_scale: log of the inverse temperature (clamped at log 100); logit_bias: SigLIP's bias.
+    co_board: bool [B, B·world], True where local anchor i and neighbor j (of any rank, rank order)
+        share a board: j is then no negative for i. Diagonal ignored.
+    dup_ids: int [B], equal ids mark duplicate content: never each other's negatives.
+    log_q: float [B], log sampling probability of each neighbor (used when ``cfg.logq``).
+    has_neighbor: bool [B], False for anchors without a neighbor (skipped by L_nbr).
+    Under DDP all of these are this rank's rows and must have the same B on every rank.
+    """
+    cfg = cfg or LossConfig()
+    if cfg.kind == "siglip" and logit_bias is None:
+        raise ValueError("pinclip_loss: kind='siglip' needs logit_bias (the model's SigLIP bias)")
+    use_nbr = cfg.nbr_weight > 0 and len(cfg.nbr_terms) > 0
+    if use_nbr and neighbor is None:
+        raise ValueError("pinclip_loss: nbr_weight > 0 needs neighbor embeddings (or set it to 0)")
+
+    image, text = _emb(anchor, "image_emb", "anchor"), _emb(anchor, "text_emb", "anchor")
+    b, dim = image.shape
+    dev = image.device
+    if text.shape != image.shape:
+        raise ValueError(
+            f"pinclip_loss: anchor text_emb {tuple(text.shape)} != image_emb {(b, dim)}"
+        )
+    dims = tuple(sorted(set(cfg.matryoshka_dims))) or (dim,)
+    if dims[-1] > dim:
+        raise ValueError(
+            f"pinclip_loss: matryoshka_dims {dims} exceed the embedding dim {dim}; "
+            "set LossConfig.matryoshka_dims to the model's config.matryoshka_dims"
+        )
+    world = get_world_size()
+    n_all = b * world
+
+    if dup_ids is None:
+        same = torch.zeros(n_all, n_all, dtype=torch.bool, device=dev)
+    else:
+        ids = all_gather_no_grad(_as_tensor(dup_ids, "dup_ids", (b,), torch.long, dev))
+        same = ids[:, None] == ids[None, :]
+    all_rows = torch.ones(n_all, dtype=torch.bool, device=dev)
+    term = dict(
+        dims=dims, logit_scale=logit_scale, logit_bias=logit_bias, kind=cfg.kind, log_q_b=None
+    )
+
+    image_all, text_all = all_gather_with_grad(image), all_gather_with_grad(text)
+    loss_it, acc_it = _term(image_all, text_all, exclude=same, valid=all_rows, **term)
+    total = loss_it
+    parts = {"it": loss_it.item(), "it_acc": acc_it}
+
+    gathered = {"image_emb": image_all, "text_emb": text_all}
+    if cfg.fuse_weight > 0 or (use_nbr and "pin_pin" in cfg.nbr_terms):
+        gathered["pin_emb"] = all_gather_with_grad(_emb(anchor, "pin_emb", "anchor"))
+        if gathered["pin_emb"].shape != image_all.shape:
+            raise ValueError("pinclip_loss: anchor pin_emb and image_emb shapes differ")
+
+    if cfg.fuse_weight > 0:
+        pin_all = gathered["pin_emb"]
+        l_pi, _ = _term(pin_all, image_all, exclude=same, valid=all_rows, **term)
+        l_pt, _ = _term(pin_all, text_all, exclude=same, valid=all_rows, **term)
+        loss_fuse = (l_pi + l_pt) / 2
+        total = total + cfg.fuse_weight * loss_fuse
+        parts["fuse"] = loss_fuse.item()
+
+    if use_nbr:
+        assert neighbor is not None
+        nbr_pin = _emb(neighbor, "pin_emb", "neighbor")
+        if nbr_pin.shape != (b, dim):
+            raise ValueError(f"pinclip_loss: neighbor.pin_emb {tuple(nbr_pin.shape)} != {(b, dim)}")
+        if co_board is None:
+            co = torch.zeros(n_all, n_all, dtype=torch.bool, device=dev)
+        else:
+            co = all_gather_no_grad(_as_tensor(co_board, "co_board", (b, n_all), torch.bool, dev))
+        valid = all_rows
+        if has_neighbor is not None:
+            valid = all_gather_no_grad(
+                _as_tensor(has_neighbor, "has_neighbor", (b,), torch.bool, dev)
+            )
+        lq = None
+        if cfg.logq:
+            if log_q is None:
+                raise ValueError("pinclip_loss: cfg.logq=True needs log_q (log sampling prob.)")
+            lq = all_gather_no_grad(_as_tensor(log_q, "log_q", (b,), image.dtype, dev))
+        nbr_all = all_gather_with_grad(nbr_pin)
+        sources = {"pin_pin": "pin_emb", "image_pin": "image_emb", "text_pin": "text_emb"}
+        losses = []
+        nbr_term = {**term, "log_q_b": lq}
+        for name in cfg.nbr_terms:
+            src = gathered[sources[name]]
+            loss, acc = _term(src, nbr_all, exclude=co, valid=valid, **nbr_term)
+            losses.append(loss)
+            parts[f"nbr_{name}_acc"] = acc
+        loss_nbr = torch.stack(losses).mean()
+        total = total + cfg.nbr_weight * loss_nbr
+        parts["nbr"] = loss_nbr.item()
+
+    parts["loss"] = total.item()
+    parts["logit_scale"] = logit_scale.detach().clamp(max=MAX_LOGIT_SCALE).exp().item()
+    return total, parts

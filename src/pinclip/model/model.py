@@ -1,0 +1,230 @@
+"""PinCLIP: image tower + text tower + fusion + heads, with save/load and preprocessing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from ._registry import preset_config
+from .config import PinCLIPConfig
+from .fusion import Fusion
+from .heads import EmbeddingHead
+from .image_tower import ImageTower
+from .pretrained import load_stem_weights
+from .text_tower import HFTextEncoder, TextTower, build_tokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TEXT_ENCODER_DIR = "text_encoder"
+FORMAT = "pinclip-model/1"
+
+
+@dataclass
+class PinCLIPOutput:
+    """Embeddings are L2-normalised [B, D]; a modality not given yields None."""
+
+    image_emb: torch.Tensor | None
+    text_emb: torch.Tensor | None
+    pin_emb: torch.Tensor
+    image_tokens: torch.Tensor | None  # [B, 1+N, W], CLS first
+    text_tokens: torch.Tensor | None  # [B, L, W]
+    text_mask: torch.Tensor | None  # [B, L], 1 = real token
+
+
+class PinCLIP(nn.Module):
+    """The PinCLIP model. Build with `from_preset`, `from_pretrained` or a `PinCLIPConfig`."""
+
+    def __init__(
+        self,
+        config: PinCLIPConfig,
+        *,
+        load_pretrained: bool = True,
+        seed: int = 0,
+        text_source: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        ic = config.image
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # same config + seed => same initial weights
+            self.tokenizer = build_tokenizer(config, text_source)
+            self.image = ImageTower(
+                config, pretrained_online=load_pretrained and ic.pretrained == "timm"
+            )
+            if load_pretrained and ic.pretrained not in (None, "timm"):
+                load_stem_weights(self.image.stem, ic.stem, ic.pretrained)
+            self.text = TextTower(
+                config, self.tokenizer, load_weights=load_pretrained, source=text_source
+            )
+            self.fusion = Fusion(config)
+            self.image_head = EmbeddingHead(config.width, config.embed_dim)
+            self.text_head = EmbeddingHead(config.width, config.embed_dim)
+            self.pin_head = EmbeddingHead(config.width, config.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        self.logit_bias = nn.Parameter(torch.tensor(float(config.logit_bias_init)))
+        self.image.stem.requires_grad_(not config.freeze_stem)
+        self.text.encoder.requires_grad_(not config.freeze_text_encoder)
+        self.train()
+
+    # ----- construction -------------------------------------------------------------------
+    @classmethod
+    def from_preset(
+        cls, name: str, *, pretrained: bool = True, seed: int = 0, **overrides: Any
+    ) -> PinCLIP:
+        """Build a preset (`list_presets()`); overrides are dotted keys, e.g. `**{"image.depth": 4}`."""
+        return cls(preset_config(name, **overrides), load_pretrained=pretrained, seed=seed)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> PinCLIP:
+        """Load what `save_pretrained` wrote; needs no pretrained-weights package."""
+        directory = Path(directory)
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{directory / name} not found: pass a directory written by save_pretrained"
+                )
+        data = json.loads((directory / CONFIG_FILE).read_text())
+        if data.pop("format", None) != FORMAT:
+            raise ValueError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
+        config = PinCLIPConfig.from_dict(data)
+        text_dir = directory / TEXT_ENCODER_DIR
+        model = cls(
+            config, load_pretrained=False, text_source=text_dir if text_dir.is_dir() else None
+        )
+        load_model(model, str(directory / WEIGHTS_FILE), strict=True)
+        return model
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.json + model.safetensors (+ the text encoder's HF config and tokenizer)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {"format": FORMAT, **self.config.to_dict()}
+        (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        save_model(self, str(directory / WEIGHTS_FILE))
+        if isinstance(self.text.encoder, HFTextEncoder):
+            self.text.encoder.model.config.save_pretrained(directory / TEXT_ENCODER_DIR)
+            self.tokenizer.save_pretrained(directory / TEXT_ENCODER_DIR)
+        return directory
+
+    # ----- preprocessing ------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenize texts for `forward(text=...)`: input_ids and attention_mask [B, L]."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("tokenize expects a list of strings")
+        enc = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.text.max_length,
+            return_tensors="pt",
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def image_transform(self, train: bool = False) -> Callable[[Any], torch.Tensor]:
+        """PIL RGB image -> normalised tensor [3, S, S]; `train` adds augmentation."""
+        from timm.data import create_transform
+
+        ic = self.config.image
+        return create_transform(
+            input_size=(3, ic.image_size, ic.image_size),
+            is_training=train,
+            mean=ic.mean,
+            std=ic.std,
+            crop_pct=ic.crop_pct,
+            interpolation="bicubic",
+            scale=(0.5, 1.0),
+            hflip=0.5,
+            color_jitter=0.2,
+        )
+
+    # ----- frozen parts (what a feature cache stores) -------------------------------------
+    def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's stride-16/32 maps; without autograd when the stem is frozen."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_stem):
+            return self.image.stem_features(images)
+
+    def text_encoder_states(self, text: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The text encoder's token states; without autograd when it is frozen."""
+        frozen = self.config.freeze_text_encoder
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            return self.text.encoder_states(text)
+
+    def train(self, mode: bool = True) -> PinCLIP:
+        """Frozen parts stay in eval mode (fixed BatchNorm statistics, no dropout)."""
+        super().train(mode)
+        if self.config.freeze_stem:
+            self.image.stem.eval()
+        if self.config.freeze_text_encoder:
+            self.text.encoder.eval()
+        return self
+
+    # ----- forward ------------------------------------------------------------------------
+    def forward(
+        self,
+        images: torch.Tensor | None = None,
+        text: dict[str, torch.Tensor] | None = None,
+        *,
+        image_features: list[torch.Tensor] | None = None,
+        text_states: dict[str, torch.Tensor] | None = None,
+    ) -> PinCLIPOutput:
+        """Embed images and/or text; cached `image_features` / `text_states` skip the frozen parts."""
+        has_image = images is not None or image_features is not None
+        has_text = text is not None or text_states is not None
+        if not (has_image or has_text):
+            raise ValueError("PinCLIP.forward needs images (or image_features), text, or both")
+        img = txt = None
+        if has_image:
+            if image_features is None:
+                image_features = self.stem_features(images)
+            img = self.image(features=image_features)
+        if has_text:
+            if text_states is None:
+                text_states = self.text_encoder_states(text)
+            txt = self.text(states=text_states)
+        fused = self.fusion(
+            image_patches=img.patches if img else None,
+            image_levels=img.levels if img else None,
+            text_states=txt.states if txt else None,
+            text_mask=txt.mask if txt else None,
+        )
+        return PinCLIPOutput(
+            image_emb=self.image_head(img.pooled) if img else None,
+            text_emb=self.text_head(txt.pooled) if txt else None,
+            pin_emb=self.pin_head(fused),
+            image_tokens=img.states if img else None,
+            text_tokens=txt.states if txt else None,
+            text_mask=txt.mask if txt else None,
+        )
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def create_model(name: str, *, pretrained: bool = True, seed: int = 0, **overrides: Any) -> PinCLIP:
+    """timm-style alias of `PinCLIP.from_preset`."""
+    return PinCLIP.from_preset(name, pretrained=pretrained, seed=seed, **overrides)
+
+
+def preset_info(name: str) -> dict[str, Any]:
+    """A preset's headline numbers (parameter counts need a build; weights are not loaded)."""
+    model = PinCLIP.from_preset(name, pretrained=False)
+    cfg = model.config
+    return {
+        "name": name,
+        "parameters": model.num_parameters(),
+        "trainable": model.num_parameters(trainable_only=True),
+        "width": cfg.width,
+        "embed_dim": cfg.embed_dim,
+        "image_size": cfg.image.image_size,
+        "stem": cfg.image.stem,
+        "stem_pretrained": cfg.image.pretrained,
+        "text_encoder": cfg.text.encoder,
+        "layers": f"{cfg.image.depth}/{cfg.text.depth}/{cfg.fusion.depth}",
+    }

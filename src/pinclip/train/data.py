@@ -1,0 +1,132 @@
+"""From a catalog on disk to training batches: graph, split, neighbor sampler, batch plan.
+
+Every random choice of the data pipeline is a pure function of (seed, epoch, step), so
+the "sampler state" of a checkpoint is just the step number: a resumed run draws the
+same anchors and neighbors as an uninterrupted one, on any number of ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from pinclip.data.catalog import Catalog, CatalogError, read_catalog
+from pinclip.graph import CoBoardSampler, PinBoardGraph, Split, random_walk_neighbors, split_pins
+
+from .config import DataConfig
+
+
+@dataclass
+class TrainingData:
+    """A validated catalog with its graph, split and neighbor sampler."""
+
+    catalog: Catalog
+    graph: PinBoardGraph  # the full graph: ground truth for evaluation
+    split: Split
+    sampler: object  # CoBoardSampler or NeighborLists: .sample(pins, rng) -> idx or -1
+    texts: list[str]
+    dup_ids: np.ndarray  # equal ids: the same content (skin-tone variants), never negatives
+    log_q: np.ndarray  # log popularity of each pin as a sampled neighbor (logQ correction)
+    n_rejected: int
+
+    @property
+    def n_pins(self) -> int:
+        return self.graph.n_pins
+
+
+def pin_texts(catalog: Catalog) -> list[str]:
+    """Title and description joined: what the text tower reads for a pin."""
+    pins = catalog.pins
+    titles = pins["title"].fillna("").astype(str)
+    if "description" in pins:
+        desc = pins["description"].fillna("").astype(str)
+    else:
+        desc = titles.map(lambda _: "")
+    return [f"{t}. {d}".strip(". ") if d else t for t, d in zip(titles, desc, strict=True)]
+
+
+def _build_catalog(builder: str, root: Path, console: Console) -> None:
+    if builder == "emoji":
+        from pinclip.data.builders.emoji import build_emoji_catalog
+
+        console.print(f"[bold]catalog {root} is missing: building the emoji catalog[/]")
+        build_emoji_catalog(root)
+    else:
+        raise CatalogError(
+            f"{root}: no such catalog, and data.build_if_missing={builder!r} is not a builder "
+            "that needs no arguments; build it with `pinclip catalog build …` first"
+        )
+
+
+def load_training_data(cfg: DataConfig, *, run_dir: Path | None = None, console: Console | None = None) -> TrainingData:
+    """Read (or build) the catalog, drop rejected rows with a count, split, set up neighbors."""
+    console = console or Console(stderr=True)
+    root = Path(cfg.catalog)
+    if not root.is_dir():
+        if not cfg.build_if_missing:
+            raise CatalogError(
+                f"{root}: no such catalog directory; build one with "
+                f"`pinclip catalog build emoji {root}` or set data.catalog=PATH"
+            )
+        _build_catalog(cfg.build_if_missing, root, console)
+    catalog, report = read_catalog(root, check_images=cfg.check_images, progress=console.is_terminal)
+    n_rejected = len(report.rejects)
+    if n_rejected:
+        where = (run_dir or root) / "rejects.jsonl"
+        report.write_jsonl(where)
+        console.print(f"[yellow]skipped {n_rejected} rejected catalog rows (listed in {where}); training on the good rows[/]")
+    graph = PinBoardGraph.from_catalog(catalog)
+    split = split_pins(graph, cold_frac=cfg.cold_frac, val_frac=cfg.val_frac, seed=cfg.split_seed)
+    train_graph = split.train_graph
+    if cfg.sampler == "coboard":
+        sampler = CoBoardSampler(train_graph, seed=cfg.split_seed)
+    elif cfg.sampler == "random_walk":
+        sampler = random_walk_neighbors(
+            train_graph,
+            top_k=cfg.walk_top_k,
+            n_walks=cfg.walk_count,
+            walk_length=cfg.walk_length,
+            restart_prob=cfg.walk_restart,
+            seed=cfg.split_seed,
+            cache=Path(cfg.cache_dir) / "neighbors",
+        )
+    else:
+        raise ValueError(f"data.sampler={cfg.sampler!r}: use 'coboard' or 'random_walk'")
+    degree = np.asarray(train_graph.pin_degree, dtype=np.float64) + 1.0
+    log_q = np.log(degree / degree.sum()).astype(np.float32)
+    if "duplicate_of" in catalog.pins:
+        base = catalog.pins["duplicate_of"].fillna(catalog.pins["pin_id"]).astype(str)
+        dup_ids = base.astype("category").cat.codes.to_numpy(np.int64)
+    else:
+        dup_ids = np.arange(graph.n_pins, dtype=np.int64)
+    return TrainingData(catalog, graph, split, sampler, pin_texts(catalog), dup_ids, log_q, n_rejected)
+
+
+@dataclass
+class BatchPlan:
+    """Which anchors and neighbors make global step `step`, and this rank's share of them."""
+
+    anchors: np.ndarray  # warm pin indices that are anchors, in epoch order
+    batch_size: int  # global batch
+    seed: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(len(self.anchors) // self.batch_size, 1)
+
+    def global_batch(self, step: int, data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
+        """(anchor idx, neighbor idx or -1) for a step: a pure function of (seed, step)."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.seed, epoch, 0]).permutation(self.anchors)
+        anchors = order[pos * self.batch_size : (pos + 1) * self.batch_size]
+        neighbors = data.sampler.sample(anchors, np.random.default_rng([self.seed, step, 1]))
+        return anchors, np.asarray(neighbors, dtype=np.int64)
+
+
+def rank_slice(x: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This rank's contiguous share of a global batch (the distributed sampler)."""
+    per = len(x) // world
+    return x[rank * per : (rank + 1) * per]

@@ -1,0 +1,297 @@
+"""The training recipe: one readable loop, one process or `torchrun --nproc_per_node N`.
+
+    pinclip train --config configs/emoji-small.yaml optim.lr=1e-3
+
+Each step draws a global batch of warm anchors with one sampled board neighbor each
+(`train.data`), embeds anchors and neighbors in a single forward, and applies
+`pinclip.losses.pinclip_loss`. Resume is exact: model, optimizer, scheduler, RNG and the
+step (which fixes the data order) are in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pinclip.losses import LossConfig, pinclip_loss
+from pinclip.model import PinCLIP
+
+from .checkpoint import load_latest_checkpoint, save_checkpoint
+from .config import TrainConfig, save_config
+from .data import BatchPlan, TrainingData, load_training_data, rank_slice
+from .features import PinInputs
+from .validate import related_pins_recall
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (e.g. a NaN loss); the message says what to try."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    best_val_recall: float
+    final_loss: float
+    seconds: float
+
+
+def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int):
+    warm, floor = cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min((step - warm) / max(total_steps - warm, 1), 1.0)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _loss_config(cfg: TrainConfig, model: PinCLIP) -> LossConfig:
+    s = cfg.loss
+    return LossConfig(
+        kind=s.kind,
+        fuse_weight=s.fuse_weight,
+        nbr_weight=s.nbr_weight,
+        nbr_terms=tuple(s.nbr_terms),
+        logq=s.logq,
+        matryoshka_dims=tuple(s.matryoshka_dims or model.config.matryoshka_dims),
+    )
+
+
+def build_model(cfg: TrainConfig) -> PinCLIP:
+    """The preset with config overrides; the loss's unused temperature/bias is frozen."""
+    torch.manual_seed(cfg.seed)
+    model = PinCLIP.from_preset(cfg.model.preset, seed=cfg.seed, **dict(cfg.model.overrides))
+    model.logit_bias.requires_grad_(cfg.loss.kind == "siglip")
+    return model
+
+
+def _step_loss(
+    model: torch.nn.Module,
+    inputs: PinInputs,
+    data: TrainingData,
+    anchors: np.ndarray,
+    neighbors: np.ndarray,
+    loss_cfg: LossConfig,
+    all_neighbors: np.ndarray,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    has_nbr = neighbors >= 0
+    nbr_or_self = np.where(has_nbr, neighbors, anchors)
+    out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self])))
+    b = len(anchors)
+    anchor = _Rows(out, slice(0, b))
+    neighbor = _Rows(out, slice(b, 2 * b))
+    co_board = data.split.train_graph.co_board_mask(anchors, np.where(all_neighbors >= 0, all_neighbors, 0))
+    co_board &= (all_neighbors >= 0)[None, :]
+    core = model.module if hasattr(model, "module") else model
+    return pinclip_loss(
+        anchor,
+        neighbor if loss_cfg.nbr_weight > 0 else None,
+        logit_scale=core.logit_scale,
+        logit_bias=core.logit_bias,
+        cfg=loss_cfg,
+        co_board=torch.as_tensor(co_board),
+        dup_ids=torch.as_tensor(data.dup_ids[anchors]),
+        log_q=torch.as_tensor(data.log_q[nbr_or_self]),
+        has_neighbor=torch.as_tensor(has_nbr),
+    )
+
+
+class _Rows:
+    """A row slice of a PinCLIPOutput (anchors or neighbors of one forward)."""
+
+    def __init__(self, out, rows: slice) -> None:
+        self.image_emb = out.image_emb[rows]
+        self.text_emb = out.text_emb[rows]
+        self.pin_emb = out.pin_emb[rows]
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> RunResult:
+    """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
+    console = console or Console(stderr=True)
+    rank, world, device = _setup_distributed(cfg)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    is_main = rank == 0
+    run_dir = Path(cfg.run_dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    quiet = Console(quiet=True)
+
+    data = load_training_data(cfg.data, run_dir=run_dir, console=console if is_main else quiet)
+    model = build_model(cfg).to(device)
+    inputs = PinInputs.prepare(model, data, cache_dir=Path(cfg.data.cache_dir), device=device,
+                               console=console if is_main else quiet)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
+    plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
+    total = cfg.max_steps or max(cfg.epochs * plan.steps_per_epoch // cfg.optim.accum_steps, 1)
+    val_every = cfg.val_every or plan.steps_per_epoch
+    ckpt_every = cfg.ckpt_every or plan.steps_per_epoch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.optim.lr,
+        betas=(0.9, 0.98),
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
+    step, best = 0, -1.0
+    if resume:
+        state = load_latest_checkpoint(run_dir)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            np.random.set_state(state["rng"]["numpy"])
+            step, best = state["step"], state["best_val_recall"]
+            console.print(f"resumed {run_dir} at step {step}") if is_main else None
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    loss_cfg = _loss_config(cfg, model)
+    use_bf16 = device.type == "cuda"
+    log = _MetricsLog(run_dir, step, enabled=is_main, tensorboard=cfg.tensorboard)
+
+    progress = Progress(
+        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, disable=not is_main,
+    )
+    started, loss_value = time.perf_counter(), float("nan")
+    with progress:
+        task = progress.add_task("train", total=total, completed=step, info="")
+        while step < total:
+            t0 = time.perf_counter()
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            parts: dict[str, float] = {}
+            for micro in range(cfg.optim.accum_steps):
+                anchors, neighbors = plan.global_batch(step * cfg.optim.accum_steps + micro, data)
+                local_a, local_n = rank_slice(anchors, rank, world), rank_slice(neighbors, rank, world)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    loss, parts = _step_loss(ddp, inputs, data, local_a, local_n, loss_cfg, neighbors)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {loss.item()} at step {step}; the last good checkpoint is kept in "
+                        f"{run_dir / 'checkpoints'}. Try a lower optim.lr or optim.grad_clip, then --resume."
+                    )
+                (loss / cfg.optim.accum_steps).backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_value = _mean_over_ranks(loss.detach(), world)
+            rate = cfg.batch_size * cfg.optim.accum_steps / (time.perf_counter() - t0)
+            progress.update(task, completed=step, info=f"loss {loss_value:.3f}  {rate:.0f} samples/s")
+            log.write({"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": float(grad_norm), "samples_per_s": rate, **parts})
+            if step % val_every == 0 or step == total:
+                recall = related_pins_recall(model, inputs, data, data.split.val) if is_main else 0.0
+                log.write({"step": step, "val_recall@10": recall})
+                if is_main and recall > best:
+                    best = recall
+                    model.save_pretrained(run_dir / "best")
+            if is_main and (step % ckpt_every == 0 or step == total):
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": step,
+                         "best_val_recall": best, "config": asdict(cfg)}
+                try:
+                    save_checkpoint(run_dir, step, state, cfg.keep_last)
+                except OSError as err:
+                    console.print(f"[red]checkpoint at step {step} not written ({err}); the previous one is intact[/]")
+            if world > 1:
+                dist.barrier()
+    if world > 1:
+        _check_ranks_in_sync(model)
+    if is_main:
+        model.save_pretrained(run_dir / "final")
+        log.close()
+    return RunResult(run_dir, step, best, loss_value, time.perf_counter() - started)
+
+
+def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
+    if world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return value.item()
+
+
+def _check_ranks_in_sync(model: torch.nn.Module) -> None:
+    """DDP keeps replicas identical; verify it rather than trust it (a cheap checksum)."""
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise TrainingError(f"ranks diverged: parameter checksums {[g.item() for g in gathered]}")
+
+
+class _MetricsLog:
+    """metrics.jsonl (truncated to the resumed step, so a resume never duplicates lines) + TensorBoard."""
+
+    def __init__(self, run_dir: Path, step: int, *, enabled: bool, tensorboard: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        path = run_dir / "metrics.jsonl"
+        kept = []
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+        self.fh = path.open("a")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(run_dir / "tensorboard")
+            except ImportError:
+                pass
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.fh.close()
+            if self.writer is not None:
+                self.writer.close()

@@ -1,0 +1,134 @@
+"""Shapes, unit norms and single-modality calls for every preset; config errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from pinclip.model import PinCLIP, list_presets, matryoshka_slice, preset_config
+
+# Presets with pretrained towers take > 10 s on 2 cores: marked slow (still run in CI).
+PRESETS = [n if n == "tiny" else pytest.param(n, marks=pytest.mark.slow) for n in list_presets()]
+
+
+def test_presets_are_shipped() -> None:
+    assert {"tiny", "small", "base"} <= set(list_presets())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_forward_shapes_and_unit_norms(name: str, preset_model, texts) -> None:
+    model = preset_model(name).eval()
+    cfg = model.config
+    s = cfg.image.image_size
+    images = torch.randn(len(texts), 3, s, s)
+    with torch.no_grad():
+        out = model(images=images, text=model.tokenize(texts))
+    n_patches = (s // 16) ** 2 + (s // 32) ** 2
+    assert out.image_tokens.shape == (3, 1 + n_patches, cfg.width)
+    assert out.text_tokens.shape[:2] == out.text_mask.shape
+    for emb in (out.image_emb, out.text_emb, out.pin_emb):
+        assert emb.shape == (3, cfg.embed_dim)
+        torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    # The fused embedding sees both modalities: it differs from image-only and text-only ones.
+    with torch.no_grad():
+        image_only = model(images=images)
+        text_only = model(text=model.tokenize(texts))
+    assert image_only.text_emb is None and text_only.image_emb is None
+    torch.testing.assert_close(image_only.image_emb, out.image_emb)
+    torch.testing.assert_close(text_only.text_emb, out.text_emb)
+    for single in (image_only.pin_emb, text_only.pin_emb):
+        torch.testing.assert_close(single.norm(dim=-1), torch.ones(3))
+        assert not torch.allclose(single, out.pin_emb, atol=1e-4)
+
+
+def test_tiny_builds_fast() -> None:
+    start = time.perf_counter()
+    PinCLIP.from_preset("tiny")
+    assert time.perf_counter() - start < 2.0
+
+
+def test_other_input_size_interpolates_position_embeddings(tiny: PinCLIP) -> None:
+    out = tiny.eval()(images=torch.randn(2, 3, 96, 96))
+    assert out.image_tokens.shape[1] == 1 + 6 * 6 + 3 * 3
+
+
+def test_padding_does_not_change_text_embedding(tiny: PinCLIP) -> None:
+    tiny.eval()
+    with torch.no_grad():
+        alone = tiny(text=tiny.tokenize(["cat"])).text_emb
+        batched = tiny(text=tiny.tokenize(["cat", "a much longer caption about a cat"])).text_emb
+    torch.testing.assert_close(alone[0], batched[0], atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_every_trainable_parameter(tiny: PinCLIP, texts) -> None:
+    tiny.train()
+    tiny.zero_grad()
+    out = tiny(images=torch.randn(2, 3, 64, 64), text=tiny.tokenize(texts[:2]))
+    loss = sum(e.sum() for e in (out.image_emb, out.text_emb, out.pin_emb))
+    (loss + tiny.logit_scale + tiny.logit_bias).backward()
+    no_grad = [n for n, p in tiny.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []
+
+
+def test_logit_parameters_and_matryoshka(tiny: PinCLIP) -> None:
+    assert tiny.logit_scale.requires_grad and tiny.logit_bias.requires_grad
+    assert tiny.logit_scale.item() == pytest.approx(torch.log(torch.tensor(1 / 0.07)).item())
+    assert tiny.logit_bias.item() == -10.0
+    emb = torch.nn.functional.normalize(torch.randn(4, 32), dim=-1)
+    for d in tiny.config.matryoshka_dims:
+        part = matryoshka_slice(emb, d)
+        assert part.shape == (4, d)
+        torch.testing.assert_close(part.norm(dim=-1), torch.ones(4))
+    with pytest.raises(ValueError, match="matryoshka dim"):
+        matryoshka_slice(emb, 64)
+
+
+def test_same_seed_same_weights_other_seed_differs() -> None:
+    a, b, c = (PinCLIP.from_preset("tiny", seed=s) for s in (0, 0, 1))
+    pa, pb, pc = (torch.nn.utils.parameters_to_vector(m.parameters()) for m in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+def test_overrides_and_bad_config() -> None:
+    cfg = preset_config("tiny", width=32, **{"image.depth": 3}, fusion={"depth": 2})
+    assert (cfg.width, cfg.image.depth, cfg.fusion.depth, cfg.fusion.heads) == (32, 3, 2, 2)
+    with pytest.raises(KeyError, match="image.dpeth"):
+        preset_config("tiny", **{"image.dpeth": 3})
+    with pytest.raises(KeyError, match="available"):
+        preset_config("huge")
+    with pytest.raises(ValueError, match="heads"):
+        preset_config("tiny", width=33)
+    with pytest.raises(ValueError, match="matryoshka_dims"):
+        preset_config("tiny", matryoshka_dims=[8, 64])
+
+
+def test_bad_inputs_are_clear_errors(tiny: PinCLIP) -> None:
+    with pytest.raises(ValueError, match="needs images"):
+        tiny()
+    with pytest.raises(TypeError, match="list of strings"):
+        tiny.tokenize("not a list")
+    with pytest.raises(ValueError, match="stride"):
+        PinCLIP.from_preset("tiny", **{"image.stem": "test_vit"})
+
+
+def test_freeze_flags() -> None:
+    model = PinCLIP.from_preset("tiny", freeze_stem=True, freeze_text_encoder=True)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    stem = {f"image.stem.{n}" for n, _ in model.image.stem.named_parameters()}
+    encoder = {f"text.encoder.{n}" for n, _ in model.text.encoder.named_parameters()}
+    assert frozen == stem | encoder
+    model.train()
+    assert not model.image.stem.training and not model.text.encoder.training
+    assert model.image.blocks.training and model.fusion.training
+    # A frozen stem's BatchNorm statistics do not move in training mode.
+    before = {k: v.clone() for k, v in model.image.stem.state_dict().items()}
+    model(images=torch.randn(2, 3, 64, 64))
+    after = model.image.stem.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.num_parameters(trainable_only=True) < model.num_parameters()
+
+    model = PinCLIP.from_preset("tiny", freeze_stem=False, freeze_text_encoder=True)
+    assert all(p.requires_grad for p in model.image.parameters())
+    assert not any(p.requires_grad for p in model.text.encoder.parameters())
