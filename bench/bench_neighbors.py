@@ -3,6 +3,7 @@
     python bench/bench_neighbors.py                       # 10^4, 10^5, 10^6 pins
     python bench/bench_neighbors.py --sizes 1000 10000    # any sizes
     python bench/bench_neighbors.py --catalog data/synth  # a real catalog instead (one run)
+    python bench/bench_neighbors.py --n-jobs 2            # random walks in 2 worker processes
 
 By default the graph comes from `pinclip.graph.synthetic_edges` (3-5 boards per pin, Zipf
 board popularity, ~20 pins per board on average) so that 10^6 pins need no images. Each size
@@ -91,6 +92,9 @@ def child(pins: int, seed: int, catalog: str | None, rw: dict) -> dict:
         "pins_with_sampled_neighbor": int((nbrs >= 0).sum()),
         "mean_list_length": round(float(lists.lengths.mean()), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_workers_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        ),
         "stages": stages,
     }
 
@@ -138,6 +142,8 @@ def main() -> None:
     ap.add_argument("--n-walks", type=int, default=64)
     ap.add_argument("--walk-length", type=int, default=4)
     ap.add_argument("--restart-prob", type=float, default=0.3)
+    ap.add_argument("--n-jobs", type=int, default=1, help="worker processes for the random walks")
+    ap.add_argument("--out", type=Path, default=RESULTS / "neighbors", help="results path stem")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     rw = dict(
@@ -145,6 +151,7 @@ def main() -> None:
         n_walks=args.n_walks,
         walk_length=args.walk_length,
         restart_prob=args.restart_prob,
+        n_jobs=args.n_jobs,
     )
     if args.child is not None:
         print(json.dumps(child(args.child, args.seed, args.catalog, rw)))
@@ -155,6 +162,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", str(pins), "--seed", str(args.seed)]
         cmd += ["--top-k", str(args.top_k), "--n-walks", str(args.n_walks)]
         cmd += ["--walk-length", str(args.walk_length), "--restart-prob", str(args.restart_prob)]
+        cmd += ["--n-jobs", str(args.n_jobs)]
         cmd += ["--catalog", args.catalog] if args.catalog else []
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -167,12 +175,12 @@ def main() -> None:
             flush=True,
         )
 
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "neighbors.json").write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(
         json.dumps({"random_walk": rw, "results": results}, indent=2)
     )
     report = to_markdown(results, rw)
-    (RESULTS / "neighbors.md").write_text(report)
+    args.out.with_suffix(".md").write_text(report)
     print(report)
 
 

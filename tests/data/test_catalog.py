@@ -22,7 +22,14 @@ from pinclip.data.catalog import (
 
 
 def bad_pin(pin_id: str, image: str, **fields) -> dict:
-    return {"pin_id": pin_id, "image": image, "title": "bad pin", "description": "x", "kind": "organic", **fields}
+    return {
+        "pin_id": pin_id,
+        "image": image,
+        "title": "bad pin",
+        "description": "x",
+        "kind": "organic",
+        **fields,
+    }
 
 
 def test_good_catalog_has_no_rejects(tmp_path, kit):
@@ -72,14 +79,21 @@ def test_image_over_pixel_limit(tmp_path, kit):
 
 
 def test_decompression_bomb_is_never_decoded(tmp_path, kit, monkeypatch):
-    root = kit.build(tmp_path / "c", pins=[bad_pin("p4", "images/bomb.png"), bad_pin("p5", "images/wide.png")])
+    root = kit.build(
+        tmp_path / "c", pins=[bad_pin("p4", "images/bomb.png"), bad_pin("p5", "images/wide.png")]
+    )
     kit.bomb_png(root / "images/bomb.png")  # 10^10 pixels: over Pillow's own hard limit
     kit.bomb_png(root / "images/wide.png", width=9_000, height=9_000)  # 81 Mpx: over our limit only
     decoded = []
     original = ImageFile.ImageFile.load
-    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or original(self))
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or original(self)
+    )
     cat, report = read_catalog(root)
-    assert [(r.id, r.reason) for r in report.rejects] == [("p4", images.IMAGE_TOO_LARGE), ("p5", images.IMAGE_TOO_LARGE)]
+    assert [(r.id, r.reason) for r in report.rejects] == [
+        ("p4", images.IMAGE_TOO_LARGE),
+        ("p5", images.IMAGE_TOO_LARGE),
+    ]
     assert decoded and all(w * h <= 64 for w, h in decoded)  # only the 8x8 good images were decoded
     kit.assert_good_rows_kept(cat)
 
@@ -95,7 +109,9 @@ def test_duplicate_pin_id_keeps_first(tmp_path, kit):
 
 
 def test_duplicate_board_id_keeps_first(tmp_path, kit):
-    root = kit.build(tmp_path / "c", boards=[{"board_id": "b2", "title": "again", "description": None}])
+    root = kit.build(
+        tmp_path / "c", boards=[{"board_id": "b2", "title": "again", "description": None}]
+    )
     cat, report = read_catalog(root)
     r = kit.only_reject(report)
     assert (r.file, r.row, r.id, r.reason) == ("boards.parquet", 2, "b2", validate.DUPLICATE_BOARD)
@@ -107,7 +123,12 @@ def test_edge_to_unknown_pin(tmp_path, kit):
     root = kit.build(tmp_path / "c", edges=[{"pin_id": "ghost", "board_id": "b1"}])
     cat, report = read_catalog(root)
     r = kit.only_reject(report)
-    assert (r.file, r.row, r.id, r.reason) == ("pin_board.parquet", 3, "ghost -> b1", validate.EDGE_UNKNOWN_PIN)
+    assert (r.file, r.row, r.id, r.reason) == (
+        "pin_board.parquet",
+        3,
+        "ghost -> b1",
+        validate.EDGE_UNKNOWN_PIN,
+    )
     kit.assert_good_rows_kept(cat)
 
 
@@ -158,7 +179,9 @@ def test_duplicate_edge(tmp_path, kit):
 
 
 def test_pin_with_no_text(tmp_path, kit):
-    root = kit.build(tmp_path / "c", pins=[bad_pin("p4", "images/p1.png", title=None, description="   ")])
+    root = kit.build(
+        tmp_path / "c", pins=[bad_pin("p4", "images/p1.png", title=None, description="   ")]
+    )
     cat, report = read_catalog(root)
     r = kit.only_reject(report)
     assert (r.row, r.id, r.reason) == (3, "p4", validate.EMPTY_TEXT)
@@ -166,13 +189,17 @@ def test_pin_with_no_text(tmp_path, kit):
 
 
 def test_pin_with_only_a_description_is_fine(tmp_path, kit):
-    root = kit.build(tmp_path / "c", pins=[bad_pin("p4", "images/p1.png", title=None, description="only this")])
+    root = kit.build(
+        tmp_path / "c", pins=[bad_pin("p4", "images/p1.png", title=None, description="only this")]
+    )
     cat, report = read_catalog(root)
     assert report.ok and "p4" in set(cat.pins["pin_id"])
 
 
 def test_board_without_title(tmp_path, kit):
-    root = kit.build(tmp_path / "c", boards=[{"board_id": "b3", "title": None, "description": "text"}])
+    root = kit.build(
+        tmp_path / "c", boards=[{"board_id": "b3", "title": None, "description": "text"}]
+    )
     cat, report = read_catalog(root)
     r = kit.only_reject(report)
     assert (r.file, r.row, r.id, r.reason) == ("boards.parquet", 2, "b3", validate.EMPTY_TEXT)
@@ -180,8 +207,15 @@ def test_board_without_title(tmp_path, kit):
 
 
 def test_non_string_text_in_parquet(tmp_path, kit):
-    pins = pa.Table.from_pylist(kit.good_pins).append_column("link", pa.array([None, None, None], pa.string()))
-    pins = pa.concat_tables([pins, pa.Table.from_pylist([bad_pin("p4", "images/p1.png", link=None)], schema=pins.schema)])
+    pins = pa.Table.from_pylist(kit.good_pins).append_column(
+        "link", pa.array([None, None, None], pa.string())
+    )
+    pins = pa.concat_tables(
+        [
+            pins,
+            pa.Table.from_pylist([bad_pin("p4", "images/p1.png", link=None)], schema=pins.schema),
+        ]
+    )
     # `kind` typed as a number column: every non-null value is non-text
     kinds = pa.array([None, None, None, 7], pa.int64())
     pins = pins.set_column(pins.schema.get_field_index("kind"), "kind", kinds)
@@ -208,7 +242,9 @@ def test_invalid_utf8_in_binary_parquet_column(tmp_path, kit):
 @pytest.mark.parametrize("missing", ["pin_id", "image"])
 def test_missing_required_column(tmp_path, kit, missing):
     root = kit.build(tmp_path / "c")
-    kit.parquet(root / PINS_FILE, [{k: v for k, v in p.items() if k != missing} for p in kit.good_pins])
+    kit.parquet(
+        root / PINS_FILE, [{k: v for k, v in p.items() if k != missing} for p in kit.good_pins]
+    )
     with pytest.raises(CatalogError, match=rf"pins\.parquet: missing required column '{missing}'"):
         read_catalog(root)
 
@@ -222,12 +258,20 @@ def test_missing_table_file(tmp_path, kit):
 
 def test_image_path_escaping_catalog_is_never_opened(tmp_path, kit, monkeypatch):
     secret = kit.png(tmp_path / "secret.png")  # exists and is valid: only the path is wrong
-    root = kit.build(tmp_path / "c", pins=[bad_pin("p4", "../secret.png"), bad_pin("p5", "images/../../secret.png")])
+    root = kit.build(
+        tmp_path / "c",
+        pins=[bad_pin("p4", "../secret.png"), bad_pin("p5", "images/../../secret.png")],
+    )
     opened = []
     original = Image.open
-    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(Path(fp)) or original(fp, *a, **k))
+    monkeypatch.setattr(
+        Image, "open", lambda fp, *a, **k: opened.append(Path(fp)) or original(fp, *a, **k)
+    )
     cat, report = read_catalog(root)
-    assert [(r.row, r.reason) for r in report.rejects] == [(3, images.IMAGE_PATH_ESCAPES), (4, images.IMAGE_PATH_ESCAPES)]
+    assert [(r.row, r.reason) for r in report.rejects] == [
+        (3, images.IMAGE_PATH_ESCAPES),
+        (4, images.IMAGE_PATH_ESCAPES),
+    ]
     assert secret not in opened and len(opened) == 3
     kit.assert_good_rows_kept(cat)
 
@@ -259,7 +303,11 @@ def test_catalog_image_path_refuses_escape(tmp_path, kit):
 def test_missing_image_path_and_invalid_id_and_kind(tmp_path, kit):
     root = kit.build(
         tmp_path / "c",
-        pins=[bad_pin("p4", None), bad_pin("", "images/p1.png"), bad_pin("p6", "images/p1.png", kind="promoted")],
+        pins=[
+            bad_pin("p4", None),
+            bad_pin("", "images/p1.png"),
+            bad_pin("p6", "images/p1.png", kind="promoted"),
+        ],
     )
     cat, report = read_catalog(root)
     assert [(r.row, r.reason) for r in report.rejects] == [
@@ -271,7 +319,11 @@ def test_missing_image_path_and_invalid_id_and_kind(tmp_path, kit):
 
 
 def test_check_writes_rejects_jsonl(tmp_path, kit):
-    root = kit.build(tmp_path / "c", pins=[bad_pin("p4", "images/nope.png")], edges=[{"pin_id": "p4", "board_id": "b2"}])
+    root = kit.build(
+        tmp_path / "c",
+        pins=[bad_pin("p4", "images/nope.png")],
+        edges=[{"pin_id": "p4", "board_id": "b2"}],
+    )
     report = check_catalog(root, check_images=True)
     lines = [json.loads(line) for line in (root / "rejects.jsonl").read_text().splitlines()]
     assert [(x["file"], x["row"], x["id"], x["reason"]) for x in lines] == [
@@ -315,17 +367,30 @@ def _frames():
             "group": ["x", "y", "x"],
         }
     )
-    boards = pd.DataFrame({"board_id": ["b"], "title": ["B"], "description": [None], "kind": ["curated"]})
+    boards = pd.DataFrame(
+        {"board_id": ["b"], "title": ["B"], "description": [None], "kind": ["curated"]}
+    )
     edges = pd.DataFrame({"pin_id": ["a", "b", "c"], "board_id": ["b", "b", "b"]}, index=[7, 8, 9])
     return pins, boards, edges
 
 
 def test_write_is_byte_identical_and_atomic(tmp_path):
-    meta = {"name": "t", "version": "1", "license": "CC0", "attribution": "me", "build": {"seed": 0}}
+    meta = {
+        "name": "t",
+        "version": "1",
+        "license": "CC0",
+        "attribution": "me",
+        "build": {"seed": 0},
+    }
     first = write_catalog(tmp_path / "one", *_frames(), meta)
     second = write_catalog(tmp_path / "two", *_frames(), meta)
     names = sorted(p.name for p in first.iterdir())
-    assert names == ["boards.parquet", "catalog.json", "pin_board.parquet", "pins.parquet"]  # no temp files
+    assert names == [
+        "boards.parquet",
+        "catalog.json",
+        "pin_board.parquet",
+        "pins.parquet",
+    ]  # no temp files
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     schema = pq.read_schema(first / "pin_board.parquet")
@@ -352,3 +417,12 @@ def test_write_requires_columns(tmp_path):
     pins, boards, edges = _frames()
     with pytest.raises(CatalogError, match="'image'"):
         write_catalog(tmp_path, pins.drop(columns="image"), boards, edges)
+
+
+def test_write_types_text_as_string(tmp_path):
+    pins, boards, edges = _frames()
+    pins["pin_id"] = [1, 2, 3]
+    pins["link"] = pd.Series([None] * 3, dtype=object)
+    root = write_catalog(tmp_path, pins, boards, edges)
+    schema = pq.read_schema(root / PINS_FILE)
+    assert {schema.field(c).type for c in ("pin_id", "title", "link", "group")} == {pa.string()}

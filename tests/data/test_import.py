@@ -87,9 +87,17 @@ def test_import_jsonl(tmp_path, kit):
             {"pin_id": "1", "image": "c.png", "title": "dup"},  # line 7
         ],
     )
-    boards = write_jsonl(tmp_path / "boards.jsonl", [{"board_id": "b1", "title": "B"}, {"board_id": "b2", "title": ""}])
-    edges = write_jsonl(tmp_path / "edges.jsonl", [{"pin_id": "1", "board_id": "b1"}, {"pin_id": 2, "board_id": "b1"}])
-    out, report = import_catalog(tmp_path / "out", pins=pins, boards=boards, edges=edges, images=src)
+    boards = write_jsonl(
+        tmp_path / "boards.jsonl",
+        [{"board_id": "b1", "title": "B"}, {"board_id": "b2", "title": ""}],
+    )
+    edges = write_jsonl(
+        tmp_path / "edges.jsonl",
+        [{"pin_id": "1", "board_id": "b1"}, {"pin_id": 2, "board_id": "b1"}],
+    )
+    out, report = import_catalog(
+        tmp_path / "out", pins=pins, boards=boards, edges=edges, images=src
+    )
     assert [(r.file, r.row, r.reason) for r in report.rejects] == [
         ("pins.jsonl", 3, validate.NON_STRING_TEXT),
         ("pins.jsonl", 4, validate.INVALID_UTF8),
@@ -103,7 +111,9 @@ def test_import_jsonl(tmp_path, kit):
     assert list(cat.pins["pin_id"]) == ["1", "2"]
     assert list(cat.pins["tags"]) == [["x"], None]  # extra columns are kept
     assert list(cat.edges["pin_id"]) == ["1", "2"]
-    assert not (out / "a.png").exists() and sorted(p.name for p in (out / "images").rglob("*.png")) == ["a.png", "b.png"]
+    assert not (out / "a.png").exists() and sorted(
+        p.name for p in (out / "images").rglob("*.png")
+    ) == ["a.png", "b.png"]
 
 
 def test_import_link_shares_the_file(tmp_path, kit):
@@ -111,7 +121,12 @@ def test_import_link_shares_the_file(tmp_path, kit):
     pins = write_csv(tmp_path / "pins.csv", "pin_id,image,title\na,a.png,A\n")
     edges = write_csv(tmp_path / "edges.csv", "pin_id,board_id\na,b1\n")
     out, report = import_catalog(
-        tmp_path / "out", pins=pins, boards=write_csv(tmp_path / "boards.csv", BOARDS_CSV), edges=edges, images=src, link=True
+        tmp_path / "out",
+        pins=pins,
+        boards=write_csv(tmp_path / "boards.csv", BOARDS_CSV),
+        edges=edges,
+        images=src,
+        link=True,
     )
     assert report.ok
     assert (out / "images/a.png").stat().st_ino == (src / "a.png").stat().st_ino
@@ -147,4 +162,42 @@ def test_import_refuses_non_empty_out(tmp_path, kit):
 def test_unknown_table_format(tmp_path):
     (tmp_path / "pins.xlsx").write_text("x")
     with pytest.raises(CatalogError, match="unknown table format"):
-        import_catalog(tmp_path / "out", pins=tmp_path / "pins.xlsx", boards=tmp_path / "pins.xlsx", edges=tmp_path / "pins.xlsx")
+        import_catalog(
+            tmp_path / "out",
+            pins=tmp_path / "pins.xlsx",
+            boards=tmp_path / "pins.xlsx",
+            edges=tmp_path / "pins.xlsx",
+        )
+
+
+def test_import_absolute_paths_need_the_flag(tmp_path, kit):
+    outside = kit.png(tmp_path / "far" / "x.png")
+    pins = write_csv(tmp_path / "pins.csv", f"pin_id,image,title\na,a.png,A\nx,{outside},X\n")
+    tables = dict(
+        pins=pins,
+        boards=write_csv(tmp_path / "boards.csv", BOARDS_CSV),
+        edges=write_csv(tmp_path / "edges.csv", "pin_id,board_id\na,b1\nx,b1\n"),
+        images=source_images(kit, tmp_path / "src"),
+    )
+    _, report = import_catalog(tmp_path / "strict", **tables)
+    assert [(r.row, r.reason) for r in report.rejects] == [
+        (3, images.IMAGE_PATH_ESCAPES),
+        (3, validate.EDGE_REJECTED_PIN),
+    ]
+    out, report = import_catalog(tmp_path / "loose", allow_absolute_paths=True, **tables)
+    assert report.ok
+    cat, check = read_catalog(out)  # the copy lives inside the catalog: no flag needed any more
+    assert check.ok and cat.pins["image"][1].startswith("images/external/")
+
+
+def test_import_csv_with_bom(tmp_path, kit):
+    src = source_images(kit, tmp_path / "src")
+    pins = write_csv(tmp_path / "pins.csv", "\ufeffpin_id,image,title\na,a.png,A\n".encode("utf-8"))
+    out, report = import_catalog(
+        tmp_path / "out",
+        pins=pins,
+        boards=write_csv(tmp_path / "boards.csv", BOARDS_CSV),
+        edges=write_csv(tmp_path / "edges.csv", "pin_id,board_id\na,b1\n"),
+        images=src,
+    )
+    assert report.ok and report.good["pins.csv"] == 1

@@ -80,3 +80,22 @@ def test_co_board_neighbors_and_has_neighbor(hand_graph, random_graph, brute_co_
     assert has.tolist() == [len(t) > 0 for t in truth]
     for p in range(0, random_graph.n_pins, 37):
         assert random_graph.co_board_neighbors(p).tolist() == sorted(truth[p])
+
+
+def test_from_a_catalog_written_and_read_by_pinclip_data(tmp_path):
+    catalog = pytest.importorskip("pinclip.data.catalog")
+    pins = pd.DataFrame(
+        {
+            "pin_id": ["p1", "p2", "p3"],
+            "image": ["images/1.png", "images/2.png", "images/3.png"],
+            "title": ["red cat", "blue cat", "green dog"],
+            "description": ["a", "b", "c"],
+        }
+    )
+    boards = pd.DataFrame({"board_id": ["cats", "all"], "title": ["Cats", "All"]})
+    edges = pd.DataFrame({"pin_id": ["p1", "p2", "p3", "p1"], "board_id": ["cats", "cats", "all", "all"]})
+    catalog.write_catalog(tmp_path, pins, boards, edges, {"name": "tiny"})
+    cat, _ = catalog.read_catalog(tmp_path, check_images=False)
+    g = PinBoardGraph.from_catalog(cat)
+    assert (g.n_pins, g.n_boards, g.n_edges) == (3, 2, 4)
+    assert g.co_board_mask(np.array([0, 1]), np.array([1, 2])).tolist() == [[True, True], [True, False]]

@@ -98,3 +98,11 @@ def test_bad_parameters_are_rejected(hand_graph):
         random_walk_neighbors(hand_graph, restart_prob=1.5)
     with pytest.raises(ValueError, match="top_k"):
         random_walk_neighbors(hand_graph, top_k=0)
+
+
+def test_worker_processes_give_identical_lists(random_graph):
+    kw = dict(top_k=6, n_walks=8, walk_length=3, seed=2, chunk_steps=4096)
+    serial = compute_random_walk_neighbors(random_graph, **kw)
+    parallel = compute_random_walk_neighbors(random_graph, n_jobs=2, **kw)
+    for f in ("indptr", "indices", "counts"):
+        assert np.array_equal(getattr(serial, f), getattr(parallel, f))

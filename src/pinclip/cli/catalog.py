@@ -21,8 +21,12 @@ app.add_typer(build_app, name="build")
 console = Console()
 errors = Console(stderr=True)
 
-MAX_PIXELS = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Reject images with more pixels (decompression bombs).")
-ALLOW_ABSOLUTE = typer.Option(False, "--allow-absolute-paths", help="Accept absolute image paths outside the catalog.")
+MAX_PIXELS = typer.Option(
+    DEFAULT_MAX_PIXELS, "--max-pixels", help="Reject images with more pixels (decompression bombs)."
+)
+ALLOW_ABSOLUTE = typer.Option(
+    False, "--allow-absolute-paths", help="Accept absolute image paths outside the catalog."
+)
 WORKERS = typer.Option(None, "--workers", help="Threads for image checks (default: all cores).")
 
 
@@ -52,7 +56,9 @@ def _fail(error: CatalogError) -> None:
 @app.command("check")
 def check(
     root: Path = typer.Argument(..., help="Catalog directory."),
-    rejects: Path | None = typer.Option(None, "--rejects", help=f"Where to write the rejects (default DIR/{REJECTS_FILE})."),
+    rejects: Path | None = typer.Option(
+        None, "--rejects", help=f"Where to write the rejects (default DIR/{REJECTS_FILE})."
+    ),
     images: bool = typer.Option(True, "--images/--no-images", help="Open and decode every image."),
     max_pixels: int = MAX_PIXELS,
     allow_absolute_paths: bool = ALLOW_ABSOLUTE,
@@ -81,18 +87,34 @@ def import_(
     pins: Path = typer.Option(..., "--pins", help="Pins table (.csv, .jsonl or .parquet)."),
     boards: Path = typer.Option(..., "--boards", help="Boards table."),
     edges: Path = typer.Option(..., "--edges", help="Pin-board table."),
-    images: Path | None = typer.Option(None, "--images", help="Folder the image paths are relative to (default: the pins file's folder)."),
-    link: bool = typer.Option(False, "--link", help="Hard-link images instead of copying (falls back to copying)."),
-    name: str | None = typer.Option(None, "--name", help="Catalog name (default: OUT's folder name)."),
-    license_: str | None = typer.Option(None, "--license", help="License of the data, stored in catalog.json."),
-    attribution: str | None = typer.Option(None, "--attribution", help="Attribution text, stored in catalog.json."),
+    images: Path | None = typer.Option(
+        None,
+        "--images",
+        help="Folder the image paths are relative to (default: the pins file's folder).",
+    ),
+    link: bool = typer.Option(
+        False, "--link", help="Hard-link images instead of copying (falls back to copying)."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Catalog name (default: OUT's folder name)."
+    ),
+    license_: str | None = typer.Option(
+        None, "--license", help="License of the data, stored in catalog.json."
+    ),
+    attribution: str | None = typer.Option(
+        None, "--attribution", help="Attribution text, stored in catalog.json."
+    ),
     force: bool = typer.Option(False, "--force", help="Write into OUT even if it is not empty."),
     max_pixels: int = MAX_PIXELS,
     allow_absolute_paths: bool = ALLOW_ABSOLUTE,
     workers: int | None = WORKERS,
 ) -> None:
     """Convert CSV/JSONL tables plus an image folder into a catalog (bad rows go to OUT/rejects.jsonl)."""
-    meta = {k: v for k, v in (("name", name), ("license", license_), ("attribution", attribution)) if v is not None}
+    meta = {
+        k: v
+        for k, v in (("name", name), ("license", license_), ("attribution", attribution))
+        if v is not None
+    }
     try:
         out, report = import_catalog(
             out,

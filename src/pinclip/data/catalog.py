@@ -84,10 +84,12 @@ def _atomic_path(path: Path) -> Path:
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
-    """No pandas index or metadata; text columns always typed `string` (also when all null)."""
+    """No pandas index or metadata; text typed `string` (also all-null text columns, integer ids)."""
     table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
     for i, f in enumerate(table.schema):
-        if f.name in STRING_COLUMNS and f.type != pa.string():
+        all_null = f.name in STRING_COLUMNS and pa.types.is_null(f.type)
+        int_id = f.name in ("pin_id", "board_id") and pa.types.is_integer(f.type)
+        if all_null or int_id or pa.types.is_large_string(f.type):  # pandas 3 gives large_string
             table = table.set_column(i, f.name, table.column(i).cast(pa.string()))
     return table
 
@@ -106,7 +108,9 @@ def _write_parquet(path: Path, df: pd.DataFrame) -> None:
 
 def _write_json(path: Path, obj: dict) -> None:
     tmp = _atomic_path(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
 
 
@@ -128,11 +132,15 @@ def write_catalog(
     for kind, df in tables.items():
         for name in REQUIRED[kind]:
             if name not in df.columns:
-                raise CatalogError(f"{FILES[kind]}: missing required column '{name}' in the table given to write_catalog")
+                raise CatalogError(
+                    f"{FILES[kind]}: missing required column '{name}' in the table given to write_catalog"
+                )
     for kind, df in tables.items():
         _write_parquet(root / FILES[kind], df)
     counts = {kind: len(df) for kind, df in tables.items()}
-    _write_json(root / META_FILE, {**(meta or {}), "counts": counts, "format_version": FORMAT_VERSION})
+    _write_json(
+        root / META_FILE, {**(meta or {}), "counts": counts, "format_version": FORMAT_VERSION}
+    )
     return root
 
 
@@ -141,16 +149,24 @@ def read_parquet_table(path: Path, name: str | None = None) -> RawTable:
     path = Path(path)
     name = name or path.name
     if not path.is_file():
-        raise CatalogError(f"{name}: file not found at {path}; every catalog needs {', '.join(FILES.values())}")
+        raise CatalogError(
+            f"{name}: file not found at {path}; every catalog needs {', '.join(FILES.values())}"
+        )
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
-        raise CatalogError(f"{name}: not a readable parquet file ({e}); rewrite it with pyarrow or pandas") from None
+        raise CatalogError(
+            f"{name}: not a readable parquet file ({e}); rewrite it with pyarrow or pandas"
+        ) from None
     columns = {}
     for f, column in zip(table.schema, table.columns, strict=True):
         values = column.to_pylist()
-        if f.name in STRING_COLUMNS and (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)):
-            values = [v.decode("utf-8", "surrogateescape") if v is not None else None for v in values]
+        if f.name in STRING_COLUMNS and (
+            pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
+        ):
+            values = [
+                v.decode("utf-8", "surrogateescape") if v is not None else None for v in values
+            ]
         columns[f.name] = values
     return RawTable(name, columns, list(range(table.num_rows)))
 
@@ -191,7 +207,7 @@ def read_catalog(
     meta = _read_meta(root)
     tables = [read_parquet_table(root / FILES[kind]) for kind in ("pins", "boards", "edges")]
 
-    def image_check(path: Path) -> None:
+    def image_check(path: str) -> None:
         check_image(path, max_pixels=max_pixels)
 
     frames, report = validate_tables(
@@ -202,13 +218,16 @@ def read_catalog(
         workers=workers,
         progress=progress,
     )
-    catalog = Catalog(root, frames["pins"], frames["boards"], frames["edges"], meta, allow_absolute_paths)
+    catalog = Catalog(
+        root, frames["pins"], frames["boards"], frames["edges"], meta, allow_absolute_paths
+    )
     return catalog, report
 
 
-def check_catalog(root: Path | str, *, rejects: Path | str | None = None, **options) -> ValidationReport:
+def check_catalog(
+    root: Path | str, *, rejects: Path | str | None = None, **options
+) -> ValidationReport:
     """Validate a catalog and write rejects.jsonl (into the catalog, or to `rejects`)."""
     _, report = read_catalog(root, **options)
     report.write_jsonl(Path(rejects) if rejects else Path(root) / REJECTS_FILE)
     return report
-

@@ -37,28 +37,35 @@ class ImageError(Exception):
         self.detail = detail
 
 
-def resolve_image_path(root: Path, image: object, *, allow_absolute: bool = False) -> Path:
+def resolve_image_path(root: Path | str, image: object, *, allow_absolute: bool = False) -> Path:
     """Join `image` onto `root` without touching the file system; refuse paths that leave root.
 
     The check is lexical (`..` and absolute paths), so a rejected path is never opened, and
     symlinks a catalog owner placed inside the catalog on purpose keep working.
     Absolute paths inside root are fine; outside root only with `allow_absolute`.
     """
+    return Path(resolve_image_str(os.path.abspath(root), image, allow_absolute=allow_absolute))
+
+
+def resolve_image_str(root: str, image: object, *, allow_absolute: bool = False) -> str:
+    """`resolve_image_path` on plain strings (`root` already absolute): fast for 10^6 rows."""
     if not isinstance(image, str) or not image.strip():
-        raise ImageError(MISSING_IMAGE_PATH, f"image is {image!r}; give a path relative to the catalog")
-    root = Path(os.path.abspath(root))
-    path = Path(os.path.normpath(root / image))  # an absolute `image` replaces root
-    inside = path == root or root in path.parents
-    if inside or (allow_absolute and os.path.isabs(image)):
+        raise ImageError(
+            MISSING_IMAGE_PATH, f"image is {image!r}; give a path relative to the catalog"
+        )
+    path = os.path.normpath(os.path.join(root, image))  # an absolute `image` replaces root
+    if path.startswith(root.rstrip(os.sep) + os.sep) or (allow_absolute and os.path.isabs(image)):
         return path
-    hint = "" if not os.path.isabs(image) else " (absolute paths need --allow-absolute-paths)"
+    hint = " (absolute paths need --allow-absolute-paths)" if os.path.isabs(image) else ""
     raise ImageError(IMAGE_PATH_ESCAPES, f"{image!r} points outside {root}{hint}")
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and enforce the pixel limit before any pixel is decoded."""
     if not path.is_file():
-        raise ImageError(MISSING_IMAGE, f"{path} does not exist; fix the image path or add the file")
+        raise ImageError(
+            MISSING_IMAGE, f"{path} does not exist; fix the image path or add the file"
+        )
     try:
         img = Image.open(path)
     except Image.DecompressionBombError as e:
@@ -84,14 +91,14 @@ def _decode(img: Image.Image, path: Path) -> None:
         raise ImageError(TRUNCATED_IMAGE, f"{path}: pixel data cannot be decoded ({e})") from None
 
 
-def check_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+def check_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Fully decode one image to prove it is usable, then drop the pixels (bounded memory)."""
     img = _open(Path(path), max_pixels)
     with img:
         _decode(img, Path(path))
 
 
-def load_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Load an image as RGB: EXIF rotation applied, transparency composited onto white."""
     path = Path(path)
     img = _open(path, max_pixels)
@@ -118,8 +125,8 @@ def _progress_bar(enabled: bool, total: int, description: str) -> Iterator[Calla
 
 
 def check_files(
-    paths: Sequence[Path],
-    check: Callable[[Path], object],
+    paths: Sequence[Path | str],
+    check: Callable[[Path | str], object],
     *,
     workers: int | None = None,
     progress: bool = False,
@@ -143,7 +150,10 @@ def check_files(
                 out[i] = e
         return out
 
-    with ThreadPoolExecutor(workers) as pool, _progress_bar(progress, len(paths), description) as advance:
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        _progress_bar(progress, len(paths), description) as advance,
+    ):
         pending: deque = deque()
         for start in range(0, len(paths), chunk):
             pending.append((pool.submit(run, start), min(chunk, len(paths) - start)))

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from .catalog import IMAGES_DIR, REJECTS_FILE, read_parquet_table, write_catalog
 from .images import DEFAULT_MAX_PIXELS, check_image, resolve_image_path
-from .validate import INVALID_JSON, MALFORMED_ROW, CatalogError, RawTable, Reject, ValidationReport, validate_tables
+from .validate import (
+    INVALID_JSON,
+    MALFORMED_ROW,
+    CatalogError,
+    RawTable,
+    Reject,
+    ValidationReport,
+    validate_tables,
+)
 
 TABLE_FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
 
@@ -33,7 +41,9 @@ def read_csv_table(path: Path) -> RawTable:
             raise CatalogError(f"{path.name}: empty file; the first line must name the columns")
         dupes = sorted({h for h in header if header.count(h) > 1})
         if dupes:
-            raise CatalogError(f"{path.name}: column {dupes[0]!r} appears twice in the header; rename one")
+            raise CatalogError(
+                f"{path.name}: column {dupes[0]!r} appears twice in the header; rename one"
+            )
         columns: dict[str, list] = {h: [] for h in header}
         line = reader.line_num + 1
         try:
@@ -49,7 +59,9 @@ def read_csv_table(path: Path) -> RawTable:
                     values.append(v if v != "" else None)
                 rows.append(start)
         except csv.Error as e:
-            raise CatalogError(f"{path.name}: line {reader.line_num}: unreadable CSV ({e})") from None
+            raise CatalogError(
+                f"{path.name}: line {reader.line_num}: unreadable CSV ({e})"
+            ) from None
     return RawTable(path.name, columns, rows, rejects)
 
 
@@ -66,7 +78,9 @@ def read_jsonl_table(path: Path) -> RawTable:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                rejects.append(Reject(path.name, lineno, None, INVALID_JSON, f"not valid JSON ({e})"))
+                rejects.append(
+                    Reject(path.name, lineno, None, INVALID_JSON, f"not valid JSON ({e})")
+                )
                 continue
             if not isinstance(obj, dict):
                 detail = f"expected a JSON object, found {type(obj).__name__}"
@@ -93,7 +107,9 @@ def read_table(path: Path | str) -> RawTable:
         return read_jsonl_table(path)
     if suffix == ".parquet":
         return read_parquet_table(path)
-    raise CatalogError(f"{path.name}: unknown table format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
+    raise CatalogError(
+        f"{path.name}: unknown table format {suffix!r}; use one of {', '.join(TABLE_FORMATS)}"
+    )
 
 
 def _destination(source: Path, image_root: Path) -> str:
@@ -144,9 +160,9 @@ def import_catalog(
         raise CatalogError(f"{out}: directory is not empty; choose a new OUT or pass --force")
     tables = [read_table(p) for p in (pins, boards, edges)]
 
-    def check_and_place(source: Path) -> None:
+    def check_and_place(source: str) -> None:
         check_image(source, max_pixels=max_pixels)
-        _place(source, out / _destination(source, image_root), link)
+        _place(Path(source), out / _destination(Path(source), image_root), link)
 
     out.mkdir(parents=True, exist_ok=True)
     frames, report = validate_tables(
@@ -159,18 +175,29 @@ def import_catalog(
     )
     pin_frame = frames["pins"]
     pin_frame["image"] = [
-        _destination(resolve_image_path(image_root, img, allow_absolute=allow_absolute_paths), image_root)
+        _destination(
+            resolve_image_path(image_root, img, allow_absolute=allow_absolute_paths), image_root
+        )
         for img in pin_frame["image"]
     ]
     build = {
         "command": "import",
-        "sources": {kind: Path(p).name for kind, p in (("pins", pins), ("boards", boards), ("edges", edges))},
+        "sources": {
+            kind: Path(p).name for kind, p in (("pins", pins), ("boards", boards), ("edges", edges))
+        },
         "images": "hard-linked" if link else "copied",
         "max_pixels": max_pixels,
         "allow_absolute_paths": allow_absolute_paths,
         "rejected_rows": len(report.rejects),
     }
-    info = {"name": out.name, "version": "1", "license": None, "attribution": None, **(meta or {}), "build": build}
+    info = {
+        "name": out.name,
+        "version": "1",
+        "license": None,
+        "attribution": None,
+        **(meta or {}),
+        "build": build,
+    }
     write_catalog(out, pin_frame, frames["boards"], frames["edges"], info)
     report.write_jsonl(out / REJECTS_FILE)
     return out, report

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .images import ImageError, check_files, resolve_image_path
+from .images import ImageError, check_files, resolve_image_str
 
 # Reasons found in the tables themselves (image reasons live in pinclip.data.images).
 INVALID_UTF8 = "invalid utf-8"
@@ -35,13 +35,20 @@ EDGE_REJECTED_BOARD = "edge to rejected board"
 DUPLICATE_EDGE = "duplicate edge"
 
 TABLES = ("pins", "boards", "edges")
-REQUIRED = {"pins": ("pin_id", "image"), "boards": ("board_id", "title"), "edges": ("pin_id", "board_id")}
+REQUIRED = {
+    "pins": ("pin_id", "image"),
+    "boards": ("board_id", "title"),
+    "edges": ("pin_id", "board_id"),
+}
 OPTIONAL = {
     "pins": ("title", "description", "link", "created_at", "kind"),
     "boards": ("description",),
     "edges": (),
 }
-TEXT = {"pins": ("title", "description", "link", "kind"), "boards": ("title", "description", "kind")}
+TEXT = {
+    "pins": ("title", "description", "link", "kind"),
+    "boards": ("title", "description", "kind"),
+}
 KINDS = {"pins": {"organic", "ad"}, "boards": {"curated", "user"}}
 # Columns that must hold text; parquet binary columns with these names are decoded as UTF-8.
 STRING_COLUMNS = frozenset({"pin_id", "board_id", "image", "title", "description", "link", "kind"})
@@ -153,10 +160,16 @@ def _check_utf8(table: RawTable, problems: _Problems, columns: list[str] | None 
     for name in columns or table.columns:
         for i, v in enumerate(table.columns[name]):
             if isinstance(v, str) and not is_utf8(v):
-                problems.add(i, INVALID_UTF8, f"column '{name}' is not valid UTF-8 text; re-encode the file as UTF-8")
+                problems.add(
+                    i,
+                    INVALID_UTF8,
+                    f"column '{name}' is not valid UTF-8 text; re-encode the file as UTF-8",
+                )
 
 
-def _entity_ids(table: RawTable, id_col: str, duplicate_reason: str, problems: _Problems) -> list[str | None]:
+def _entity_ids(
+    table: RawTable, id_col: str, duplicate_reason: str, problems: _Problems
+) -> list[str | None]:
     """Normalise ids; the first row with a valid id owns it, later rows are duplicates."""
     ids = [_as_id(v) for v in table.columns[id_col]]
     owner: dict[str, int] = {}
@@ -167,7 +180,11 @@ def _entity_ids(table: RawTable, id_col: str, duplicate_reason: str, problems: _
             problems.add(i, INVALID_ID, f"{id_col} is {_short(raw)}; give a non-empty text id")
         elif key in owner:
             first = table.rows[owner[key]]
-            problems.add(i, duplicate_reason, f"{id_col} {key!r} already used at row {first}; later rows are rejected")
+            problems.add(
+                i,
+                duplicate_reason,
+                f"{id_col} {key!r} already used at row {first}; later rows are rejected",
+            )
         else:
             owner[key] = i
     return ids
@@ -178,7 +195,11 @@ def _check_text(table: RawTable, kind: str, problems: _Problems) -> None:
     for name in TEXT[kind]:
         for i, v in enumerate(cols.get(name, ())):
             if v is not None and not isinstance(v, str):
-                problems.add(i, NON_STRING_TEXT, f"column '{name}' holds {type(v).__name__} {_short(v)}, expected text")
+                problems.add(
+                    i,
+                    NON_STRING_TEXT,
+                    f"column '{name}' holds {type(v).__name__} {_short(v)}, expected text",
+                )
 
     def filled(name: str, i: int) -> bool:
         v = cols[name][i] if name in cols else None
@@ -186,7 +207,9 @@ def _check_text(table: RawTable, kind: str, problems: _Problems) -> None:
 
     for i in range(len(table)):
         if kind == "pins" and not (filled("title", i) or filled("description", i)):
-            problems.add(i, EMPTY_TEXT, "title and description are both empty; a pin needs some text")
+            problems.add(
+                i, EMPTY_TEXT, "title and description are both empty; a pin needs some text"
+            )
         if kind == "boards" and not filled("title", i):
             problems.add(i, EMPTY_TEXT, "board title is empty; every board needs a title")
     for i, v in enumerate(cols.get("kind", ())):
@@ -200,17 +223,18 @@ def _check_images(
     *,
     image_root: Path,
     allow_absolute_paths: bool,
-    image_check: Callable[[Path], object] | None,
+    image_check: Callable[[str], object] | None,
     workers: int | None,
     progress: bool,
 ) -> None:
     """Path escapes are rejected from the text alone; files are checked in parallel, once each."""
-    unique: dict[Path, list[int]] = {}
+    root = os.path.abspath(image_root)
+    unique: dict[str, list[int]] = {}
     for i, image in enumerate(table.columns["image"]):
         if i in problems:
             continue
         try:
-            path = resolve_image_path(image_root, image, allow_absolute=allow_absolute_paths)
+            path = resolve_image_str(root, image, allow_absolute=allow_absolute_paths)
         except ImageError as e:
             problems.add(i, e.reason, e.detail)
             continue
@@ -236,7 +260,11 @@ def _check_edges(
         if i in problems:
             continue
         if p is None or b is None:
-            col, raw = ("pin_id", table.columns["pin_id"][i]) if p is None else ("board_id", table.columns["board_id"][i])
+            col, raw = (
+                ("pin_id", table.columns["pin_id"][i])
+                if p is None
+                else ("board_id", table.columns["board_id"][i])
+            )
             problems.add(i, INVALID_ID, f"{col} is {_short(raw)}; give a non-empty text id")
         elif p not in pins:
             problems.add(i, EDGE_UNKNOWN_PIN, f"pin_id {p!r} is not in the pins table")
@@ -247,7 +275,11 @@ def _check_edges(
         elif not boards[b]:
             problems.add(i, EDGE_REJECTED_BOARD, f"board {b!r} was rejected (see its own reject)")
         elif (p, b) in seen:
-            problems.add(i, DUPLICATE_EDGE, f"pin {p!r} is already on board {b!r} at row {table.rows[seen[p, b]]}")
+            problems.add(
+                i,
+                DUPLICATE_EDGE,
+                f"pin {p!r} is already on board {b!r} at row {table.rows[seen[p, b]]}",
+            )
         else:
             seen[p, b] = i
     return pin_ids, board_ids
@@ -262,16 +294,27 @@ def _frame(table: RawTable, kind: str, problems: _Problems, ids: dict[str, list]
         data[name] = [source[i] for i in keep]
     for name in OPTIONAL[kind]:
         data.setdefault(name, [None] * len(keep))
-    return pd.DataFrame(data, dtype=object) if keep else pd.DataFrame({k: pd.Series([], dtype=object) for k in data})
+    return (
+        pd.DataFrame(data, dtype=object)
+        if keep
+        else pd.DataFrame({k: pd.Series([], dtype=object) for k in data})
+    )
 
 
 def _printable(value: object) -> str | None:
     """Ids go into rejects.jsonl, which is valid UTF-8 even when the id was not."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else None
+    return (
+        value.encode("utf-8", "backslashreplace").decode("utf-8")
+        if isinstance(value, str)
+        else None
+    )
 
 
 def _report_rows(table: RawTable, problems: _Problems, ids: list) -> list[Reject]:
-    found = [Reject(table.file, table.rows[i], _printable(ids[i]), *problems[i]) for i in sorted(problems)]
+    found = [
+        Reject(table.file, table.rows[i], _printable(ids[i]), *problems[i])
+        for i in sorted(problems)
+    ]
     return sorted(table.rejects + found, key=lambda r: r.row)
 
 
@@ -282,22 +325,27 @@ def validate_tables(
     *,
     image_root: Path,
     allow_absolute_paths: bool = False,
-    image_check: Callable[[Path], object] | None = None,
+    image_check: Callable[[str], object] | None = None,
     workers: int | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], ValidationReport]:
     """Validate the three tables; return the good rows as DataFrames and the report.
 
-    `image_check(path)` is run on every distinct image path of an otherwise good pin (in
+    `image_check(path)` is run on every distinct (absolute, normalised) image path of an otherwise good pin (in
     threads); it raises `ImageError` for a bad image. None skips the file checks (the
     path-escape check always runs, it never touches the disk).
     """
     for kind, table in zip(TABLES, (pins, boards, edges), strict=True):
         table.require(REQUIRED[kind])
-    report = ValidationReport(files={k: t.file for k, t in zip(TABLES, (pins, boards, edges), strict=True)})
+    report = ValidationReport(
+        files={k: t.file for k, t in zip(TABLES, (pins, boards, edges), strict=True)}
+    )
     frames = {}
     kept: dict[str, dict[str, bool]] = {}
-    for kind, table, id_col, dup in (("pins", pins, "pin_id", DUPLICATE_PIN), ("boards", boards, "board_id", DUPLICATE_BOARD)):
+    for kind, table, id_col, dup in (
+        ("pins", pins, "pin_id", DUPLICATE_PIN),
+        ("boards", boards, "board_id", DUPLICATE_BOARD),
+    ):
         problems = _Problems()
         _check_utf8(table, problems, [id_col])
         ids = _entity_ids(table, id_col, dup, problems)
@@ -326,6 +374,9 @@ def validate_tables(
     pin_ids, board_ids = _check_edges(edges, kept["pins"], kept["boards"], problems)
     frames["edges"] = _frame(edges, "edges", problems, {"pin_id": pin_ids, "board_id": board_ids})
     report.good[edges.file] = len(frames["edges"])
-    edge_ids = [f"{p} -> {b}" if p is not None and b is not None else None for p, b in zip(pin_ids, board_ids, strict=True)]
+    edge_ids = [
+        f"{p} -> {b}" if p is not None and b is not None else None
+        for p, b in zip(pin_ids, board_ids, strict=True)
+    ]
     report.rejects += _report_rows(edges, problems, edge_ids)
     return frames, report

@@ -29,7 +29,7 @@ class NeighborLists:
     """
 
     indptr: np.ndarray  # int64 [n_pins + 1]
-    indices: np.ndarray  # int32 [nnz]
+    indices: np.ndarray  # int32 [nnz] (int64 beyond 2**31 pins)
     counts: np.ndarray  # int32 [nnz], visit counts (importance weights)
     params: dict = field(default_factory=dict)
 

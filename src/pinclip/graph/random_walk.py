@@ -14,6 +14,10 @@ visits are counted by sorting integer keys, so time and memory are linear in
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,22 @@ from .neighbors import NeighborLists
 from .samplers import DEFAULT_ALPHA, CoBoardSampler
 
 ALGORITHM = "random_walk_v1"
+_WORKER_SAMPLER: CoBoardSampler | None = None  # inherited by forked worker processes
+
+
+def _init_worker(sampler: CoBoardSampler) -> None:
+    global _WORKER_SAMPLER
+    _WORKER_SAMPLER = sampler
+
+
+def _walk_chunk(
+    job: tuple[int, np.ndarray], *, seed: int, sampler: CoBoardSampler | None = None, **walk
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chunk ``i`` gets its own generator, so results do not depend on ``n_jobs``."""
+    i, sources = job
+    rng = np.random.default_rng([seed, i])
+    sampler = sampler if sampler is not None else _WORKER_SAMPLER
+    return _top_k_of_chunk(sampler, sources, rng=rng, **walk)
 
 
 def _top_k_of_chunk(
@@ -36,7 +56,7 @@ def _top_k_of_chunk(
     restart_prob: float,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(source, neighbor, count) triples of the top-K visited pins of each source."""
+    """(list length per source, neighbors, counts) of the top-K visited pins, by source."""
     n_pins = sampler.graph.n_pins
     n_src, per_src = len(sources), n_walks * walk_length
     home = np.repeat(sources, n_walks)  # walker w belongs to source w // n_walks
@@ -68,7 +88,20 @@ def _top_k_of_chunk(
     group_start = np.flatnonzero(np.diff(src_local, prepend=-1))
     rank = np.arange(len(key)) - np.repeat(group_start, np.diff(group_start, append=len(key)))
     keep = rank < top_k
-    return sources[src_local[keep]], pins[keep], per_src - inv_count[keep]
+    lengths = np.bincount(src_local[keep], minlength=n_src)
+    return lengths, pins[keep].astype(index_type), (per_src - inv_count[keep]).astype(np.int32)
+
+
+def _map_chunks(task: partial, jobs: list, sampler: CoBoardSampler, n_jobs: int) -> Iterator:
+    """Results of ``task`` over ``jobs`` in order: here, or in ``n_jobs`` forked workers."""
+    if n_jobs <= 1:
+        yield from map(partial(task, sampler=sampler), jobs)
+        return
+    ctx = multiprocessing.get_context("fork")  # workers inherit the sampler without pickling
+    with ProcessPoolExecutor(
+        n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(sampler,)
+    ) as pool:
+        yield from pool.map(task, jobs)
 
 
 def compute_random_walk_neighbors(
@@ -81,11 +114,14 @@ def compute_random_walk_neighbors(
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     chunk_steps: int = 1 << 21,
+    n_jobs: int = 1,
     progress: bool = False,
 ) -> NeighborLists:
     """Run the walks for every pin of ``graph`` (no cache); see the module docstring.
 
-    ``chunk_steps`` bounds the walker-steps simulated at once (memory ≈ 60 bytes each).
+    ``chunk_steps`` bounds the walker-steps simulated at once (memory ≈ 60 bytes each, per
+    job). ``n_jobs > 1`` walks chunks in forked worker processes (POSIX only); the result is
+    identical for any ``n_jobs``.
     """
     if top_k < 1 or n_walks < 1 or walk_length < 1:
         raise ValueError("top_k, n_walks and walk_length must all be >= 1")
@@ -105,31 +141,29 @@ def compute_random_walk_neighbors(
     # sources with no co-board neighbor get an empty list without walking
     sources_all = np.flatnonzero(sampler.has_neighbor(np.arange(graph.n_pins)))
     per_chunk = max(1, chunk_steps // (n_walks * walk_length))
-    starts = range(0, len(sources_all), per_chunk)
+    jobs = [
+        (i, sources_all[s : s + per_chunk])
+        for i, s in enumerate(range(0, len(sources_all), per_chunk))
+    ]
+    walk = dict(top_k=top_k, n_walks=n_walks, walk_length=walk_length, restart_prob=restart_prob)
+    lengths = np.zeros(graph.n_pins, dtype=np.int64)
+    nbr_parts, count_parts = [np.empty(0, np.int32)], [np.empty(0, np.int32)]
+    task = partial(_walk_chunk, seed=seed, **walk)
+    results = _map_chunks(task, jobs, sampler, n_jobs)
     if progress:
         from rich.progress import track
 
-        starts = track(starts, description="random walks", total=len(starts))
-    parts = []
-    for i, start in enumerate(starts):
-        rng = np.random.default_rng([seed, i])
-        parts.append(
-            _top_k_of_chunk(
-                sampler,
-                sources_all[start : start + per_chunk],
-                top_k=top_k,
-                n_walks=n_walks,
-                walk_length=walk_length,
-                restart_prob=restart_prob,
-                rng=rng,
-            )
-        )
-    src = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
-    nbr = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
-    cnt = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
+        results = track(results, description="random walks", total=len(jobs))
+    for (_, chunk), (chunk_lengths, nbr, cnt) in zip(jobs, results, strict=True):
+        lengths[chunk] = chunk_lengths
+        nbr_parts.append(nbr)
+        count_parts.append(cnt)
+    # chunks hold ascending sources, so concatenating keeps rows in pin order
     indptr = np.zeros(graph.n_pins + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=graph.n_pins), out=indptr[1:])
-    return NeighborLists(indptr, nbr.astype(np.int32), cnt.astype(np.int32), params=params)
+    np.cumsum(lengths, out=indptr[1:])
+    nbr, cnt = np.concatenate(nbr_parts), np.concatenate(count_parts)
+    del nbr_parts, count_parts
+    return NeighborLists(indptr, nbr, cnt, params=params)
 
 
 def random_walk_neighbors(
@@ -142,6 +176,7 @@ def random_walk_neighbors(
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     chunk_steps: int = 1 << 21,
+    n_jobs: int = 1,
     cache: NeighborCache | str | Path | None = None,
     progress: bool = False,
 ) -> NeighborLists:
@@ -160,7 +195,7 @@ def random_walk_neighbors(
         chunk_steps=chunk_steps,
     )
     if cache is None:
-        return compute_random_walk_neighbors(graph, progress=progress, **kwargs)
+        return compute_random_walk_neighbors(graph, n_jobs=n_jobs, progress=progress, **kwargs)
     if not isinstance(cache, NeighborCache):
         cache = NeighborCache(cache)
     params = dict(algorithm=ALGORITHM, **kwargs)
@@ -168,5 +203,5 @@ def random_walk_neighbors(
         "rw",
         graph,
         params,
-        lambda: compute_random_walk_neighbors(graph, progress=progress, **kwargs),
+        lambda: compute_random_walk_neighbors(graph, n_jobs=n_jobs, progress=progress, **kwargs),
     )

@@ -44,11 +44,15 @@ class CoBoardSampler:
         edge_weight = board_weights(graph, alpha)[pb.indices]
         # cum[e] = total weight of edges 0..e-1, so a pin's edges span [cum[start], cum[end]).
         self._cum = np.concatenate([[0.0], np.cumsum(edge_weight)])
-        self._start = pb.indptr[:-1].astype(np.int64)
-        self._end = pb.indptr[1:].astype(np.int64)
-        self._total = self._cum[self._end] - self._cum[self._start]
+        start = pb.indptr[:-1].astype(np.int64)
+        end = pb.indptr[1:].astype(np.int64)
+        self._first, self._last = start, np.maximum(end - 1, start)  # a pin's edge range
+        self._lo = self._cum[start]
+        self._total = self._cum[end] - self._lo
         # a pin with zero total weight has no board shared with another pin
         self._total[self._total <= 1e-300] = 0.0
+        # draws stay strictly below the segment's end despite float round-up
+        self._hi = np.nextafter(self._cum[end], -np.inf)
 
     def has_neighbor(self, pins: np.ndarray) -> np.ndarray:
         return self._total[np.asarray(pins, dtype=np.int64)] > 0
@@ -56,15 +60,16 @@ class CoBoardSampler:
     def sample_boards(self, pins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One board per pin (weighted as documented above); -1 when the pin has none."""
         pins = np.asarray(pins, dtype=np.int64)
-        total = self._total[pins]
-        start, end = self._start[pins], self._end[pins]
-        lo_w, hi_w = self._cum[start], self._cum[end]
-        # u in [lo_w, hi_w); clamp below the segment's end against float round-up
-        u = np.minimum(lo_w + rng.random(len(pins)) * total, np.nextafter(hi_w, -np.inf))
-        edge = self._search(u, start, np.maximum(end - 1, start))
-        ok = total > 0
+        ok = self.has_neighbor(pins)
+        all_ok = bool(ok.all())
+        q = pins if all_ok else pins[ok]
+        u = np.minimum(self._lo[q] + rng.random(len(q)) * self._total[q], self._hi[q])
+        edge = self._search(u, self._first[q], self._last[q])
+        chosen = self.graph.pin_board.indices[edge].astype(np.int64)
+        if all_ok:
+            return chosen
         boards = np.full(len(pins), -1, dtype=np.int64)
-        boards[ok] = self.graph.pin_board.indices[edge[ok]]
+        boards[ok] = chosen
         return boards
 
     def _search(self, u: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -89,20 +94,20 @@ class CoBoardSampler:
         rng = self.rng if rng is None else rng
         pins = np.asarray(pins, dtype=np.int64)
         boards = self.sample_boards(pins, rng)
-        out = np.full(len(pins), -1, dtype=np.int64)
         ok = boards >= 0
-        if not ok.any():
-            return out
+        all_ok = bool(ok.all())
+        b, p = (boards, pins) if all_ok else (boards[ok], pins[ok])
         bp = self.graph.board_pin
-        b, p = boards[ok], pins[ok]
         start = bp.indptr[b].astype(np.int64)
         size = bp.indptr[b + 1].astype(np.int64) - start
         # uniform over the size-1 *other* slots: draw among the first size-1 slots and
         # swap the query pin's slot for the last one
-        k = (rng.random(len(b)) * (size - 1)).astype(np.int64)
-        k = np.minimum(k, size - 2)
+        k = np.minimum((rng.random(len(b)) * (size - 1)).astype(np.int64), size - 2)
         picked = bp.indices[start + k].astype(np.int64)
         is_self = picked == p
         picked[is_self] = bp.indices[start[is_self] + size[is_self] - 1]
+        if all_ok:
+            return picked
+        out = np.full(len(pins), -1, dtype=np.int64)
         out[ok] = picked
         return out

@@ -1,1 +1,6 @@
-"""pinclip.data.builders."""
+"""pinclip.data.builders: the shipped catalog builders (docs/datasets.md)."""
+
+from .emoji import build_emoji_catalog
+from .synthetic import build_synthetic_catalog
+
+__all__ = ["build_emoji_catalog", "build_synthetic_catalog"]

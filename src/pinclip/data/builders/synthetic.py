@@ -493,7 +493,7 @@ def build_synthetic_catalog(
     """Write a synthetic catalog of `pins` pins to `out`; same arguments give the same files.
 
     `topics` defaults to `default_topics(pins)`, `boards` to max(topics, pins // 8). `workers`
-    (default: up to 2 processes) only changes speed, never the output.
+    (default: up to 2 processes, 1 for small N) only changes speed, never the output.
     """
     if pins < 1:
         raise ValueError(f"--pins must be >= 1, got {pins}")
@@ -507,7 +507,8 @@ def build_synthetic_catalog(
     root.mkdir(parents=True, exist_ok=True)
     n_topics = topics or default_topics(pins)
     n_boards = boards or max(n_topics, pins // 8)
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    if workers is None:  # below a few shards, starting processes costs more than it saves
+        workers = 1 if pins <= 2 * SHARD else min(2, os.cpu_count() or 1)
 
     topic_defs = make_topics(n_topics, seed)
     board_defs = make_boards(topic_defs, n_boards, seed)

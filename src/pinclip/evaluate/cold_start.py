@@ -1,0 +1,39 @@
+"""Cold-start related-pins quality of a finished run, on the run's own split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from pinclip.evaluate.metrics import retrieval_metrics
+from pinclip.evaluate.retrieval import exact_topk, related_pins_hits
+from pinclip.model import PinCLIP
+from pinclip.train.config import load_config
+from pinclip.train.data import load_training_data
+from pinclip.train.features import PinInputs
+from pinclip.train.validate import embed_pins
+
+
+def evaluate_cold_start(run_dir: str | Path, *, checkpoint: str = "best", console: Console | None = None) -> dict[str, float]:
+    """Recall@10 of the run's cold pins: fused (image + text) and image-only queries.
+
+    Candidates are all pins (their fused `pin_emb`); relevant = shares a board in the full
+    graph. The split is rebuilt from the run's resolved config, so it is the one it trained on.
+    """
+    console = console or Console(stderr=True)
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    data = load_training_data(cfg.data, run_dir=run_dir, console=Console(quiet=True))
+    model = PinCLIP.from_pretrained(run_dir / checkpoint)
+    inputs = PinInputs.prepare(model, data, cache_dir=Path(cfg.data.cache_dir), device=model.logit_scale.device, console=console)
+    emb = embed_pins(model, inputs, np.arange(data.n_pins))
+    cold = data.split.cold
+    out = {}
+    for name, key in (("cold_recall@10", "pin_emb"), ("cold_image_only_recall@10", "image_emb")):
+        top = exact_topk(emb[key][cold], emb["pin_emb"], 10, exclude=cold)
+        hits, n_rel = related_pins_hits(data.graph, cold, top)
+        out[name] = float(retrieval_metrics(hits, n_rel, ks=(10,))["recall@10"].mean())
+    out["cold_pins"] = float(len(cold))
+    return out

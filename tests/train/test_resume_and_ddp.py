@@ -1,0 +1,96 @@
+"""Exact resume after SIGKILL, and 2-rank DDP on CPU against one process (slow: subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pinclip.train import load_config, train
+from pinclip.train.checkpoint import list_checkpoints
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pinclip", "train", *args]
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "final" / "model.safetensors"))
+
+
+def _kill_after_random_checkpoint(cmd: list[str], run_dir, rng: random.Random, timeout: float = 300) -> int:
+    """Start a run, SIGKILL it at a random moment after its n-th checkpoint; return n."""
+    target = rng.randint(1, 4)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while len(list_checkpoints(run_dir)) < min(target, 2) or _latest_step(run_dir) < target:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))  # land anywhere: mid-step, mid-validation or mid-save
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return target
+
+
+def _latest_step(run_dir) -> int:
+    files = list_checkpoints(run_dir)
+    return int(files[-1].stem.split("-")[1]) if files else 0
+
+
+def test_sigkill_and_resume_ends_with_the_same_weights(tiny_overrides, tmp_path):
+    overrides = tiny_overrides + ["max_steps=10", "ckpt_every=1", "val_every=5", "keep_last=3"]
+    reference = train(load_config(None, overrides + [f"run_dir={tmp_path / 'ref'}"]))
+    assert reference.steps == 10
+
+    run_dir = tmp_path / "killed"
+    cmd = _cli(*overrides, f"run_dir={run_dir}")
+    rng = random.Random(1234)
+    for _ in range(2):  # killed twice, resumed each time
+        _kill_after_random_checkpoint(cmd + ["--resume"], run_dir, rng)
+        assert not (run_dir / "final").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    print((tmp_path / "ref" / "metrics.jsonl").read_text(), (run_dir / "metrics.jsonl").read_text())
+    ref, resumed = _weights(tmp_path / "ref"), _weights(run_dir)
+    assert ref.keys() == resumed.keys()
+    for name in ref:
+        assert torch.equal(ref[name], resumed[name]), f"{name} differs after kill-and-resume"
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s in steps if s] == sorted(s for s in steps if s), "metrics log has replayed steps"
+
+
+def test_two_ranks_stay_in_sync_and_match_one_process(tiny_overrides, tmp_path):
+    # A frozen stem keeps BatchNorm in eval mode, so per-rank batches normalise like the global one.
+    overrides = tiny_overrides + ["max_steps=3", "val_every=3", "ckpt_every=3", "model.overrides.freeze_stem=true"]
+    single = tmp_path / "single"
+    train(load_config(None, overrides + [f"run_dir={single}"]))
+
+    ddp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "pinclip", "train", *overrides, f"run_dir={ddp}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+    def losses(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x)["loss"] for x in lines if "loss" in json.loads(x)]
+
+    assert losses(ddp) == pytest.approx(losses(single), abs=1e-4)
+    a, b = _weights(single), _weights(ddp)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-4, rtol=1e-3, msg=name)
