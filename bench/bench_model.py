@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -25,7 +26,22 @@ from rich.table import Table
 
 from pinclip.model import PinCLIP, PinCLIPOutput
 
-WORDS = "red fox snow cabin espresso cup mountain garden recipe dress vintage lamp wood sea".split()
+WORDS = [
+    "red",
+    "fox",
+    "snow",
+    "cabin",
+    "espresso",
+    "cup",
+    "mountain",
+    "garden",
+    "recipe",
+    "dress",
+    "vintage",
+    "lamp",
+    "wood",
+    "sea",
+]
 
 
 def captions(n: int, seed: int) -> list[str]:
@@ -133,6 +149,8 @@ def main() -> None:
         "image_size": size,
         "torch": torch.__version__,
         "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),  # other processes skew timings
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

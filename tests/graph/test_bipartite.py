@@ -93,9 +93,14 @@ def test_from_a_catalog_written_and_read_by_pinclip_data(tmp_path):
         }
     )
     boards = pd.DataFrame({"board_id": ["cats", "all"], "title": ["Cats", "All"]})
-    edges = pd.DataFrame({"pin_id": ["p1", "p2", "p3", "p1"], "board_id": ["cats", "cats", "all", "all"]})
+    edges = pd.DataFrame(
+        {"pin_id": ["p1", "p2", "p3", "p1"], "board_id": ["cats", "cats", "all", "all"]}
+    )
     catalog.write_catalog(tmp_path, pins, boards, edges, {"name": "tiny"})
     cat, _ = catalog.read_catalog(tmp_path, check_images=False)
     g = PinBoardGraph.from_catalog(cat)
     assert (g.n_pins, g.n_boards, g.n_edges) == (3, 2, 4)
-    assert g.co_board_mask(np.array([0, 1]), np.array([1, 2])).tolist() == [[True, True], [True, False]]
+    assert g.co_board_mask(np.array([0, 1]), np.array([1, 2])).tolist() == [
+        [True, True],
+        [True, False],
+    ]

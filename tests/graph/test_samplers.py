@@ -83,3 +83,21 @@ def test_any_small_graph_samples_only_co_board_pins(edges, seed):
     for p, q in zip(pins, got, strict=True):
         assert (q == -1) == (not mask[p].any())
         assert q == -1 or mask[p, q]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_neighbor_probability_is_the_exact_marginal(
+    hand_graph, random_graph, exact_transition, alpha
+):
+    step = exact_transition(hand_graph, alpha)
+    sampler = CoBoardSampler(hand_graph, alpha=alpha)
+    np.testing.assert_allclose(sampler.neighbor_probability(), step.mean(axis=0), atol=1e-12)
+    # and it is what sampling from uniform anchors gives on a bigger graph
+    big = CoBoardSampler(random_graph, alpha=alpha)
+    anchors = np.random.default_rng(0).integers(0, random_graph.n_pins, 400_000)
+    drawn = big.sample(anchors, np.random.default_rng(1))
+    counts = np.bincount(drawn[drawn >= 0], minlength=random_graph.n_pins)
+    expected = len(anchors) * big.neighbor_probability()
+    assert (counts[expected == 0] == 0).all()
+    z = (counts - expected)[expected > 0] / np.sqrt(expected[expected > 0])
+    assert np.abs(z).max() < 5.5 and abs(z.mean()) < 0.1

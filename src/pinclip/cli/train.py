@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -26,6 +27,8 @@ def train(
     except (ConfigError, CatalogError, TrainingError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
+    if os.environ.get("RANK", "0") != "0":
+        return
     console.print(
         f"[green]done[/]: {result.steps} steps in {result.seconds:.0f}s; best val related-pins "
         f"Recall@10 {result.best_val_recall:.4f}; model in {result.run_dir / 'best'}"

@@ -57,6 +57,26 @@ class CoBoardSampler:
     def has_neighbor(self, pins: np.ndarray) -> np.ndarray:
         return self._total[np.asarray(pins, dtype=np.int64)] > 0
 
+    def neighbor_probability(self) -> np.ndarray:
+        """float64 [n_pins]: chance that a pin is the neighbor drawn for a uniform anchor pin.
+
+        Computed exactly in O(edges) (no sampling); its log is the logQ correction for
+        popular pins in the neighbor loss. Sums to the fraction of pins with a neighbor.
+        """
+        g = self.graph
+        pb = g.pin_board
+        edge_pin = np.repeat(np.arange(g.n_pins), g.pin_degree)
+        edge_board = pb.indices
+        total = self._total[edge_pin]
+        w = board_weights(g, self.alpha)[edge_board]
+        # chance that the edge's pin steps into the edge's board
+        enter = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+        entered = np.bincount(edge_board, weights=enter, minlength=g.n_boards)
+        others = np.maximum(g.board_size[edge_board] - 1, 1)
+        # arriving at a pin: from any *other* pin of the board, then 1 of its size-1 others
+        arrive = (entered[edge_board] - enter) / others
+        return np.bincount(edge_pin, weights=arrive, minlength=g.n_pins) / g.n_pins
+
     def sample_boards(self, pins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One board per pin (weighted as documented above); -1 when the pin has none."""
         pins = np.asarray(pins, dtype=np.int64)

@@ -83,7 +83,9 @@ class ImageTower(nn.Module):
         if len(features) != len(STRIDES):
             raise ValueError(f"expected {len(STRIDES)} stem feature maps, got {len(features)}")
         tokens, levels = [], []
-        for level, (fmap, proj, pos) in enumerate(zip(features, self.proj, self.pos_embed)):
+        for level, (fmap, proj, pos) in enumerate(
+            zip(features, self.proj, self.pos_embed, strict=True)
+        ):
             x = proj(fmap)  # [B, W, h, w]
             if x.shape[-2:] != pos.shape[-2:]:
                 pos = F.interpolate(pos, size=x.shape[-2:], mode="bicubic", align_corners=False)

@@ -55,7 +55,7 @@ def map_by_order(source: dict[str, torch.Tensor], target: nn.Module) -> dict[str
             f"the model {type(target).__name__} expects {len(dst)}"
         )
     mapped = {}
-    for (sk, sv), (dk, dv) in zip(src, dst):
+    for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
         if sv.shape != dv.shape:
             raise ValueError(
                 f"weight mapping mismatch: {sk} {tuple(sv.shape)} -> {dk} {tuple(dv.shape)}"
@@ -105,11 +105,8 @@ def load_stem_weights(stem: nn.Module, stem_name: str, source: str) -> None:
     else:
         state = load_state_file(source)
         full = timm.create_model(stem_name, pretrained=False)
-        full_names = set(full.state_dict())
-        if set(state) <= full_names:  # already timm names
-            full_state = state
-        else:
-            full_state = map_by_order(state, full)
+        already_timm = set(state) <= set(full.state_dict())
+        full_state = state if already_timm else map_by_order(state, full)
     stem_state = stem.state_dict()
     missing = [k for k in stem_state if k not in full_state]
     if missing:

@@ -212,7 +212,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
             optimizer.step()
             scheduler.step()
             step += 1
-            loss_value = _mean_over_ranks(loss.detach(), world)
+            parts = _mean_over_ranks(parts, world)
+            loss_value = parts.pop("loss")
             rate = cfg.batch_size * cfg.optim.accum_steps / (time.perf_counter() - t0)
             progress.update(task, completed=step, info=f"loss {loss_value:.3f}  {rate:.0f} samples/s")
             log.write({"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
@@ -241,12 +242,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     return RunResult(run_dir, step, best, loss_value, time.perf_counter() - started)
 
 
-def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
-    if world > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world
-    return value.item()
+def _mean_over_ranks(parts: dict[str, float], world: int) -> dict[str, float]:
+    """Loss parts averaged over ranks: what one process on the global batch would log."""
+    if world == 1:
+        return dict(parts)
+    keys = sorted(parts)
+    values = torch.tensor([parts[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {k: v / world for k, v in zip(keys, values.tolist(), strict=True)}
 
 
 def _check_ranks_in_sync(model: torch.nn.Module) -> None:

@@ -165,15 +165,8 @@ def _user_boards(
     groups = list(subs_by_group.index)
     group_p = np.array([len(pins[pins["group"] == g]) for g in groups], float) ** 0.5
     group_p /= group_p.sum()
-    templates = (
-        "{a}",
-        "my {a}",
-        "{a} & {b}",
-        "{a} faves",
-        "best {a}",
-        "{a}, {b} and {c}",
-        "{g} {a}",
-    )
+    one = ("{a}", "my {a}", "{a} faves", "best {a}", "{g} {a}")  # titles for one subgroup
+    many = ("{a} & {b}", "{a}, {b} and more", "my {a} and {b}", "{g}: {a} & {b}")
     boards, edges = [], []
     for b in range(n_boards):
         g = groups[rng.choice(len(groups), p=group_p)]
@@ -184,10 +177,9 @@ def _user_boards(
         p = popularity[pool] / popularity[pool].sum()
         saved = np.sort(rng.choice(pool, size, replace=False, p=p))
         names = [s.replace("-", " ") for s in chosen]
+        templates = one if len(names) == 1 else many
         tmpl = templates[int(rng.integers(len(templates)))]
-        title = tmpl.format(
-            a=names[0], b=names[-1], c=names[len(names) // 2], g=g.split(" ")[0].lower()
-        )
+        title = tmpl.format(a=names[0], b=names[-1], g=g.split(" ")[0].lower())
         board_id = f"user-{b:05d}"
         boards.append((board_id, title, f"{g}: {', '.join(names)}", "user"))
         days = rng.integers(0, 365 * 3, size)
