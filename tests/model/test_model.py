@@ -132,3 +132,15 @@ def test_freeze_flags() -> None:
     model = PinCLIP.from_preset("tiny", freeze_stem=False, freeze_text_encoder=True)
     assert all(p.requires_grad for p in model.image.parameters())
     assert not any(p.requires_grad for p in model.text.encoder.parameters())
+
+
+def test_image_transform_train_augments_eval_is_deterministic(tiny: PinCLIP) -> None:
+    import numpy as np
+    from PIL import Image
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 70, 3), dtype=np.uint8))
+    size = tiny.config.image.image_size
+    evaluate, train = tiny.image_transform(train=False), tiny.image_transform(train=True)
+    assert evaluate(image).shape == train(image).shape == (3, size, size)
+    assert torch.equal(evaluate(image), evaluate(image))
+    assert not torch.equal(train(image), train(image))

@@ -95,14 +95,23 @@ def load_training_data(cfg: DataConfig, *, run_dir: Path | None = None, console:
         )
     else:
         raise ValueError(f"data.sampler={cfg.sampler!r}: use 'coboard' or 'random_walk'")
-    degree = np.asarray(train_graph.pin_degree, dtype=np.float64) + 1.0
-    log_q = np.log(degree / degree.sum()).astype(np.float32)
+    log_q = np.log(_neighbor_probability(sampler, train_graph) + 1e-12).astype(np.float32)
     if "duplicate_of" in catalog.pins:
         base = catalog.pins["duplicate_of"].fillna(catalog.pins["pin_id"]).astype(str)
         dup_ids = base.astype("category").cat.codes.to_numpy(np.int64)
     else:
         dup_ids = np.arange(graph.n_pins, dtype=np.int64)
     return TrainingData(catalog, graph, split, sampler, pin_texts(catalog), dup_ids, log_q, n_rejected)
+
+
+def _neighbor_probability(sampler: object, graph: PinBoardGraph) -> np.ndarray:
+    """How likely each pin is drawn as a neighbor: the logQ correction's Q."""
+    if isinstance(sampler, CoBoardSampler):
+        return sampler.neighbor_probability()
+    counts = np.asarray(sampler.counts, dtype=np.float64)
+    lengths = np.diff(np.asarray(sampler.indptr))
+    row_total = np.repeat(np.add.reduceat(counts, sampler.indptr[:-1][lengths > 0]), lengths[lengths > 0])
+    return np.bincount(np.asarray(sampler.indices), weights=counts / row_total, minlength=graph.n_pins) / graph.n_pins
 
 
 @dataclass
