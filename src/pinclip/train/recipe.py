@@ -102,16 +102,17 @@ def _step_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     has_nbr = neighbors >= 0
     nbr_or_self = np.where(has_nbr, neighbors, anchors)
-    out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self])))
+    use_nbr = loss_cfg.nbr_weight > 0
+    out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors))
     b = len(anchors)
     anchor = _Rows(out, slice(0, b))
-    neighbor = _Rows(out, slice(b, 2 * b))
+    neighbor = _Rows(out, slice(b, 2 * b)) if use_nbr else None
     co_board = data.split.train_graph.co_board_mask(anchors, np.where(all_neighbors >= 0, all_neighbors, 0))
     co_board &= (all_neighbors >= 0)[None, :]
     core = model.module if hasattr(model, "module") else model
     return pinclip_loss(
         anchor,
-        neighbor if loss_cfg.nbr_weight > 0 else None,
+        neighbor,
         logit_scale=core.logit_scale,
         logit_bias=core.logit_bias,
         cfg=loss_cfg,
