@@ -1,0 +1,184 @@
+"""Embedders: turn images and texts into PinCLIP embeddings with PyTorch or ONNX Runtime.
+
+Both backends share preprocessing (the model's eval transform, the model's tokenizer) and
+return float32 numpy arrays, so the catalog job, the index and the HTTP service do not care
+which one runs. Pins always go through the fusion with their text (empty when a pin has
+none), exactly as training embeds them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pinclip.model import PinCLIP, PinCLIPConfig
+from pinclip.model.text_tower import build_tokenizer
+
+ONNX_MANIFEST = "export.json"
+PARTS = ("image", "text", "fusion")
+
+
+def pin_text(title: object, description: object = None) -> str:
+    """Title and description joined: what the text tower reads for a pin (as in training)."""
+    t = "" if title is None or title != title else str(title)  # None / NaN -> ""
+    d = "" if description is None or description != description else str(description)
+    return f"{t}. {d}".strip(". ") if d else t
+
+
+def image_transform(config: PinCLIPConfig):
+    """PIL RGB -> normalised [3, S, S] tensor; the same eval transform as `PinCLIP.image_transform`."""
+    from timm.data import create_transform
+
+    ic = config.image
+    return create_transform(
+        input_size=(3, ic.image_size, ic.image_size),
+        is_training=False,
+        mean=ic.mean,
+        std=ic.std,
+        crop_pct=ic.crop_pct,
+        interpolation="bicubic",
+    )
+
+
+class Embedder(Protocol):
+    config: PinCLIPConfig
+
+    def preprocess(self, image: Image.Image) -> np.ndarray: ...
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray: ...
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+    def embed_pins(self, pixels: np.ndarray, texts: list[str]) -> dict[str, np.ndarray]: ...
+
+
+class _Base:
+    """Preprocessing shared by the backends."""
+
+    def __init__(self, config: PinCLIPConfig, tokenizer: Any) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self._transform = image_transform(config)
+        self.lock = threading.Lock()  # one forward at a time: sessions and modules are shared
+
+    @property
+    def dim(self) -> int:
+        return int(self.config.embed_dim)
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self._transform(image.convert("RGB")).numpy()
+
+    def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
+        enc = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.text.max_length,
+            return_tensors="np",
+        )
+        return {
+            "input_ids": enc["input_ids"].astype(np.int64),
+            "attention_mask": enc["attention_mask"].astype(np.int64),
+        }
+
+
+class TorchEmbedder(_Base):
+    """PyTorch eager inference of a saved PinCLIP model."""
+
+    def __init__(self, model: PinCLIP) -> None:
+        super().__init__(model.config, model.tokenizer)
+        self.model = model.eval()
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> TorchEmbedder:
+        return cls(PinCLIP.from_pretrained(model_dir))
+
+    @torch.inference_mode()
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self.model(images=torch.from_numpy(pixels)).image_emb.float().numpy()
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        tok = {k: torch.from_numpy(v) for k, v in self.tokenize(texts).items()}
+        with self.lock:
+            return self.model(text=tok).text_emb.float().numpy()
+
+    @torch.inference_mode()
+    def embed_pins(self, pixels: np.ndarray, texts: list[str]) -> dict[str, np.ndarray]:
+        tok = {k: torch.from_numpy(v) for k, v in self.tokenize(texts).items()}
+        with self.lock:
+            out = self.model(images=torch.from_numpy(pixels), text=tok)
+        return {k: getattr(out, k).float().numpy() for k in ("image_emb", "text_emb", "pin_emb")}
+
+
+class OnnxEmbedder(_Base):
+    """ONNX Runtime inference of the graphs `export_onnx` wrote (fp32 or int8 per part)."""
+
+    def __init__(self, export_dir: str | Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        export_dir = Path(export_dir)
+        manifest_path = export_dir / ONNX_MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{manifest_path} not found: pass a directory written by `pinclip export`"
+            )
+        self.manifest = json.loads(manifest_path.read_text())
+        config = PinCLIPConfig.from_dict(
+            {k: v for k, v in json.loads((export_dir / "config.json").read_text()).items() if k != "format"}
+        )
+        text_dir = export_dir / "text_encoder"
+        super().__init__(config, build_tokenizer(config, text_dir if text_dir.is_dir() else None))
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.sessions = {
+            part: ort.InferenceSession(
+                str(export_dir / self.manifest["graphs"][part]), opts, providers=["CPUExecutionProvider"]
+            )
+            for part in PARTS
+        }
+
+    def _image(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        emb, patches = self.sessions["image"].run(None, {"pixels": pixels.astype(np.float32)})
+        return emb, patches
+
+    def _text(self, tok: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        emb, states = self.sessions["text"].run(None, tok)
+        return emb, states
+
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self._image(pixels)[0]
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        tok = self.tokenize(texts)
+        with self.lock:
+            return self._text(tok)[0]
+
+    def embed_pins(self, pixels: np.ndarray, texts: list[str]) -> dict[str, np.ndarray]:
+        tok = self.tokenize(texts)
+        with self.lock:
+            image_emb, patches = self._image(pixels)
+            text_emb, states = self._text(tok)
+            (pin_emb,) = self.sessions["fusion"].run(
+                None,
+                {"image_patches": patches, "text_states": states, "text_mask": tok["attention_mask"]},
+            )
+        return {"image_emb": image_emb, "text_emb": text_emb, "pin_emb": pin_emb}
+
+
+def load_embedder(model_dir: str | Path, backend: str = "torch") -> Embedder:
+    """`torch`: a save_pretrained directory; `onnx`: an export directory (or a model dir holding `onnx/`)."""
+    model_dir = Path(model_dir)
+    if backend == "torch":
+        return TorchEmbedder.load(model_dir)
+    if backend == "onnx":
+        if not (model_dir / ONNX_MANIFEST).is_file() and (model_dir / "onnx" / ONNX_MANIFEST).is_file():
+            model_dir = model_dir / "onnx"
+        return OnnxEmbedder(model_dir)
+    raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")

@@ -1,0 +1,261 @@
+"""Export PinCLIP to ONNX (image tower from pixels, text tower with its encoder, fusion), int8.
+
+int8 is chosen per part by measurement: the image graph gets static QDQ per-channel
+quantization of its convolutions, calibrated on catalog images (dynamic int8 turns convs
+into slow ConvInteger); the text and fusion graphs get dynamic int8 MatMuls. A quantized
+part is kept only if it is faster than fp32 on this machine. Every export ends with a
+parity check against PyTorch on real catalog pins and fails loudly below the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from pinclip.model import PinCLIP
+
+from .embedder import ONNX_MANIFEST, OnnxEmbedder, TorchEmbedder
+
+OPSET = 17
+PARITY_THRESHOLD = 0.99
+
+
+class ParityError(RuntimeError):
+    """The exported graphs disagree with PyTorch: do not serve them."""
+
+
+class _ImagePart(nn.Module):
+    def __init__(self, model: PinCLIP) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.model.image(images=pixels)
+        return self.model.image_head(tokens.pooled), tokens.patches
+
+
+class _TextPart(nn.Module):
+    def __init__(self, model: PinCLIP) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        tokens = self.model.text(text={"input_ids": input_ids, "attention_mask": attention_mask})
+        return self.model.text_head(tokens.pooled), tokens.states
+
+
+class _FusionPart(nn.Module):
+    def __init__(self, model: PinCLIP, levels: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("levels", levels, persistent=False)
+
+    def forward(self, image_patches, text_states, text_mask):
+        fused = self.model.fusion(
+            image_patches=image_patches,
+            image_levels=self.levels,
+            text_states=text_states,
+            text_mask=text_mask,
+        )
+        return self.model.pin_head(fused)
+
+
+@dataclass
+class ExportReport:
+    out: str
+    graphs: dict[str, str]
+    int8: bool
+    parity: dict[str, float]  # min cosine over samples, per embedding
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per part and precision, batch 32
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic) -> None:
+    torch.onnx.export(
+        module,
+        args,
+        str(path),
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
+def export_fp32(model: PinCLIP, out: Path, sample_pixels: torch.Tensor, sample_texts: list[str]) -> dict[str, str]:
+    """Write image.onnx, text.onnx, fusion.onnx (batch and sequence length dynamic)."""
+    model = model.eval()
+    tok = model.tokenize(sample_texts)
+    with torch.no_grad():
+        img = model.image(images=sample_pixels)
+        txt = model.text(text=tok)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused encoder-layer op has no ONNX form
+    try:
+        with torch.no_grad():
+            _export_all(model, out, sample_pixels, tok, img, txt)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return {"image": "image.onnx", "text": "text.onnx", "fusion": "fusion.onnx"}
+
+
+def _export_all(model, out, sample_pixels, tok, img, txt) -> None:
+    _export(
+        _ImagePart(model), (sample_pixels,), out / "image.onnx", ["pixels"],
+        ["image_emb", "image_patches"], {"pixels": {0: "batch"}, "image_emb": {0: "batch"}, "image_patches": {0: "batch"}},
+    )
+    _export(
+        _TextPart(model), (tok["input_ids"], tok["attention_mask"]), out / "text.onnx",
+        ["input_ids", "attention_mask"], ["text_emb", "text_states"],
+        {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+         "text_emb": {0: "batch"}, "text_states": {0: "batch", 1: "seq"}},
+    )
+    _export(
+        _FusionPart(model, img.levels), (img.patches, txt.states, tok["attention_mask"]),
+        out / "fusion.onnx", ["image_patches", "text_states", "text_mask"], ["pin_emb"],
+        {"image_patches": {0: "batch"}, "text_states": {0: "batch", 1: "seq"},
+         "text_mask": {0: "batch", 1: "seq"}, "pin_emb": {0: "batch"}},
+    )
+
+
+def quantize_image_static(src: Path, dst: Path, calibration: np.ndarray) -> None:
+    """Static QDQ, per-channel, convolutions only; calibrated on real catalog pixels."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([calibration[i : i + 8] for i in range(0, len(calibration), 8)])
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"pixels": batch}
+
+    pre = dst.with_suffix(".pre.onnx")
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    quantize_static(
+        str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    )
+    pre.unlink(missing_ok=True)
+
+
+def quantize_matmul_dynamic(src: Path, dst: Path) -> None:
+    """Dynamic int8 for the MatMul-heavy transformer graphs (weights int8, activations at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+
+
+def _time_graph(path: Path, feeds: dict[str, np.ndarray], repeats: int = 5) -> float:
+    """Median milliseconds of one run of a graph on `feeds`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def parity(reference: TorchEmbedder, candidate, pixels: np.ndarray, texts: list[str]) -> dict[str, float]:
+    """Minimum cosine per embedding between two embedders on the same pins."""
+    ref, got = reference.embed_pins(pixels, texts), candidate.embed_pins(pixels, texts)
+    out = {}
+    for key, a in ref.items():
+        b = got[key]
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+        out[key] = float(cos.min())
+    return out
+
+
+def export_onnx(
+    model_dir: str | Path,
+    out: str | Path,
+    samples: Sequence[tuple[Image.Image, str]],
+    *,
+    int8: bool = False,
+    threshold: float = PARITY_THRESHOLD,
+) -> ExportReport:
+    """Export, optionally quantize (per part, kept only if faster), then check parity.
+
+    `samples` are real catalog pins (image, text): they calibrate the static quantization
+    and are the parity set. Raises ParityError if any embedding's min cosine < threshold.
+    """
+    model_dir, out = Path(model_dir), Path(out)
+    if len(samples) < 2:
+        raise ValueError("export needs at least 2 catalog samples for calibration and parity")
+    reference = TorchEmbedder.load(model_dir)
+    pixels = np.stack([reference.preprocess(img) for img, _ in samples]).astype(np.float32)
+    texts = [t for _, t in samples]
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    graphs = export_fp32(reference.model, tmp, torch.from_numpy(pixels[:2]), texts[:2])
+    shutil.copy(model_dir / "config.json", tmp / "config.json")
+    if (model_dir / "text_encoder").is_dir():
+        shutil.copytree(model_dir / "text_encoder", tmp / "text_encoder")
+    timings: dict[str, float] = {}
+    if int8:
+        graphs = _quantize_parts(tmp, graphs, reference, pixels, texts, timings)
+    (tmp / ONNX_MANIFEST).write_text(json.dumps({"graphs": graphs, "int8": int8}, indent=2) + "\n")
+    scores = parity(reference, OnnxEmbedder(tmp), pixels, texts)
+    bad = {k: v for k, v in scores.items() if v < threshold}
+    if bad:
+        raise ParityError(
+            f"ONNX export of {model_dir} disagrees with PyTorch on {len(samples)} catalog pins: "
+            f"min cosine {bad} < {threshold} (graphs left in {tmp} for inspection); "
+            "try without --int8"
+        )
+    report = ExportReport(str(out), graphs, int8, scores, timings)
+    (tmp / ONNX_MANIFEST).write_text(json.dumps(asdict(report), indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return report
+
+
+def _quantize_parts(tmp: Path, graphs, reference: TorchEmbedder, pixels, texts, timings) -> dict[str, str]:
+    """Quantize each part, time fp32 vs int8 at batch 32, keep the faster graph."""
+    batch = np.resize(pixels, (32, *pixels.shape[1:])).astype(np.float32)
+    tok = reference.tokenize((texts * 32)[:32])
+    import onnxruntime as ort
+
+    image_sess = ort.InferenceSession(str(tmp / graphs["image"]), providers=["CPUExecutionProvider"])
+    text_sess = ort.InferenceSession(str(tmp / graphs["text"]), providers=["CPUExecutionProvider"])
+    patches = image_sess.run(None, {"pixels": batch})[1]
+    states = text_sess.run(None, tok)[1]
+    feeds = {
+        "image": {"pixels": batch},
+        "text": tok,
+        "fusion": {"image_patches": patches, "text_states": states, "text_mask": tok["attention_mask"]},
+    }
+    chosen = dict(graphs)
+    for part, fp32 in graphs.items():
+        q = f"{part}.int8.onnx"
+        if part == "image":
+            quantize_image_static(tmp / fp32, tmp / q, pixels)
+        else:
+            quantize_matmul_dynamic(tmp / fp32, tmp / q)
+        timings[f"{part}_fp32"] = _time_graph(tmp / fp32, feeds[part])
+        timings[f"{part}_int8"] = _time_graph(tmp / q, feeds[part])
+        if timings[f"{part}_int8"] < timings[f"{part}_fp32"]:
+            chosen[part] = q
+    return chosen
