@@ -115,6 +115,18 @@ class TorchEmbedder(_Base):
         return {k: getattr(out, k).float().numpy() for k in ("image_emb", "text_emb", "pin_emb")}
 
 
+def pad_text(states: np.ndarray, mask: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad text states and mask to `length` tokens: the fusion graph has a fixed sequence length
+    (the exporter bakes it in); padded tokens are masked out, so the result is unchanged."""
+    extra = length - states.shape[1]
+    if extra <= 0:
+        return states, mask
+    return (
+        np.pad(states, ((0, 0), (0, extra), (0, 0))),
+        np.pad(mask, ((0, 0), (0, extra))),
+    )
+
+
 class OnnxEmbedder(_Base):
     """ONNX Runtime inference of the graphs `export_onnx` wrote (fp32 or int8 per part)."""
 
@@ -165,9 +177,9 @@ class OnnxEmbedder(_Base):
         with self.lock:
             image_emb, patches = self._image(pixels)
             text_emb, states = self._text(tok)
+            states, mask = pad_text(states, tok["attention_mask"], self.config.text.max_length)
             (pin_emb,) = self.sessions["fusion"].run(
-                None,
-                {"image_patches": patches, "text_states": states, "text_mask": tok["attention_mask"]},
+                None, {"image_patches": patches, "text_states": states, "text_mask": mask}
             )
         return {"image_emb": image_emb, "text_emb": text_emb, "pin_emb": pin_emb}
 

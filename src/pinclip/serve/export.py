@@ -23,7 +23,7 @@ from torch import nn
 
 from pinclip.model import PinCLIP
 
-from .embedder import ONNX_MANIFEST, OnnxEmbedder, TorchEmbedder
+from .embedder import ONNX_MANIFEST, OnnxEmbedder, TorchEmbedder, pad_text
 
 OPSET = 17
 PARITY_THRESHOLD = 0.99
@@ -79,6 +79,7 @@ class ExportReport:
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic) -> None:
+    module.eval()  # the exporter restores the wrapper's mode afterwards, and with it the model's
     torch.onnx.export(
         module,
         args,
@@ -93,10 +94,12 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic
 
 
 def export_fp32(model: PinCLIP, out: Path, sample_pixels: torch.Tensor, sample_texts: list[str]) -> dict[str, str]:
-    """Write image.onnx, text.onnx, fusion.onnx (batch and sequence length dynamic)."""
+    """Write image.onnx, text.onnx, fusion.onnx (batch dynamic; text length dynamic but in fusion)."""
     model = model.eval()
     tok = model.tokenize(sample_texts)
     with torch.no_grad():
+        length = model.config.text.max_length
+        tok = {k: torch.nn.functional.pad(v, (0, length - v.shape[1])) for k, v in tok.items()}
         img = model.image(images=sample_pixels)
         txt = model.text(text=tok)
     fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -123,8 +126,8 @@ def _export_all(model, out, sample_pixels, tok, img, txt) -> None:
     _export(
         _FusionPart(model, img.levels), (img.patches, txt.states, tok["attention_mask"]),
         out / "fusion.onnx", ["image_patches", "text_states", "text_mask"], ["pin_emb"],
-        {"image_patches": {0: "batch"}, "text_states": {0: "batch", 1: "seq"},
-         "text_mask": {0: "batch", 1: "seq"}, "pin_emb": {0: "batch"}},
+        {"image_patches": {0: "batch"}, "text_states": {0: "batch"}, "text_mask": {0: "batch"},
+         "pin_emb": {0: "batch"}},  # sequence fixed at max_length: see pad_text
     )
 
 
@@ -159,32 +162,34 @@ def quantize_matmul_dynamic(src: Path, dst: Path) -> None:
     """Dynamic int8 for the MatMul-heavy transformer graphs (weights int8, activations at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, per_channel=True
+    )
 
 
-def _time_graph(path: Path, feeds: dict[str, np.ndarray], repeats: int = 5) -> float:
-    """Median milliseconds of one run of a graph on `feeds`."""
+def _run_graph(path: Path, feeds: dict[str, np.ndarray], repeats: int = 5) -> tuple[np.ndarray, float]:
+    """The graph's first output on `feeds` and the median milliseconds of one run."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    session.run(None, feeds)
+    first = session.run(None, feeds)[0]
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         session.run(None, feeds)
         times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return first, 1000 * float(np.median(times))
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return float(cos.min())
 
 
 def parity(reference: TorchEmbedder, candidate, pixels: np.ndarray, texts: list[str]) -> dict[str, float]:
     """Minimum cosine per embedding between two embedders on the same pins."""
     ref, got = reference.embed_pins(pixels, texts), candidate.embed_pins(pixels, texts)
-    out = {}
-    for key, a in ref.items():
-        b = got[key]
-        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-        out[key] = float(cos.min())
-    return out
+    return {key: _min_cosine(a, got[key]) for key, a in ref.items()}
 
 
 def export_onnx(
@@ -215,7 +220,7 @@ def export_onnx(
         shutil.copytree(model_dir / "text_encoder", tmp / "text_encoder")
     timings: dict[str, float] = {}
     if int8:
-        graphs = _quantize_parts(tmp, graphs, reference, pixels, texts, timings)
+        graphs = _quantize_parts(tmp, graphs, reference, pixels, texts, timings, threshold)
     (tmp / ONNX_MANIFEST).write_text(json.dumps({"graphs": graphs, "int8": int8}, indent=2) + "\n")
     scores = parity(reference, OnnxEmbedder(tmp), pixels, texts)
     bad = {k: v for k, v in scores.items() if v < threshold}
@@ -232,20 +237,21 @@ def export_onnx(
     return report
 
 
-def _quantize_parts(tmp: Path, graphs, reference: TorchEmbedder, pixels, texts, timings) -> dict[str, str]:
-    """Quantize each part, time fp32 vs int8 at batch 32, keep the faster graph."""
-    batch = np.resize(pixels, (32, *pixels.shape[1:])).astype(np.float32)
-    tok = reference.tokenize((texts * 32)[:32])
+def _quantize_parts(tmp: Path, graphs, reference: TorchEmbedder, pixels, texts, timings, threshold) -> dict[str, str]:
+    """Quantize each part; keep int8 only where it is faster at batch 32 and its output
+    embedding stays within `threshold` cosine of fp32 on the catalog samples."""
     import onnxruntime as ort
 
+    batch = np.resize(pixels, (32, *pixels.shape[1:])).astype(np.float32)
+    tok = reference.tokenize((texts * 32)[:32])
     image_sess = ort.InferenceSession(str(tmp / graphs["image"]), providers=["CPUExecutionProvider"])
     text_sess = ort.InferenceSession(str(tmp / graphs["text"]), providers=["CPUExecutionProvider"])
     patches = image_sess.run(None, {"pixels": batch})[1]
-    states = text_sess.run(None, tok)[1]
+    states, mask = pad_text(text_sess.run(None, tok)[1], tok["attention_mask"], reference.config.text.max_length)
     feeds = {
         "image": {"pixels": batch},
         "text": tok,
-        "fusion": {"image_patches": patches, "text_states": states, "text_mask": tok["attention_mask"]},
+        "fusion": {"image_patches": patches, "text_states": states, "text_mask": mask},
     }
     chosen = dict(graphs)
     for part, fp32 in graphs.items():
@@ -254,8 +260,12 @@ def _quantize_parts(tmp: Path, graphs, reference: TorchEmbedder, pixels, texts, 
             quantize_image_static(tmp / fp32, tmp / q, pixels)
         else:
             quantize_matmul_dynamic(tmp / fp32, tmp / q)
-        timings[f"{part}_fp32"] = _time_graph(tmp / fp32, feeds[part])
-        timings[f"{part}_int8"] = _time_graph(tmp / q, feeds[part])
-        if timings[f"{part}_int8"] < timings[f"{part}_fp32"]:
+        ref_out, timings[f"{part}_fp32_ms"] = _run_graph(tmp / fp32, feeds[part])
+        q_out, timings[f"{part}_int8_ms"] = _run_graph(tmp / q, feeds[part])
+        timings[f"{part}_int8_cosine"] = _min_cosine(ref_out, q_out)
+        faster = timings[f"{part}_int8_ms"] < timings[f"{part}_fp32_ms"]
+        if faster and timings[f"{part}_int8_cosine"] >= threshold:
             chosen[part] = q
+        else:
+            (tmp / q).unlink()
     return chosen

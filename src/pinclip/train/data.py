@@ -96,8 +96,8 @@ def load_training_data(cfg: DataConfig, *, run_dir: Path | None = None, console:
     else:
         raise ValueError(f"data.sampler={cfg.sampler!r}: use 'coboard' or 'random_walk'")
     log_q = np.log(_neighbor_probability(sampler, train_graph) + 1e-12).astype(np.float32)
-    if "duplicate_of" in catalog.pins:
-        base = catalog.pins["duplicate_of"].fillna(catalog.pins["pin_id"]).astype(str)
+    if "base_pin_id" in catalog.pins:  # e.g. skin-tone variants of one emoji
+        base = catalog.pins["base_pin_id"].fillna(catalog.pins["pin_id"]).astype(str)
         dup_ids = base.astype("category").cat.codes.to_numpy(np.int64)
     else:
         dup_ids = np.arange(graph.n_pins, dtype=np.int64)

@@ -108,7 +108,11 @@ def base_name(name: str) -> str:
 
 
 def keywords(entry: EmojiEntry) -> list[str]:
-    """Words that describe the emoji: its name, `emoji`'s short name and aliases, its subgroup."""
+    """Words that describe the emoji: its name and `emoji`'s short name and aliases.
+
+    Not its subgroup or group: those *are* the curated boards, the ground truth of the
+    evaluation, and putting them in the text would hand every text model the answer.
+    """
     info = emoji_pkg.EMOJI_DATA.get(entry.char) or emoji_pkg.EMOJI_DATA.get(
         entry.char.replace("\ufe0f", ""), {}
     )
@@ -117,8 +121,6 @@ def keywords(entry: EmojiEntry) -> list[str]:
         w = alias.strip(":").replace("_", " ")
         if w and w not in words:
             words.append(w)
-    words.append(entry.subgroup.replace("-", " "))
-    words.append(entry.group.lower())
     return words
 
 

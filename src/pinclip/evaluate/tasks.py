@@ -1,0 +1,175 @@
+"""The retrieval tasks of DESIGN.md §7, scored for one embedder on one split.
+
+| task               | query                              | candidates  | relevant                |
+|--------------------|------------------------------------|-------------|-------------------------|
+| related_cold       | a cold pin's `pin` embedding        | all pins    | pins sharing a board    |
+| related_cold_image | a cold pin's `image` embedding      | all pins    | pins sharing a board    |
+| related_warm       | a warm pin's `pin` embedding        | all pins    | pins sharing a board    |
+| text_to_pin        | a cold pin's `text` embedding       | all pins    | that pin                |
+| image_to_text      | a cold pin's `image` embedding      | all `text`  | that pin's text         |
+| board_to_pins      | a board title (`embed_texts`)       | cold pins   | the board's cold pins   |
+
+Board-based tasks are scored under each relevance ('curated' boards only, and 'all'
+boards); the two identity tasks under 'self'. Search is exact (`exact_topk`). Candidates
+for board_to_pins are the cold pins only: the task asks whether new pins are findable
+from a board's title, which warm pins of that board would otherwise crowd out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from .baselines.base import Embedder, PinEmbeddings, check_embeddings
+from .bootstrap import mean_ci
+from .data import EvalData
+from .metrics import retrieval_metrics
+from .retrieval import exact_topk, related_pins_hits
+
+TASKS = {
+    "related_cold": "related pins, cold (image+text)",
+    "related_cold_image": "related pins, cold (image only)",
+    "related_warm": "related pins, warm",
+    "text_to_pin": "text → pin (cold)",
+    "image_to_text": "image → text (cold)",
+    "board_to_pins": "board → cold pins",
+}
+IDENTITY_TASKS = ("text_to_pin", "image_to_text")
+KS = (1, 10, 50)
+DEPTH = max(KS)
+
+
+@dataclass
+class TaskResult:
+    """One task under one relevance: per-query metrics, their means with 95% CIs, the ranking."""
+
+    task: str
+    relevance: str
+    per_query: dict[str, np.ndarray]
+    summary: dict[str, tuple[float, float, float]]  # metric -> (mean, ci_low, ci_high)
+    n_queries: int
+    n_without_relevant: int
+    recall_curve: np.ndarray  # mean recall@k for k = 1..DEPTH
+    queries: np.ndarray  # query ids (pin or board index) with at least one relevant item
+    retrieved: np.ndarray  # [Q, DEPTH] candidate pin indices
+    hits: np.ndarray  # [Q, DEPTH] bool
+
+    def to_json(self) -> dict:
+        return {
+            "metrics": {m: {"mean": v[0], "ci95": [v[1], v[2]]} for m, v in self.summary.items()},
+            "n_queries": self.n_queries,
+            "n_without_relevant": self.n_without_relevant,
+            "recall_curve": [round(float(x), 6) for x in self.recall_curve],
+        }
+
+
+@dataclass
+class EvalResult:
+    """Every task for one embedder; `results[(task, relevance)]`."""
+
+    name: str
+    results: dict[tuple[str, str], TaskResult]
+    embeddings: PinEmbeddings
+    split_source: str
+    loss_log: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # task -> why (a missing modality)
+
+    def get(self, task: str, relevance: str) -> TaskResult | None:
+        rel = "self" if task in IDENTITY_TASKS else relevance
+        return self.results.get((task, rel))
+
+    def to_json(self) -> dict:
+        tasks: dict[str, dict] = {}
+        for (task, rel), res in self.results.items():
+            tasks.setdefault(task, {})[rel] = res.to_json()
+        return {"model": self.name, "split": self.split_source, "tasks": tasks, "skipped": self.skipped,
+                "confidence": "95% percentile bootstrap over queries"}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+
+def _score(task: str, relevance: str, queries: np.ndarray, retrieved: np.ndarray, hits: np.ndarray,
+           n_rel: np.ndarray, n_resamples: int, seed: int) -> TaskResult:
+    valid = n_rel > 0
+    per_query = retrieval_metrics(hits, n_rel, ks=KS)
+    summary = {m: mean_ci(v, n_resamples=n_resamples, seed=seed) for m, v in per_query.items()}
+    h, n = hits[valid], n_rel[valid]
+    depth = hits.shape[1]
+    curve = (np.cumsum(h, axis=1) / np.minimum(np.arange(1, depth + 1), n[:, None])).mean(axis=0) if len(h) else np.zeros(depth)
+    return TaskResult(task, relevance, per_query, summary, int(valid.sum()), int((~valid).sum()), curve,
+                      queries[valid], retrieved[valid], h)
+
+
+def _board_hits(graph, boards: np.ndarray, cold: np.ndarray, retrieved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    is_cold = np.zeros(graph.n_pins, dtype=bool)
+    is_cold[cold] = True
+    hits = np.zeros(retrieved.shape, dtype=bool)
+    n_rel = np.zeros(len(boards), dtype=np.int64)
+    for i, b in enumerate(boards):
+        pins = graph.pins_of(b)
+        pins = pins[is_cold[pins]]
+        n_rel[i] = len(pins)
+        hits[i] = np.isin(retrieved[i], pins)
+    return hits, n_rel
+
+
+def evaluate_embedder(
+    embedder: Embedder,
+    data: EvalData,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    console: Console | None = None,
+) -> EvalResult:
+    """Score `embedder` on every task of DESIGN.md §7 over the split in `data`."""
+    console = console or Console(quiet=True)
+    emb = check_embeddings(embedder.embed_pins(data), data.n_pins, embedder.name)
+    cold, warm = data.split.cold, data.split.warm
+    results: dict[tuple[str, str], TaskResult] = {}
+    skipped: dict[str, str] = {}
+
+    related = {"related_cold": (emb.pin, cold), "related_cold_image": (emb.image, cold), "related_warm": (emb.pin, warm)}
+    for task, (queries, pins) in related.items():
+        if queries is None:
+            skipped[task] = "the model has no image-only path"
+            continue
+        top = exact_topk(queries[pins], emb.pin, DEPTH, exclude=pins)
+        for rel in data.relevances:
+            hits, n_rel = related_pins_hits(data.relevance_graph(rel), pins, top)
+            results[(task, rel)] = _score(task, rel, pins, top, hits, n_rel, n_resamples, seed)
+
+    identity = {"text_to_pin": (emb.text, emb.pin), "image_to_text": (emb.image, emb.text)}
+    for task, (queries, candidates) in identity.items():
+        if queries is None or candidates is None:
+            skipped[task] = "the model lacks a modality this task needs"
+            continue
+        top = exact_topk(queries[cold], candidates, DEPTH)
+        hits = top == cold[:, None]
+        results[(task, "self")] = _score(task, "self", cold, top, hits, np.ones(len(cold), np.int64), n_resamples, seed)
+
+    titles = data.board_titles
+    board_emb = embedder.embed_texts(titles) if len(cold) else None
+    if board_emb is None:
+        skipped["board_to_pins"] = "the model embeds no free text"
+    else:
+        board_emb = board_emb.float()
+        for rel in data.relevances:
+            graph = data.relevance_graph(rel)
+            boards = np.arange(graph.n_boards)  # board indices of the relevance graph
+            index = boards if rel == "all" else np.flatnonzero(data.curated_boards)  # their titles
+            top = exact_topk(board_emb[torch.as_tensor(index)], emb.pin[torch.as_tensor(cold)], DEPTH)
+            retrieved = cold[top]
+            hits, n_rel = _board_hits(graph, boards, cold, retrieved)
+            results[("board_to_pins", rel)] = _score("board_to_pins", rel, index, retrieved, hits, n_rel, n_resamples, seed)
+    console.print(f"evaluated {embedder.name}: {len(results)} task × relevance results"
+                  + (f", skipped {', '.join(skipped)}" if skipped else ""))
+    return EvalResult(embedder.name, results, emb, data.source, embedder.trained_on(), skipped)

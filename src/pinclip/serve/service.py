@@ -1,0 +1,234 @@
+"""The search service behind the HTTP API: embed queries, search the index, add pins.
+
+Queries use the embedding the model aligned with pins: text -> `text_emb`, an uploaded
+image -> `image_emb`, a pin -> its `pin_emb`; the index holds fused `pin_emb`s. One lock
+guards the index (faiss HNSW is not safe to search while adding).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pinclip.data.images import ImageError, load_image, resolve_image_path
+
+from .embedder import Embedder, load_embedder, pin_text
+from .index import PinIndex
+from .store import AddedPin, PinStore
+
+PIN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class ServiceError(Exception):
+    """A client error: `status` is the HTTP code, the message says what to change."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_pixels: int = 16_000_000
+    max_k: int = 100
+    max_query_chars: int = 1000
+
+
+class PinService:
+    def __init__(
+        self,
+        index: PinIndex,
+        embedder: Embedder,
+        *,
+        catalog_dir: str | Path | None = None,
+        store_dir: str | Path | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.index, self.embedder = index, embedder
+        self.limits = limits or Limits()
+        self.catalog_dir = Path(catalog_dir) if catalog_dir else None
+        self.store = PinStore(store_dir) if store_dir else None
+        self.lock = threading.Lock()
+        self.board_titles = dict(zip(index.boards["board_id"], index.boards["title"], strict=True))
+        self.replayed = self._replay()
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: str | Path,
+        model_dir: str | Path,
+        *,
+        backend: str = "torch",
+        catalog_dir: str | Path | None = None,
+        store_dir: str | Path | None = None,
+        limits: Limits | None = None,
+    ) -> PinService:
+        """Load index + model; added pins live in `store_dir` (default `<index_dir>/added`)."""
+        index = PinIndex.load(index_dir)
+        catalog_dir = catalog_dir or index.info.get("catalog")
+        store_dir = store_dir or Path(index_dir) / "added"
+        embedder = load_embedder(model_dir, backend)
+        if embedder.config.embed_dim != index.dim:
+            raise ValueError(
+                f"model {model_dir} embeds in {embedder.config.embed_dim} dims but index {index_dir} "
+                f"holds {index.dim}: serve the model the index was built with"
+            )
+        return cls(index, embedder, catalog_dir=catalog_dir, store_dir=store_dir, limits=limits)
+
+    def _replay(self) -> int:
+        if self.store is None:
+            return 0
+        n = 0
+        for pin in self.store.replay():
+            if pin.pin_id not in self.index.rows:
+                self.index.add(pin.pin_id, pin.vector, title=pin.title, image=pin.image, source="added")
+                n += 1
+        return n
+
+    # ----- checks ---------------------------------------------------------------------------
+    def check_k(self, k: int) -> int:
+        if not 1 <= k <= self.limits.max_k:
+            raise ServiceError(422, f"k={k} is out of range; use 1 <= k <= {self.limits.max_k}")
+        return k
+
+    def row(self, pin_id: str) -> int:
+        row = self.index.rows.get(pin_id)
+        if row is None:
+            raise ServiceError(404, f"unknown pin {pin_id!r}")
+        return row
+
+    def decode_image(self, data: bytes):
+        """Validate an upload with the catalog's image checks (pixel limit before decoding)."""
+        if not data:
+            raise ServiceError(400, "the uploaded file is empty; send an image file")
+        if len(data) > self.limits.max_body_bytes:
+            raise ServiceError(413, f"upload is {len(data):,} bytes > limit {self.limits.max_body_bytes:,}")
+        with tempfile.NamedTemporaryFile(suffix=".upload") as f:
+            f.write(data)
+            f.flush()
+            try:
+                return load_image(f.name, max_pixels=self.limits.max_pixels)
+            except ImageError as err:
+                status = 413 if "pixel limit" in err.reason else 400
+                raise ServiceError(status, f"upload rejected: {err.reason} ({err.detail.split(': ', 1)[-1]})") from None
+
+    # ----- queries --------------------------------------------------------------------------
+    def _results(self, vector: np.ndarray, k: int, exclude: str | None = None) -> list[dict]:
+        with self.lock:
+            hits = self.index.search(vector[None], k + (1 if exclude else 0))[0]
+            meta = self.index.meta
+        out = []
+        for hit in hits:
+            pin_id = meta.at[hit.row, "pin_id"]
+            if pin_id == exclude:
+                continue
+            out.append({"pin_id": pin_id, "title": meta.at[hit.row, "title"], "score": round(hit.score, 6),
+                        "image_url": f"/v1/pins/{pin_id}/image"})
+        return out[:k]
+
+    def search_text(self, q: str, k: int) -> list[dict]:
+        self.check_k(k)
+        if not q.strip():
+            raise ServiceError(422, "q is empty; pass a text query, e.g. /v1/search?q=red+heart")
+        if len(q) > self.limits.max_query_chars:
+            raise ServiceError(422, f"q has {len(q)} characters > limit {self.limits.max_query_chars}")
+        return self._results(self.embedder.embed_texts([q])[0], k)
+
+    def search_image(self, data: bytes, k: int) -> list[dict]:
+        self.check_k(k)
+        pixels = self.embedder.preprocess(self.decode_image(data))[None]
+        return self._results(self.embedder.embed_images(pixels)[0], k)
+
+    def related(self, pin_id: str, k: int) -> list[dict]:
+        self.check_k(k)
+        with self.lock:
+            vector = self.index.vector(self.row(pin_id))
+        return self._results(vector, k, exclude=pin_id)
+
+    def boards(self, pin_id: str, k: int, neighbors: int = 50) -> list[dict]:
+        """Boards of the pin's nearest pins, each vote weighted by the neighbour's similarity."""
+        self.check_k(k)
+        with self.lock:
+            vector = self.index.vector(self.row(pin_id))
+            hits = self.index.search(vector[None], neighbors + 1)[0]
+            meta = self.index.meta
+        votes: dict[str, float] = defaultdict(float)
+        for hit in hits:
+            if meta.at[hit.row, "pin_id"] == pin_id:
+                continue
+            for board in meta.at[hit.row, "boards"]:
+                votes[board] += max(hit.score, 0.0)
+        total = sum(votes.values()) or 1.0
+        ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return [{"board_id": b, "title": self.board_titles.get(b, ""), "score": round(s / total, 6)} for b, s in ranked]
+
+    # ----- writes ---------------------------------------------------------------------------
+    def add_pin(self, data: bytes, title: str = "", description: str = "", pin_id: str | None = None) -> dict:
+        """Embed a new pin (image + optional text), log it durably, make it searchable."""
+        if self.store is None:
+            raise ServiceError(403, "this server has no pin store; adding pins is disabled")
+        if pin_id is not None and not PIN_ID.match(pin_id):
+            raise ServiceError(422, f"pin_id {pin_id!r} is invalid; use 1-64 of A-Z a-z 0-9 _ . -")
+        pin_id = pin_id or f"u-{uuid.uuid4().hex[:12]}"
+        if pin_id in self.index.rows:
+            raise ServiceError(409, f"pin {pin_id!r} already exists")
+        image = self.decode_image(data)
+        text = pin_text(title, description)
+        pixels = self.embedder.preprocess(image)[None]
+        vector = self.embedder.embed_pins(pixels, [text])["pin_emb"][0]
+        name = f"{pin_id}.{_image_format(data)}"
+        with self.lock:
+            if pin_id in self.index.rows:
+                raise ServiceError(409, f"pin {pin_id!r} already exists")
+            self.store.save_image(name, data)
+            self.store.append(AddedPin(pin_id, title, text, name, vector))
+            self.index.add(pin_id, vector, title=title, image=name, source="added")
+        return {"pin_id": pin_id, "title": title, "image_url": f"/v1/pins/{pin_id}/image"}
+
+    # ----- files ----------------------------------------------------------------------------
+    def image_path(self, pin_id: str) -> Path:
+        """The pin's image file, resolved without path traversal."""
+        row = self.row(pin_id)
+        meta = self.index.meta.iloc[row]
+        try:
+            if meta["source"] == "added" and self.store is not None:
+                path = self.store.image_path(meta["image"])
+            elif self.catalog_dir is not None and meta["image"]:
+                path = resolve_image_path(self.catalog_dir, meta["image"])
+            else:
+                raise ServiceError(404, f"pin {pin_id!r} has no image here (start the server with --catalog)")
+        except ImageError as err:
+            raise ServiceError(404, str(err)) from None
+        if not path.is_file():
+            raise ServiceError(404, f"image of pin {pin_id!r} is missing")
+        return path
+
+    def catalog_file(self, relative: str) -> Path:
+        if self.catalog_dir is None:
+            raise ServiceError(404, "no catalog configured")
+        try:
+            path = resolve_image_path(self.catalog_dir, relative)
+        except ImageError as err:
+            raise ServiceError(404, str(err)) from None
+        if not path.is_file():
+            raise ServiceError(404, f"{relative!r} not found in the catalog")
+        return path
+
+
+def _image_format(data: bytes) -> str:
+    """A file extension for an upload that already decoded (so a browser gets its type)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return {"JPEG": "jpg"}.get(img.format or "", (img.format or "img").lower())
