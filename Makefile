@@ -5,12 +5,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast lint bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinclip and its dependencies into $(VENV) (a few minutes the first time)"
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,7 +19,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/pinclip demo
 
+# Debian's chromium for the web-page test (tests/serve/test_browser.py; Playwright cannot
+# download its own browsers here). `make test` installs it in CI, or when it is missing and
+# apt-get is available; otherwise that one test skips and says why.
+browser-deps:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 test: $(STAMP)
+	@if [ "$$CI" = "true" ] || { ! command -v chromium >/dev/null && command -v apt-get >/dev/null; }; then \
+		$(MAKE) --no-print-directory browser-deps; fi
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import catalog, demo, models, train
+from . import catalog, demo, models, serve, train
 
 app = typer.Typer(
     name="pinclip",
@@ -16,6 +16,10 @@ app.add_typer(catalog.app, name="catalog")
 app.command("models")(models.list_models)
 app.command("train")(train.train)
 app.command("demo")(demo.demo)
+app.command("embed")(serve.embed)
+app.command("export")(serve.export)
+app.add_typer(serve.index_app, name="index")
+app.command("serve")(serve.serve)
 
 
 @app.callback()

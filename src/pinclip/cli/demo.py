@@ -57,4 +57,9 @@ def demo(
     console.print(f"catalog: {cfg.data.catalog} (check it: pinclip catalog check {cfg.data.catalog})")
     for label, (run_cfg, _, _) in runs.items():
         console.print(f"{label}: {run_cfg.run_dir}/best (model), metrics.jsonl, config.yaml, checkpoints/")
+    from pinclip.serve import prepare_serving  # embed + index the demo catalog with the demo model
+
+    _, info, command = prepare_serving(f"{cfg.run_dir}/best", cfg.data.catalog, f"{cfg.run_dir}/serving")
+    console.print(f"index: recall@10 {info['recall@10']:.4f} vs exact, {info['qps']:.0f} queries/s")
     console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
+    console.print(f"serve the demo model: [bold]{command}[/]  (then open http://127.0.0.1:8000/)")

@@ -42,6 +42,7 @@ __all__ = [
     "Reject",
     "ValidationReport",
     "check_catalog",
+    "pin_text",
     "read_catalog",
     "read_parquet_table",
     "write_catalog",
@@ -59,6 +60,13 @@ FILES = {"pins": PINS_FILE, "boards": BOARDS_FILE, "edges": EDGES_FILE}
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
 
 
+def pin_text(title: object, description: object = None) -> str:
+    """Title and description joined: what a text tower reads for a pin (training and serving)."""
+    t = "" if title is None or title != title else str(title)  # None / NaN -> ""
+    d = "" if description is None or description != description else str(description)
+    return f"{t}. {d}".strip(". ") if d else t
+
+
 @dataclass
 class Catalog:
     """The good rows of a catalog; image paths resolve against `root`."""
@@ -73,6 +81,11 @@ class Catalog:
     def image_path(self, image: str) -> Path:
         """The file of a pin's `image` value; raises ImageError if it escapes the catalog."""
         return resolve_image_path(self.root, image, allow_absolute=self.allow_absolute_paths)
+
+    def texts(self) -> list[str]:
+        """Every pin's text (title + description), in pin order."""
+        desc = self.pins["description"] if "description" in self.pins else [None] * len(self.pins)
+        return [pin_text(t, d) for t, d in zip(self.pins["title"], desc, strict=True)]
 
     def load_image(self, image: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         """A pin's image as RGB, with the same safety checks as `catalog check`."""

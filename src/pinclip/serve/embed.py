@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from pinclip.data.catalog import read_catalog
 
-from .embedder import Embedder, load_embedder, pin_text
+from .embedder import Embedder, load_embedder
 
 EMBEDDINGS_FILE = "embeddings.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -72,16 +72,16 @@ def read_embeddings(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]
     out = {}
     for key in KEYS:
         col = table[key].combine_chunks()
-        out[key] = col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32)
+        out[key] = (
+            col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32)
+        )
     return table["pin_id"].to_pylist(), out
 
 
 def _pins_frame(catalog_dir: str):
     catalog, _ = read_catalog(catalog_dir, check_images=False)
     pins = catalog.pins
-    desc = pins["description"] if "description" in pins else [None] * len(pins)
-    texts = [pin_text(t, d) for t, d in zip(pins["title"], desc, strict=True)]
-    return catalog, pins["pin_id"].astype(str).tolist(), pins["image"].tolist(), texts
+    return catalog, pins["pin_id"].astype(str).tolist(), pins["image"].tolist(), catalog.texts()
 
 
 def _fingerprint(job: EmbedJob, pin_ids: list[str]) -> str:
@@ -112,7 +112,9 @@ class PartRunner:
     def run(self, part: int, on_rows: Callable[[int], None] | None = None) -> Path:
         job = self.job
         start, stop = part * job.part_size, min((part + 1) * job.part_size, len(self.pin_ids))
-        batches = [range(b, min(b + job.batch_size, stop)) for b in range(start, stop, job.batch_size)]
+        batches = [
+            range(b, min(b + job.batch_size, stop)) for b in range(start, stop, job.batch_size)
+        ]
         chunks: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
         pending = self._pixels(batches[0]) if batches else None
         for i, rows in enumerate(batches):
@@ -123,7 +125,9 @@ class PartRunner:
                 chunks[key].append(out[key])
             if on_rows:
                 on_rows(len(rows))
-        table = embeddings_table(self.pin_ids[start:stop], {k: np.concatenate(v) for k, v in chunks.items()})
+        table = embeddings_table(
+            self.pin_ids[start:stop], {k: np.concatenate(v) for k, v in chunks.items()}
+        )
         path = Path(job.out) / PARTS_DIR / f"part-{part:05d}.parquet"
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
@@ -141,11 +145,17 @@ class Manifest:
         if self.path.is_file():
             data = json.loads(self.path.read_text())
             if data.get("fingerprint") == fingerprint:
-                self.done = {p for p in data["done"] if (out / PARTS_DIR / f"part-{p:05d}.parquet").is_file()}
+                self.done = {
+                    p for p in data["done"] if (out / PARTS_DIR / f"part-{p:05d}.parquet").is_file()
+                }
 
     def mark(self, part: int) -> None:
         self.done.add(part)
-        payload = {"fingerprint": self.fingerprint, "n_parts": self.n_parts, "done": sorted(self.done)}
+        payload = {
+            "fingerprint": self.fingerprint,
+            "n_parts": self.n_parts,
+            "done": sorted(self.done),
+        }
         atomic_write_bytes(self.path, json.dumps(payload).encode())
 
     @property
@@ -173,7 +183,9 @@ def embed_catalog(
     """
     out = Path(out)
     (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
-    job = EmbedJob(str(model_dir), str(catalog_dir), str(out), backend, batch_size, part_size, workers)
+    job = EmbedJob(
+        str(model_dir), str(catalog_dir), str(out), backend, batch_size, part_size, workers
+    )
     _, pin_ids, _, _ = _pins_frame(job.catalog_dir)
     n_parts = -(-len(pin_ids) // part_size)
     manifest = Manifest(out, _fingerprint(job, pin_ids), n_parts)
@@ -184,6 +196,7 @@ def embed_catalog(
     if engine == "local":
         runner = PartRunner(job)
         for part in todo:
+
             def step(n: int) -> None:
                 nonlocal done_rows
                 done_rows += n
@@ -211,7 +224,9 @@ def _concatenate(out: Path, n_parts: int, n_rows: int) -> Path:
     tables = [pq.read_table(out / PARTS_DIR / f"part-{p:05d}.parquet") for p in range(n_parts)]
     table = pa.concat_tables(tables)
     if table.num_rows != n_rows or len(set(table["pin_id"].to_pylist())) != n_rows:
-        raise RuntimeError(f"{out}: parts hold {table.num_rows} rows for {n_rows} pins; delete {out} and re-run")
+        raise RuntimeError(
+            f"{out}: parts hold {table.num_rows} rows for {n_rows} pins; delete {out} and re-run"
+        )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     path = out / EMBEDDINGS_FILE

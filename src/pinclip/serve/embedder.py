@@ -24,13 +24,6 @@ ONNX_MANIFEST = "export.json"
 PARTS = ("image", "text", "fusion")
 
 
-def pin_text(title: object, description: object = None) -> str:
-    """Title and description joined: what the text tower reads for a pin (as in training)."""
-    t = "" if title is None or title != title else str(title)  # None / NaN -> ""
-    d = "" if description is None or description != description else str(description)
-    return f"{t}. {d}".strip(". ") if d else t
-
-
 def image_transform(config: PinCLIPConfig):
     """PIL RGB -> normalised [3, S, S] tensor; the same eval transform as `PinCLIP.image_transform`."""
     from timm.data import create_transform
@@ -141,7 +134,11 @@ class OnnxEmbedder(_Base):
             )
         self.manifest = json.loads(manifest_path.read_text())
         config = PinCLIPConfig.from_dict(
-            {k: v for k, v in json.loads((export_dir / "config.json").read_text()).items() if k != "format"}
+            {
+                k: v
+                for k, v in json.loads((export_dir / "config.json").read_text()).items()
+                if k != "format"
+            }
         )
         text_dir = export_dir / "text_encoder"
         super().__init__(config, build_tokenizer(config, text_dir if text_dir.is_dir() else None))
@@ -150,7 +147,9 @@ class OnnxEmbedder(_Base):
             opts.intra_op_num_threads = threads
         self.sessions = {
             part: ort.InferenceSession(
-                str(export_dir / self.manifest["graphs"][part]), opts, providers=["CPUExecutionProvider"]
+                str(export_dir / self.manifest["graphs"][part]),
+                opts,
+                providers=["CPUExecutionProvider"],
             )
             for part in PARTS
         }
@@ -190,7 +189,10 @@ def load_embedder(model_dir: str | Path, backend: str = "torch") -> Embedder:
     if backend == "torch":
         return TorchEmbedder.load(model_dir)
     if backend == "onnx":
-        if not (model_dir / ONNX_MANIFEST).is_file() and (model_dir / "onnx" / ONNX_MANIFEST).is_file():
+        if (
+            not (model_dir / ONNX_MANIFEST).is_file()
+            and (model_dir / "onnx" / ONNX_MANIFEST).is_file()
+        ):
             model_dir = model_dir / "onnx"
         return OnnxEmbedder(model_dir)
     raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")

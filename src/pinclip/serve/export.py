@@ -93,7 +93,9 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic
     )
 
 
-def export_fp32(model: PinCLIP, out: Path, sample_pixels: torch.Tensor, sample_texts: list[str]) -> dict[str, str]:
+def export_fp32(
+    model: PinCLIP, out: Path, sample_pixels: torch.Tensor, sample_texts: list[str]
+) -> dict[str, str]:
     """Write image.onnx, text.onnx, fusion.onnx (batch dynamic; text length dynamic but in fusion)."""
     model = model.eval()
     tok = model.tokenize(sample_texts)
@@ -114,20 +116,38 @@ def export_fp32(model: PinCLIP, out: Path, sample_pixels: torch.Tensor, sample_t
 
 def _export_all(model, out, sample_pixels, tok, img, txt) -> None:
     _export(
-        _ImagePart(model), (sample_pixels,), out / "image.onnx", ["pixels"],
-        ["image_emb", "image_patches"], {"pixels": {0: "batch"}, "image_emb": {0: "batch"}, "image_patches": {0: "batch"}},
+        _ImagePart(model),
+        (sample_pixels,),
+        out / "image.onnx",
+        ["pixels"],
+        ["image_emb", "image_patches"],
+        {"pixels": {0: "batch"}, "image_emb": {0: "batch"}, "image_patches": {0: "batch"}},
     )
     _export(
-        _TextPart(model), (tok["input_ids"], tok["attention_mask"]), out / "text.onnx",
-        ["input_ids", "attention_mask"], ["text_emb", "text_states"],
-        {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-         "text_emb": {0: "batch"}, "text_states": {0: "batch", 1: "seq"}},
+        _TextPart(model),
+        (tok["input_ids"], tok["attention_mask"]),
+        out / "text.onnx",
+        ["input_ids", "attention_mask"],
+        ["text_emb", "text_states"],
+        {
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "text_emb": {0: "batch"},
+            "text_states": {0: "batch", 1: "seq"},
+        },
     )
     _export(
-        _FusionPart(model, img.levels), (img.patches, txt.states, tok["attention_mask"]),
-        out / "fusion.onnx", ["image_patches", "text_states", "text_mask"], ["pin_emb"],
-        {"image_patches": {0: "batch"}, "text_states": {0: "batch"}, "text_mask": {0: "batch"},
-         "pin_emb": {0: "batch"}},  # sequence fixed at max_length: see pad_text
+        _FusionPart(model, img.levels),
+        (img.patches, txt.states, tok["attention_mask"]),
+        out / "fusion.onnx",
+        ["image_patches", "text_states", "text_mask"],
+        ["pin_emb"],
+        {
+            "image_patches": {0: "batch"},
+            "text_states": {0: "batch"},
+            "text_mask": {0: "batch"},
+            "pin_emb": {0: "batch"},
+        },  # sequence fixed at max_length: see pad_text
     )
 
 
@@ -152,8 +172,14 @@ def quantize_image_static(src: Path, dst: Path, calibration: np.ndarray) -> None
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     quantize_static(
-        str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        str(pre),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        op_types_to_quantize=["Conv"],
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
     )
     pre.unlink(missing_ok=True)
 
@@ -163,11 +189,17 @@ def quantize_matmul_dynamic(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
-        str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, per_channel=True
+        str(src),
+        str(dst),
+        op_types_to_quantize=["MatMul"],
+        weight_type=QuantType.QInt8,
+        per_channel=True,
     )
 
 
-def _run_graph(path: Path, feeds: dict[str, np.ndarray], repeats: int = 5) -> tuple[np.ndarray, float]:
+def _run_graph(
+    path: Path, feeds: dict[str, np.ndarray], repeats: int = 5
+) -> tuple[np.ndarray, float]:
     """The graph's first output on `feeds` and the median milliseconds of one run."""
     import onnxruntime as ort
 
@@ -186,7 +218,9 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(cos.min())
 
 
-def parity(reference: TorchEmbedder, candidate, pixels: np.ndarray, texts: list[str]) -> dict[str, float]:
+def parity(
+    reference: TorchEmbedder, candidate, pixels: np.ndarray, texts: list[str]
+) -> dict[str, float]:
     """Minimum cosine per embedding between two embedders on the same pins."""
     ref, got = reference.embed_pins(pixels, texts), candidate.embed_pins(pixels, texts)
     return {key: _min_cosine(a, got[key]) for key, a in ref.items()}
@@ -237,17 +271,23 @@ def export_onnx(
     return report
 
 
-def _quantize_parts(tmp: Path, graphs, reference: TorchEmbedder, pixels, texts, timings, threshold) -> dict[str, str]:
+def _quantize_parts(
+    tmp: Path, graphs, reference: TorchEmbedder, pixels, texts, timings, threshold
+) -> dict[str, str]:
     """Quantize each part; keep int8 only where it is faster at batch 32 and its output
     embedding stays within `threshold` cosine of fp32 on the catalog samples."""
     import onnxruntime as ort
 
     batch = np.resize(pixels, (32, *pixels.shape[1:])).astype(np.float32)
     tok = reference.tokenize((texts * 32)[:32])
-    image_sess = ort.InferenceSession(str(tmp / graphs["image"]), providers=["CPUExecutionProvider"])
+    image_sess = ort.InferenceSession(
+        str(tmp / graphs["image"]), providers=["CPUExecutionProvider"]
+    )
     text_sess = ort.InferenceSession(str(tmp / graphs["text"]), providers=["CPUExecutionProvider"])
     patches = image_sess.run(None, {"pixels": batch})[1]
-    states, mask = pad_text(text_sess.run(None, tok)[1], tok["attention_mask"], reference.config.text.max_length)
+    states, mask = pad_text(
+        text_sess.run(None, tok)[1], tok["attention_mask"], reference.config.text.max_length
+    )
     feeds = {
         "image": {"pixels": batch},
         "text": tok,

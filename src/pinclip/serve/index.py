@@ -41,7 +41,10 @@ def make_index(vectors: np.ndarray, kind: str = "hnsw", *, seed: int = 0) -> fai
     elif kind == "ivfpq":
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
         m = next(m for m in (16, 8, 4, 2, 1) if d % m == 0)
-        base = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        nbits = min(8, int(np.log2(max(n, 2))))  # PQ codebooks need >= 2**nbits training points
+        base = faiss.IndexIVFPQ(
+            faiss.IndexFlatIP(d), d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT
+        )
         base.cp.seed = seed
         base.train(vectors)
         base.nprobe = min(nlist, 16)
@@ -51,10 +54,14 @@ def make_index(vectors: np.ndarray, kind: str = "hnsw", *, seed: int = 0) -> fai
         raise ValueError(f"unknown index kind {kind!r}; use hnsw, ivfpq or flat")
     index = faiss.IndexIDMap2(base)
     index.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+    if kind == "ivfpq":
+        base.make_direct_map()  # so a pin's vector can be reconstructed for related-pins queries
     return index
 
 
-def recall_at_k(index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
+def recall_at_k(
+    index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int = 10
+) -> tuple[float, float]:
     """Recall@k of `index` against exact search over `vectors`, and its queries per second."""
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(vectors)
@@ -76,10 +83,16 @@ class SearchHit:
 class PinIndex:
     """The index, the pin metadata (pin_id, title, image, boards) and a pin_id -> row map."""
 
-    def __init__(self, index: faiss.Index, meta: pd.DataFrame, boards: pd.DataFrame, info: dict) -> None:
-        self.index, self.meta, self.boards, self.info = index, meta.reset_index(drop=True), boards, info
+    def __init__(
+        self, index: faiss.Index, meta: pd.DataFrame, boards: pd.DataFrame, info: dict
+    ) -> None:
+        self.index, self.meta, self.boards, self.info = (
+            index,
+            meta.reset_index(drop=True),
+            boards,
+            info,
+        )
         self.rows = {pid: i for i, pid in enumerate(self.meta["pin_id"])}
-        self.vectors: dict[int, np.ndarray] = {}  # added rows' vectors (catalog ones are reconstructed)
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -90,8 +103,10 @@ class PinIndex:
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
         scores, ids = self.index.search(normalize(queries), k)
-        return [[SearchHit(int(i), float(s)) for s, i in zip(srow, irow, strict=True) if i >= 0]
-                for srow, irow in zip(scores, ids, strict=True)]
+        return [
+            [SearchHit(int(i), float(s)) for s, i in zip(srow, irow, strict=True) if i >= 0]
+            for srow, irow in zip(scores, ids, strict=True)
+        ]
 
     def vector(self, row: int) -> np.ndarray:
         return self.index.reconstruct(int(row))
@@ -102,7 +117,13 @@ class PinIndex:
             raise KeyError(f"pin {pin_id!r} already exists")
         row = len(self.meta)
         self.index.add_with_ids(normalize(vector[None]), np.array([row], dtype=np.int64))
-        record = {"pin_id": pin_id, "title": "", "image": "", "boards": [], "source": "added"} | fields
+        record = {
+            "pin_id": pin_id,
+            "title": "",
+            "image": "",
+            "boards": [],
+            "source": "added",
+        } | fields
         self.meta = pd.concat([self.meta, pd.DataFrame([record])], ignore_index=True)
         self.rows[pin_id] = row
         return row
@@ -131,15 +152,24 @@ class PinIndex:
     def load(cls, directory: str | Path) -> PinIndex:
         directory = Path(directory)
         if not (directory / INDEX_FILE).is_file():
-            raise FileNotFoundError(f"{directory / INDEX_FILE} not found: build one with `pinclip index build`")
+            raise FileNotFoundError(
+                f"{directory / INDEX_FILE} not found: build one with `pinclip index build`"
+            )
         info = json.loads((directory / INFO_FILE).read_text())
         index = faiss.read_index(str(directory / INDEX_FILE))
         if info.get("kind") == "hnsw":
             faiss.downcast_index(index.index).hnsw.efSearch = info.get("ef_search", 64)
-        return cls(index, pd.read_parquet(directory / META_FILE), pd.read_parquet(directory / BOARDS_FILE), info)
+        return cls(
+            index,
+            pd.read_parquet(directory / META_FILE),
+            pd.read_parquet(directory / BOARDS_FILE),
+            info,
+        )
 
 
-def catalog_metadata(pin_ids: list[str], catalog_dir: str | Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def catalog_metadata(
+    pin_ids: list[str], catalog_dir: str | Path | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per pin: title, image path and boards (from the catalog if given); the boards table."""
     meta = pd.DataFrame({"pin_id": pin_ids, "title": "", "image": "", "source": "catalog"})
     meta["boards"] = [[] for _ in pin_ids]
@@ -152,8 +182,10 @@ def catalog_metadata(pin_ids: list[str], catalog_dir: str | Path | None) -> tupl
     pins = catalog.pins.assign(pin_id=catalog.pins["pin_id"].astype(str)).set_index("pin_id")
     unknown = [p for p in pin_ids if p not in pins.index]
     if unknown:
-        raise ValueError(f"{len(unknown)} embedded pins are not in catalog {catalog_dir} (e.g. {unknown[:3]}); "
-                         "embed and index the same catalog")
+        raise ValueError(
+            f"{len(unknown)} embedded pins are not in catalog {catalog_dir} (e.g. {unknown[:3]}); "
+            "embed and index the same catalog"
+        )
     meta["title"] = pins.loc[pin_ids, "title"].fillna("").astype(str).to_numpy()
     meta["image"] = pins.loc[pin_ids, "image"].astype(str).to_numpy()
     edges = catalog.edges.astype({"pin_id": str, "board_id": str})
@@ -186,9 +218,17 @@ def build_index(
     sample = rng.choice(len(vectors), size=min(recall_queries, len(vectors)), replace=False)
     recall, qps = recall_at_k(index, vectors, vectors[sample], k=10)
     meta, boards = catalog_metadata(pin_ids, catalog_dir)
-    info = {"kind": kind, "dim": int(vectors.shape[1]), "count": len(pin_ids), "recall@10": recall,
-            "qps": qps, "build_seconds": build_s, "ef_search": 64, "embeddings": str(embeddings),
-            "catalog": str(Path(catalog_dir).resolve()) if catalog_dir else None}
+    info = {
+        "kind": kind,
+        "dim": int(vectors.shape[1]),
+        "count": len(pin_ids),
+        "recall@10": recall,
+        "qps": qps,
+        "build_seconds": build_s,
+        "ef_search": 64,
+        "embeddings": str(embeddings),
+        "catalog": str(Path(catalog_dir).resolve()) if catalog_dir else None,
+    }
     pin_index = PinIndex(index, meta, boards, info)
     pin_index.save(out)
     return pin_index, info

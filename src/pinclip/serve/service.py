@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pinclip.data.catalog import pin_text
 from pinclip.data.images import ImageError, load_image, resolve_image_path
 
-from .embedder import Embedder, load_embedder, pin_text
+from .embedder import Embedder, load_embedder
 from .index import PinIndex
 from .store import AddedPin, PinStore
 
@@ -90,7 +91,9 @@ class PinService:
         n = 0
         for pin in self.store.replay():
             if pin.pin_id not in self.index.rows:
-                self.index.add(pin.pin_id, pin.vector, title=pin.title, image=pin.image, source="added")
+                self.index.add(
+                    pin.pin_id, pin.vector, title=pin.title, image=pin.image, source="added"
+                )
                 n += 1
         return n
 
@@ -111,7 +114,9 @@ class PinService:
         if not data:
             raise ServiceError(400, "the uploaded file is empty; send an image file")
         if len(data) > self.limits.max_body_bytes:
-            raise ServiceError(413, f"upload is {len(data):,} bytes > limit {self.limits.max_body_bytes:,}")
+            raise ServiceError(
+                413, f"upload is {len(data):,} bytes > limit {self.limits.max_body_bytes:,}"
+            )
         with tempfile.NamedTemporaryFile(suffix=".upload") as f:
             f.write(data)
             f.flush()
@@ -119,7 +124,9 @@ class PinService:
                 return load_image(f.name, max_pixels=self.limits.max_pixels)
             except ImageError as err:
                 status = 413 if "pixel limit" in err.reason else 400
-                raise ServiceError(status, f"upload rejected: {err.reason} ({err.detail.split(': ', 1)[-1]})") from None
+                raise ServiceError(
+                    status, f"upload rejected: {err.reason} ({err.detail.split(': ', 1)[-1]})"
+                ) from None
 
     # ----- queries --------------------------------------------------------------------------
     def _results(self, vector: np.ndarray, k: int, exclude: str | None = None) -> list[dict]:
@@ -131,8 +138,14 @@ class PinService:
             pin_id = meta.at[hit.row, "pin_id"]
             if pin_id == exclude:
                 continue
-            out.append({"pin_id": pin_id, "title": meta.at[hit.row, "title"], "score": round(hit.score, 6),
-                        "image_url": f"/v1/pins/{pin_id}/image"})
+            out.append(
+                {
+                    "pin_id": pin_id,
+                    "title": meta.at[hit.row, "title"],
+                    "score": round(hit.score, 6),
+                    "image_url": f"/v1/pins/{pin_id}/image",
+                }
+            )
         return out[:k]
 
     def search_text(self, q: str, k: int) -> list[dict]:
@@ -140,7 +153,9 @@ class PinService:
         if not q.strip():
             raise ServiceError(422, "q is empty; pass a text query, e.g. /v1/search?q=red+heart")
         if len(q) > self.limits.max_query_chars:
-            raise ServiceError(422, f"q has {len(q)} characters > limit {self.limits.max_query_chars}")
+            raise ServiceError(
+                422, f"q has {len(q)} characters > limit {self.limits.max_query_chars}"
+            )
         return self._results(self.embedder.embed_texts([q])[0], k)
 
     def search_image(self, data: bytes, k: int) -> list[dict]:
@@ -169,10 +184,15 @@ class PinService:
                 votes[board] += max(hit.score, 0.0)
         total = sum(votes.values()) or 1.0
         ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        return [{"board_id": b, "title": self.board_titles.get(b, ""), "score": round(s / total, 6)} for b, s in ranked]
+        return [
+            {"board_id": b, "title": self.board_titles.get(b, ""), "score": round(s / total, 6)}
+            for b, s in ranked
+        ]
 
     # ----- writes ---------------------------------------------------------------------------
-    def add_pin(self, data: bytes, title: str = "", description: str = "", pin_id: str | None = None) -> dict:
+    def add_pin(
+        self, data: bytes, title: str = "", description: str = "", pin_id: str | None = None
+    ) -> dict:
         """Embed a new pin (image + optional text), log it durably, make it searchable."""
         if self.store is None:
             raise ServiceError(403, "this server has no pin store; adding pins is disabled")
@@ -205,7 +225,9 @@ class PinService:
             elif self.catalog_dir is not None and meta["image"]:
                 path = resolve_image_path(self.catalog_dir, meta["image"])
             else:
-                raise ServiceError(404, f"pin {pin_id!r} has no image here (start the server with --catalog)")
+                raise ServiceError(
+                    404, f"pin {pin_id!r} has no image here (start the server with --catalog)"
+                )
         except ImageError as err:
             raise ServiceError(404, str(err)) from None
         if not path.is_file():

@@ -37,17 +37,6 @@ class TrainingData:
         return self.graph.n_pins
 
 
-def pin_texts(catalog: Catalog) -> list[str]:
-    """Title and description joined: what the text tower reads for a pin."""
-    pins = catalog.pins
-    titles = pins["title"].fillna("").astype(str)
-    if "description" in pins:
-        desc = pins["description"].fillna("").astype(str)
-    else:
-        desc = titles.map(lambda _: "")
-    return [f"{t}. {d}".strip(". ") if d else t for t, d in zip(titles, desc, strict=True)]
-
-
 def _build_catalog(builder: str, root: Path, console: Console) -> None:
     if builder == "emoji":
         from pinclip.data.builders.emoji import build_emoji_catalog
@@ -101,7 +90,7 @@ def load_training_data(cfg: DataConfig, *, run_dir: Path | None = None, console:
         dup_ids = base.astype("category").cat.codes.to_numpy(np.int64)
     else:
         dup_ids = np.arange(graph.n_pins, dtype=np.int64)
-    return TrainingData(catalog, graph, split, sampler, pin_texts(catalog), dup_ids, log_q, n_rejected)
+    return TrainingData(catalog, graph, split, sampler, catalog.texts(), dup_ids, log_q, n_rejected)
 
 
 def _neighbor_probability(sampler: object, graph: PinBoardGraph) -> np.ndarray:

@@ -85,5 +85,5 @@ def list_baselines() -> list[str]:
 def create_baseline(name: str, **kwargs) -> Embedder:
     """A registered baseline by name (`list_baselines()`)."""
     if name not in _REGISTRY:
-        raise KeyError(f"unknown baseline {name!r}; known: {', '.join(list_baselines())}")
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(list_baselines())}")
     return _REGISTRY[name](**kwargs)

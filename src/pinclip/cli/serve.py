@@ -1,0 +1,164 @@
+"""`pinclip embed | export | index build | serve`: thin faces over pinclip.serve."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+console = Console(stderr=True)
+index_app = typer.Typer(help="Build ANN indexes over embeddings.", no_args_is_help=True)
+
+
+@contextmanager
+def _progress(description: str):
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[red]error:[/] {err}")
+    raise typer.Exit(2) from None
+
+
+def embed(
+    model: Path = typer.Argument(
+        ..., help="Model directory (save_pretrained) or, with --backend onnx, an export."
+    ),
+    catalog: Path = typer.Argument(..., help="Catalog directory."),
+    out: Path = typer.Argument(
+        ..., help="Output directory: parts/, manifest.json, embeddings.parquet."
+    ),
+    backend: str = typer.Option(
+        "torch", help="torch (eager) or onnx (graphs from `pinclip export`)."
+    ),
+    engine: str = typer.Option(
+        "local", help="local, or ray (Ray Data; a local Ray unless one is connected)."
+    ),
+    batch_size: int = typer.Option(64, min=1),
+    part_size: int = typer.Option(512, min=1, help="Rows per resumable part."),
+    workers: int = typer.Option(2, min=1, help="Image decoding threads (local) or Ray workers."),
+) -> None:
+    """Embed every pin of a catalog; re-run the same command to resume after a kill."""
+    from pinclip.serve import embed_catalog
+
+    try:
+        with _progress("embedding pins") as progress:
+            path = embed_catalog(
+                model,
+                catalog,
+                out,
+                backend=backend,
+                engine=engine,
+                batch_size=batch_size,
+                part_size=part_size,
+                workers=workers,
+                progress=progress,
+            )
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    console.print(f"[green]done[/]: {path}")
+
+
+def export(
+    model: Path = typer.Argument(..., help="Model directory (save_pretrained)."),
+    out: Path = typer.Argument(..., help="Output directory for the ONNX graphs."),
+    format: str = typer.Option("onnx", "--format", help="Only onnx."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Quantize parts where int8 is faster and accurate."
+    ),
+    catalog: Path = typer.Option(
+        Path("data/emoji"), help="Catalog whose pins calibrate and check parity."
+    ),
+    samples: int = typer.Option(64, min=2, help="Catalog pins used for calibration and parity."),
+) -> None:
+    """Export image tower, text tower and fusion to ONNX; checks parity (cosine >= 0.99)."""
+    from pinclip.serve import ParityError, catalog_samples, export_onnx
+
+    if format != "onnx":
+        _fail(ValueError(f"unknown format {format!r}; only onnx is supported"))
+    try:
+        report = export_onnx(model, out, catalog_samples(catalog, samples), int8=int8)
+    except (ParityError, FileNotFoundError, ValueError) as err:
+        _fail(err)
+    console.print(f"graphs: {report.graphs}")
+    console.print(
+        "parity (min cosine vs PyTorch): "
+        + ", ".join(f"{k} {v:.5f}" for k, v in report.parity.items())
+    )
+    if report.timings_ms:
+        console.print(
+            "int8 measurements: " + ", ".join(f"{k} {v:.3f}" for k, v in report.timings_ms.items())
+        )
+    console.print(f"[green]done[/]: {out}")
+
+
+@index_app.command("build")
+def index_build(
+    embeddings: Path = typer.Argument(
+        ..., help="embeddings.parquet from `pinclip embed` (or its directory)."
+    ),
+    out: Path = typer.Argument(..., help="Index directory (written atomically)."),
+    kind: str = typer.Option("hnsw", help="hnsw, ivfpq (large catalogs) or flat (exact)."),
+    catalog: Path = typer.Option(None, help="Catalog for titles, images and boards."),
+) -> None:
+    """Build a faiss index over pin embeddings and report recall@10 against exact search."""
+    from pinclip.serve import build_index
+
+    if embeddings.is_dir():
+        embeddings = embeddings / "embeddings.parquet"
+    try:
+        _, info = build_index(embeddings, out, kind=kind, catalog_dir=catalog)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    console.print(
+        f"{info['kind']} index of {info['count']} pins: recall@10 {info['recall@10']:.4f} vs exact, "
+        f"{info['qps']:.0f} queries/s"
+    )
+    console.print(f"[green]done[/]: {out}")
+
+
+def serve(
+    index: Path = typer.Option(..., "--index", help="Index directory from `pinclip index build`."),
+    model: Path = typer.Option(
+        ..., "--model", help="The model the index was built with (or its ONNX export)."
+    ),
+    catalog: Path = typer.Option(
+        None, "--catalog", help="Catalog serving result images (default: the index's)."
+    ),
+    backend: str = typer.Option("torch", help="torch or onnx."),
+    host: str = typer.Option("127.0.0.1", help="Bind address; non-loopback needs --api-key."),
+    port: int = typer.Option(8000),
+    api_key: str = typer.Option(
+        None, "--api-key", envvar="PINCLIP_API_KEY", help="Required header X-API-Key."
+    ),
+) -> None:
+    """Serve search, related pins, board recommendations and adding pins over HTTP."""
+    from pinclip.serve import PinService, run
+    from pinclip.serve.app import is_loopback
+
+    if not is_loopback(host) and not api_key:
+        _fail(
+            ValueError(
+                f"binding {host} exposes the API beyond this machine: pass --api-key (or PINCLIP_API_KEY)"
+            )
+        )
+    try:
+        service = PinService.open(index, model, backend=backend, catalog_dir=catalog)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    console.print(
+        f"{len(service.index)} pins ({service.replayed} added pins replayed); open http://{host}:{port}/"
+    )
+    run(service, host=host, port=port, api_key=api_key)

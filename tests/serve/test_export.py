@@ -1,0 +1,60 @@
+"""ONNX export: parity with PyTorch on catalog pins, int8 choice, loud failure, onnx backend."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pinclip.serve import (
+    OnnxEmbedder,
+    ParityError,
+    catalog_samples,
+    embed_catalog,
+    export_onnx,
+    read_embeddings,
+)
+
+
+@pytest.fixture(scope="module")
+def samples(catalog_dir):
+    return catalog_samples(catalog_dir, 16)
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory, model_dir, samples):
+    out = tmp_path_factory.mktemp("onnx") / "export"
+    export_onnx(model_dir, out, samples, int8=True)
+    return out
+
+
+def test_export_parity_and_int8_choice(onnx_dir):
+    report = json.loads((onnx_dir / "export.json").read_text())
+    assert set(report["graphs"]) == {"image", "text", "fusion"}
+    assert min(report["parity"].values()) >= 0.99
+    for part in ("image", "text", "fusion"):
+        kept_int8 = report["graphs"][part].endswith(".int8.onnx")
+        t = report["timings_ms"]
+        if kept_int8:  # only kept when faster and accurate
+            assert t[f"{part}_int8_ms"] < t[f"{part}_fp32_ms"] and t[f"{part}_int8_cosine"] >= 0.99
+        assert (onnx_dir / report["graphs"][part]).is_file()
+
+
+def test_onnx_backend_embeds_like_torch(onnx_dir, tmp_path, catalog_dir, embeddings):
+    path = embed_catalog(onnx_dir, catalog_dir, tmp_path / "emb", backend="onnx", part_size=48)
+    ids, emb = read_embeddings(path)
+    ref_ids, ref = read_embeddings(embeddings)
+    assert ids == ref_ids
+    for key in ("image_emb", "text_emb", "pin_emb"):
+        assert (emb[key] * ref[key]).sum(1).min() >= 0.99
+    # Texts of other lengths than the export sample go through the fixed-length fusion graph.
+    onnx = OnnxEmbedder(onnx_dir)
+    out = onnx.embed_pins(np.zeros((2, 3, 64, 64), np.float32), ["a", "a much longer text " * 5])
+    assert out["pin_emb"].shape == (2, 32)
+
+
+def test_parity_failure_is_loud(tmp_path, model_dir, samples):
+    with pytest.raises(ParityError, match="min cosine"):
+        export_onnx(model_dir, tmp_path / "bad", samples, threshold=1.01)
+    assert not (tmp_path / "bad").exists()
