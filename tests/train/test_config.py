@@ -22,14 +22,20 @@ def test_clip_only_differs_from_default_only_in_lambda_and_run_dir():
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = load_config(None, ["optim.lr=1e-3", "loss.nbr_weight=0", "epochs=3", "model.overrides.width=64"])
+    cfg = load_config(
+        None, ["optim.lr=1e-3", "loss.nbr_weight=0", "epochs=3", "model.overrides.width=64"]
+    )
     assert cfg.optim.lr == 1e-3 and cfg.loss.nbr_weight == 0.0 and cfg.epochs == 3
     assert cfg.model.overrides == {"width": 64}
 
 
 @pytest.mark.parametrize(
     ("override", "suggestion"),
-    [("optim.lrr=1", "optim.lr"), ("batchsize=8", "batch_size"), ("loss.nbr_wieght=0", "loss.nbr_weight")],
+    [
+        ("optim.lrr=1", "optim.lr"),
+        ("batchsize=8", "batch_size"),
+        ("loss.nbr_wieght=0", "loss.nbr_weight"),
+    ],
 )
 def test_unknown_override_suggests_nearest_key(override, suggestion):
     with pytest.raises(ConfigError, match=f"Did you mean '{suggestion}'"):

@@ -11,9 +11,8 @@ import torch
 
 from pinclip.data.catalog import CatalogError
 from pinclip.model import PinCLIP
-from pinclip.train import TrainingError, load_config, train
+from pinclip.train import TrainingError, load_config, recipe, train
 from pinclip.train import checkpoint as ckpt_module
-from pinclip.train import recipe
 from pinclip.train.checkpoint import list_checkpoints
 
 

@@ -28,7 +28,9 @@ def _weights(run_dir):
     return load_file(str(run_dir / "final" / "model.safetensors"))
 
 
-def _kill_after_random_checkpoint(cmd: list[str], run_dir, rng: random.Random, timeout: float = 300) -> int:
+def _kill_after_random_checkpoint(
+    cmd: list[str], run_dir, rng: random.Random, timeout: float = 300
+) -> int:
     """Start a run, SIGKILL it at a random moment after its n-th checkpoint; return n."""
     target = rng.randint(1, 4)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,18 +72,35 @@ def test_sigkill_and_resume_ends_with_the_same_weights(tiny_overrides, tmp_path)
     for name in ref:
         assert torch.equal(ref[name], resumed[name]), f"{name} differs after kill-and-resume"
     steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [s for s in steps if s] == sorted(s for s in steps if s), "metrics log has replayed steps"
+    assert [s for s in steps if s] == sorted(s for s in steps if s), (
+        "metrics log has replayed steps"
+    )
 
 
 def test_two_ranks_stay_in_sync_and_match_one_process(tiny_overrides, tmp_path):
     # A frozen stem keeps BatchNorm in eval mode, so per-rank batches normalise like the global one.
-    overrides = tiny_overrides + ["max_steps=3", "val_every=3", "ckpt_every=3", "model.overrides.freeze_stem=true"]
+    overrides = tiny_overrides + [
+        "max_steps=3",
+        "val_every=3",
+        "ckpt_every=3",
+        "model.overrides.freeze_stem=true",
+    ]
     single = tmp_path / "single"
     train(load_config(None, overrides + [f"run_dir={single}"]))
 
     ddp = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "pinclip", "train", *overrides, f"run_dir={ddp}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "pinclip",
+        "train",
+        *overrides,
+        f"run_dir={ddp}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

@@ -18,8 +18,12 @@ console = Console(stderr=True)
 
 
 def demo(
-    overrides: list[str] = typer.Argument(None, help="Overrides applied to both runs, e.g. epochs=2"),
-    configs: Path = typer.Option(Path("configs"), help="Directory holding emoji-small.yaml and emoji-clip-only.yaml."),
+    overrides: list[str] = typer.Argument(
+        None, help="Overrides applied to both runs, e.g. epochs=2"
+    ),
+    configs: Path = typer.Option(
+        Path("configs"), help="Directory holding emoji-small.yaml and emoji-clip-only.yaml."
+    ),
 ) -> None:
     """Build the emoji catalog if missing, train PinCLIP and its λ=0 ablation, compare them."""
     from pinclip.evaluate.cold_start import evaluate_cold_start
@@ -27,18 +31,29 @@ def demo(
 
     started = time.perf_counter()
     runs = {}
-    for label, name in (("PinCLIP (λ=1)", "emoji-small.yaml"), ("CLIP-style (λ=0)", "emoji-clip-only.yaml")):
+    for label, name in (
+        ("PinCLIP (λ=1)", "emoji-small.yaml"),
+        ("CLIP-style (λ=0)", "emoji-clip-only.yaml"),
+    ):
         try:
             cfg = load_config(configs / name, overrides or [])
         except ConfigError as err:
-            console.print(f"[red]error:[/] {err} (run `make demo` from the repository root, or pass --configs)")
+            console.print(
+                f"[red]error:[/] {err} (run `make demo` from the repository root, or pass --configs)"
+            )
             raise typer.Exit(2) from None
         console.rule(f"[bold]{label}: training {cfg.run_dir}")
         result = train(cfg, console=console)
         runs[label] = (cfg, result, evaluate_cold_start(cfg.run_dir, console=console))
 
     table = Table(title="Cold-start related pins (held-out pins, all pins as candidates)")
-    for column in ("model", "Recall@10 (image+text)", "Recall@10 (image only)", "best val R@10", "train time"):
+    for column in (
+        "model",
+        "Recall@10 (image+text)",
+        "Recall@10 (image only)",
+        "best val R@10",
+        "train time",
+    ):
         table.add_column(column, justify="right" if column != "model" else "left")
     for label, (_, result, scores) in runs.items():
         table.add_row(
@@ -51,15 +66,23 @@ def demo(
     console.print(table)
     (ours, base) = (runs[label][2]["cold_recall@10"] for label in runs)
     verdict = "beats" if ours > base else "does NOT beat"
-    console.print(f"PinCLIP {verdict} the λ=0 run on cold-start Recall@10: {ours:.4f} vs {base:.4f}"
-                  f" ({ours / max(base, 1e-9):.2f}×).")
+    console.print(
+        f"PinCLIP {verdict} the λ=0 run on cold-start Recall@10: {ours:.4f} vs {base:.4f}"
+        f" ({ours / max(base, 1e-9):.2f}×)."
+    )
     cfg = runs["PinCLIP (λ=1)"][0]
-    console.print(f"catalog: {cfg.data.catalog} (check it: pinclip catalog check {cfg.data.catalog})")
+    console.print(
+        f"catalog: {cfg.data.catalog} (check it: pinclip catalog check {cfg.data.catalog})"
+    )
     for label, (run_cfg, _, _) in runs.items():
-        console.print(f"{label}: {run_cfg.run_dir}/best (model), metrics.jsonl, config.yaml, checkpoints/")
+        console.print(
+            f"{label}: {run_cfg.run_dir}/best (model), metrics.jsonl, config.yaml, checkpoints/"
+        )
     from pinclip.serve import prepare_serving  # embed + index the demo catalog with the demo model
 
-    _, info, command = prepare_serving(f"{cfg.run_dir}/best", cfg.data.catalog, f"{cfg.run_dir}/serving")
+    _, info, command = prepare_serving(
+        f"{cfg.run_dir}/best", cfg.data.catalog, f"{cfg.run_dir}/serving"
+    )
     console.print(f"index: recall@10 {info['recall@10']:.4f} vs exact, {info['qps']:.0f} queries/s")
     console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
     console.print(f"serve the demo model: [bold]{command}[/]  (then open http://127.0.0.1:8000/)")

@@ -12,9 +12,15 @@ console = Console(stderr=True)
 
 
 def train(
-    overrides: list[str] = typer.Argument(None, help="Config overrides, e.g. optim.lr=1e-3 loss.nbr_weight=0"),
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config (see configs/); defaults otherwise."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's latest checkpoint."),
+    overrides: list[str] = typer.Argument(
+        None, help="Config overrides, e.g. optim.lr=1e-3 loss.nbr_weight=0"
+    ),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="YAML config (see configs/); defaults otherwise."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the run directory's latest checkpoint."
+    ),
 ) -> None:
     """Train a PinCLIP model; works the same under `torchrun --nproc_per_node N`."""
     from pinclip.data.catalog import CatalogError

@@ -16,7 +16,9 @@ from pinclip.train.features import PinInputs
 from pinclip.train.validate import embed_pins
 
 
-def evaluate_cold_start(run_dir: str | Path, *, checkpoint: str = "best", console: Console | None = None) -> dict[str, float]:
+def evaluate_cold_start(
+    run_dir: str | Path, *, checkpoint: str = "best", console: Console | None = None
+) -> dict[str, float]:
     """Recall@10 of the run's cold pins: fused (image + text) and image-only queries.
 
     Candidates are all pins (their fused `pin_emb`); relevant = shares a board in the full
@@ -27,7 +29,13 @@ def evaluate_cold_start(run_dir: str | Path, *, checkpoint: str = "best", consol
     cfg = load_config(run_dir / "config.yaml")
     data = load_training_data(cfg.data, run_dir=run_dir, console=Console(quiet=True))
     model = PinCLIP.from_pretrained(run_dir / checkpoint)
-    inputs = PinInputs.prepare(model, data, cache_dir=Path(cfg.data.cache_dir), device=model.logit_scale.device, console=console)
+    inputs = PinInputs.prepare(
+        model,
+        data,
+        cache_dir=Path(cfg.data.cache_dir),
+        device=model.logit_scale.device,
+        console=console,
+    )
     emb = embed_pins(model, inputs, np.arange(data.n_pins))
     cold = data.split.cold
     out = {}

@@ -2,12 +2,15 @@
 
 A record is one JSON line holding the pin's fields and its embedding; its image file is
 written and fsynced first, then the line is appended and fsynced. A torn last line (a kill
-mid-write, never acknowledged) is ignored on replay.
+mid-write, never acknowledged) is ignored on replay. One process owns a store at a time: an
+exclusive `flock` on `<store>/.lock` (released by the kernel even after `kill -9`) makes a
+second server on the same directory fail at start instead of interleaving two logs.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -18,6 +21,11 @@ import numpy as np
 
 LOG_FILE = "pins.jsonl"
 IMAGES_DIR = "images"
+LOCK_FILE = ".lock"
+
+
+class StoreInUseError(ValueError):
+    """Another process holds the store's lock: two writers would corrupt the log and index."""
 
 
 @dataclass
@@ -37,13 +45,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _lock_exclusively(path: Path) -> int:
+    """Hold an exclusive, non-blocking flock on `path` for this process's lifetime."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreInUseError(
+            f"pin store {path.parent} is in use by another server (pid {owner}); stop that "
+            "server first, or give this one its own index directory"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class PinStore:
     """Append-only log + image files under one directory (default: <index>/added)."""
+
+    _lock: int | None = None
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         (self.root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         self.log = self.root / LOG_FILE
+        self._lock = _lock_exclusively(self.root / LOCK_FILE)
+
+    def close(self) -> None:
+        """Release the lock (also released when the process exits, however it exits)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def save_image(self, name: str, data: bytes) -> None:
         path = self.root / IMAGES_DIR / name

@@ -3,4 +3,12 @@
 from .config import ConfigError, TrainConfig, load_config, save_config
 from .recipe import RunResult, TrainingError, train
 
-__all__ = ["ConfigError", "RunResult", "TrainConfig", "TrainingError", "load_config", "save_config", "train"]
+__all__ = [
+    "ConfigError",
+    "RunResult",
+    "TrainConfig",
+    "TrainingError",
+    "load_config",
+    "save_config",
+    "train",
+]

@@ -120,7 +120,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. optim.lr=1e-3)")
         key = item.split("=", 1)[0]
-        if not key.startswith("model.overrides.") and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+        if (
+            not key.startswith("model.overrides.")
+            and OmegaConf.select(cfg, key, default="__missing__") == "__missing__"
+        ):
             raise _unknown_key_error(key, "the command line")
         cfg = _merge(cfg, OmegaConf.from_dotlist([item]), "the command line")
     return OmegaConf.to_object(cfg)

@@ -50,7 +50,9 @@ def _build_catalog(builder: str, root: Path, console: Console) -> None:
         )
 
 
-def load_training_data(cfg: DataConfig, *, run_dir: Path | None = None, console: Console | None = None) -> TrainingData:
+def load_training_data(
+    cfg: DataConfig, *, run_dir: Path | None = None, console: Console | None = None
+) -> TrainingData:
     """Read (or build) the catalog, drop rejected rows with a count, split, set up neighbors."""
     console = console or Console(stderr=True)
     root = Path(cfg.catalog)
@@ -61,12 +63,16 @@ def load_training_data(cfg: DataConfig, *, run_dir: Path | None = None, console:
                 f"`pinclip catalog build emoji {root}` or set data.catalog=PATH"
             )
         _build_catalog(cfg.build_if_missing, root, console)
-    catalog, report = read_catalog(root, check_images=cfg.check_images, progress=console.is_terminal)
+    catalog, report = read_catalog(
+        root, check_images=cfg.check_images, progress=console.is_terminal
+    )
     n_rejected = len(report.rejects)
     if n_rejected:
         where = (run_dir or root) / "rejects.jsonl"
         report.write_jsonl(where)
-        console.print(f"[yellow]skipped {n_rejected} rejected catalog rows (listed in {where}); training on the good rows[/]")
+        console.print(
+            f"[yellow]skipped {n_rejected} rejected catalog rows (listed in {where}); training on the good rows[/]"
+        )
     graph = PinBoardGraph.from_catalog(catalog)
     split = split_pins(graph, cold_frac=cfg.cold_frac, val_frac=cfg.val_frac, seed=cfg.split_seed)
     train_graph = split.train_graph
@@ -99,8 +105,13 @@ def _neighbor_probability(sampler: object, graph: PinBoardGraph) -> np.ndarray:
         return sampler.neighbor_probability()
     counts = np.asarray(sampler.counts, dtype=np.float64)
     lengths = np.diff(np.asarray(sampler.indptr))
-    row_total = np.repeat(np.add.reduceat(counts, sampler.indptr[:-1][lengths > 0]), lengths[lengths > 0])
-    return np.bincount(np.asarray(sampler.indices), weights=counts / row_total, minlength=graph.n_pins) / graph.n_pins
+    row_total = np.repeat(
+        np.add.reduceat(counts, sampler.indptr[:-1][lengths > 0]), lengths[lengths > 0]
+    )
+    return (
+        np.bincount(np.asarray(sampler.indices), weights=counts / row_total, minlength=graph.n_pins)
+        / graph.n_pins
+    )
 
 
 @dataclass

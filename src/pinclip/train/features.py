@@ -32,11 +32,21 @@ class PinInputs:
 
     @classmethod
     def prepare(
-        cls, model: PinCLIP, data: TrainingData, *, cache_dir: Path, device: torch.device, console: Console
+        cls,
+        model: PinCLIP,
+        data: TrainingData,
+        *,
+        cache_dir: Path,
+        device: torch.device,
+        console: Console,
     ) -> PinInputs:
         cfg = model.config
         paths = [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
-        cache = FeatureCache(cache_dir / "features", model) if (cfg.freeze_stem or cfg.freeze_text_encoder) else None
+        cache = (
+            FeatureCache(cache_dir / "features", model)
+            if (cfg.freeze_stem or cfg.freeze_text_encoder)
+            else None
+        )
         show = console.is_terminal
         image_features = text_states = tokens = loader = None
         if cfg.freeze_stem:
@@ -81,8 +91,20 @@ def _chunked(load, keys: list[str], size: int = 512) -> list[torch.Tensor]:
 def _chunked_text(cache: FeatureCache, keys: list[str], size: int = 512) -> dict[str, torch.Tensor]:
     parts = [cache.load_text_states(keys[i : i + size]) for i in range(0, len(keys), size)]
     length = max(p["hidden_states"].shape[1] for p in parts)
-    hidden = torch.cat([torch.nn.functional.pad(p["hidden_states"], (0, 0, 0, length - p["hidden_states"].shape[1])) for p in parts])
-    mask = torch.cat([torch.nn.functional.pad(p["attention_mask"], (0, length - p["attention_mask"].shape[1])) for p in parts])
+    hidden = torch.cat(
+        [
+            torch.nn.functional.pad(
+                p["hidden_states"], (0, 0, 0, length - p["hidden_states"].shape[1])
+            )
+            for p in parts
+        ]
+    )
+    mask = torch.cat(
+        [
+            torch.nn.functional.pad(p["attention_mask"], (0, length - p["attention_mask"].shape[1]))
+            for p in parts
+        ]
+    )
     return {"hidden_states": hidden, "attention_mask": mask}
 
 

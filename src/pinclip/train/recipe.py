@@ -107,7 +107,9 @@ def _step_loss(
     b = len(anchors)
     anchor = _Rows(out, slice(0, b))
     neighbor = _Rows(out, slice(b, 2 * b)) if use_nbr else None
-    co_board = data.split.train_graph.co_board_mask(anchors, np.where(all_neighbors >= 0, all_neighbors, 0))
+    co_board = data.split.train_graph.co_board_mask(
+        anchors, np.where(all_neighbors >= 0, all_neighbors, 0)
+    )
     co_board &= (all_neighbors >= 0)[None, :]
     core = model.module if hasattr(model, "module") else model
     return pinclip_loss(
@@ -151,8 +153,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
 
     data = load_training_data(cfg.data, run_dir=run_dir, console=console if is_main else quiet)
     model = build_model(cfg).to(device)
-    inputs = PinInputs.prepare(model, data, cache_dir=Path(cfg.data.cache_dir), device=device,
-                               console=console if is_main else quiet)
+    inputs = PinInputs.prepare(
+        model,
+        data,
+        cache_dir=Path(cfg.data.cache_dir),
+        device=device,
+        console=console if is_main else quiet,
+    )
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
     plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -164,7 +171,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": cfg.optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=cfg.optim.lr,
         betas=(0.9, 0.98),
     )
@@ -186,9 +196,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     log = _MetricsLog(run_dir, step, enabled=is_main, tensorboard=cfg.tensorboard)
 
     progress = Progress(
-        TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=not is_main,
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not is_main,
     )
     started, loss_value = time.perf_counter(), float("nan")
     with progress:
@@ -200,9 +215,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
             parts: dict[str, float] = {}
             for micro in range(cfg.optim.accum_steps):
                 anchors, neighbors = plan.global_batch(step * cfg.optim.accum_steps + micro, data)
-                local_a, local_n = rank_slice(anchors, rank, world), rank_slice(neighbors, rank, world)
+                local_a, local_n = (
+                    rank_slice(anchors, rank, world),
+                    rank_slice(neighbors, rank, world),
+                )
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    loss, parts = _step_loss(ddp, inputs, data, local_a, local_n, loss_cfg, neighbors)
+                    loss, parts = _step_loss(
+                        ddp, inputs, data, local_a, local_n, loss_cfg, neighbors
+                    )
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {step}; the last good checkpoint is kept in "
@@ -216,23 +236,43 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
             parts = _mean_over_ranks(parts, world)
             loss_value = parts.pop("loss")
             rate = cfg.batch_size * cfg.optim.accum_steps / (time.perf_counter() - t0)
-            progress.update(task, completed=step, info=f"loss {loss_value:.3f}  {rate:.0f} samples/s")
-            log.write({"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
-                       "grad_norm": float(grad_norm), "samples_per_s": rate, **parts})
+            progress.update(
+                task, completed=step, info=f"loss {loss_value:.3f}  {rate:.0f} samples/s"
+            )
+            log.write(
+                {
+                    "step": step,
+                    "loss": loss_value,
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": float(grad_norm),
+                    "samples_per_s": rate,
+                    **parts,
+                }
+            )
             if step % val_every == 0 or step == total:
-                recall = related_pins_recall(model, inputs, data, data.split.val) if is_main else 0.0
+                recall = (
+                    related_pins_recall(model, inputs, data, data.split.val) if is_main else 0.0
+                )
                 log.write({"step": step, "val_recall@10": recall})
                 if is_main and recall > best:
                     best = recall
                     model.save_pretrained(run_dir / "best")
             if is_main and (step % ckpt_every == 0 or step == total):
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": step,
-                         "best_val_recall": best, "config": asdict(cfg)}
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(),
+                    "step": step,
+                    "best_val_recall": best,
+                    "config": asdict(cfg),
+                }
                 try:
                     save_checkpoint(run_dir, step, state, cfg.keep_last)
                 except OSError as err:
-                    console.print(f"[red]checkpoint at step {step} not written ({err}); the previous one is intact[/]")
+                    console.print(
+                        f"[red]checkpoint at step {step} not written ({err}); the previous one is intact[/]"
+                    )
             if world > 1:
                 dist.barrier()
     if world > 1:
@@ -273,7 +313,11 @@ class _MetricsLog:
         path = run_dir / "metrics.jsonl"
         kept = []
         if path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= step
+            ]
         path.write_text("".join(line + "\n" for line in kept))
         self.fh = path.open("a")
         if tensorboard:

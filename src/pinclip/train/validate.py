@@ -12,7 +12,9 @@ from .features import PinInputs
 
 
 @torch.no_grad()
-def embed_pins(model, inputs: PinInputs, pins: np.ndarray, batch_size: int = 256) -> dict[str, torch.Tensor]:
+def embed_pins(
+    model, inputs: PinInputs, pins: np.ndarray, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
     """image_emb, text_emb and pin_emb (image + text fused) of `pins`, in eval mode."""
     was_training = model.training
     model.eval()
@@ -26,7 +28,11 @@ def embed_pins(model, inputs: PinInputs, pins: np.ndarray, batch_size: int = 256
 
 
 def related_pins_recall(
-    model, inputs: PinInputs, data: TrainingData, queries: np.ndarray, k: int = 10,
+    model,
+    inputs: PinInputs,
+    data: TrainingData,
+    queries: np.ndarray,
+    k: int = 10,
     query_key: str = "pin_emb",
 ) -> float:
     """Mean Recall@k of `queries` (their `query_key` embedding) against every pin's pin_emb."""
