@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint bench clean browser-deps
+.PHONY: venv demo test test-fast soak lint bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not soak"
+
+# Long fault and load runs (5 SIGKILLs in training, 60 s at concurrency 32, ...); figures in
+# runs/reliability-figures.json, quoted in RELIABILITY.md.
+soak: $(STAMP)
+	PINCLIP_RELIABILITY_FIGURES=runs/reliability-figures.json $(PY) -m pytest tests/reliability -m soak
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,22 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_save_pretrained(model: Any, directory: str | Path) -> Path:
+    """`model.save_pretrained` into a fresh folder, then swap it in: a kill mid-save never
+    leaves a half-written model where `directory` was (at worst the previous one survives
+    as `directory.old`, and the new one as a hidden temp folder)."""
+    directory = Path(directory)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    model.save_pretrained(tmp)
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:

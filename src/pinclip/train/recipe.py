@@ -26,7 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.model import PinCLIP
 
-from .checkpoint import load_latest_checkpoint, save_checkpoint
+from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import BatchPlan, TrainingData, load_training_data, rank_slice
 from .features import PinInputs
@@ -256,7 +256,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                 log.write({"step": step, "val_recall@10": recall})
                 if is_main and recall > best:
                     best = recall
-                    model.save_pretrained(run_dir / "best")
+                    atomic_save_pretrained(model, run_dir / "best")
             if is_main and (step % ckpt_every == 0 or step == total):
                 state = {
                     "model": model.state_dict(),
@@ -278,7 +278,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     if world > 1:
         _check_ranks_in_sync(model)
     if is_main:
-        model.save_pretrained(run_dir / "final")
+        atomic_save_pretrained(model, run_dir / "final")
         log.close()
     return RunResult(run_dir, step, best, loss_value, time.perf_counter() - started)
 
