@@ -33,12 +33,41 @@ def test_export_parity_and_int8_choice(onnx_dir):
     report = json.loads((onnx_dir / "export.json").read_text())
     assert set(report["graphs"]) == {"image", "text", "fusion"}
     assert min(report["parity"].values()) >= 0.99
+    t = report["timings_ms"]
     for part in ("image", "text", "fusion"):
+        option = report["quantization"][part]
         kept_int8 = report["graphs"][part].endswith(".int8.onnx")
-        t = report["timings_ms"]
+        assert kept_int8 == (option != "fp32")
+        assert f"{part}_fp32_ms" in t
         if kept_int8:  # only kept when faster and accurate
-            assert t[f"{part}_int8_ms"] < t[f"{part}_fp32_ms"] and t[f"{part}_int8_cosine"] >= 0.99
+            assert t[f"{part}_{option}_int8_ms"] < t[f"{part}_fp32_ms"]
+            assert t[f"{part}_{option}_cosine"] >= 0.99
         assert (onnx_dir / report["graphs"][part]).is_file()
+
+
+def test_static_int8_quantizes_only_the_stem(tmp_path, model_dir, samples):
+    import onnx
+    import torch
+
+    from pinclip.serve import TorchEmbedder
+    from pinclip.serve.export import STEM_PREFIX, export_fp32, quantize_image_static
+
+    ref = TorchEmbedder.load(model_dir)
+    pixels = np.stack([ref.preprocess(img) for img, _ in samples]).astype(np.float32)
+    export_fp32(ref.model, tmp_path, torch.from_numpy(pixels[:2]), ["a", "b"])
+    quantize_image_static(tmp_path / "image.onnx", tmp_path / "q.onnx", pixels, "stem-all")
+    nodes = onnx.load(str(tmp_path / "q.onnx")).graph.node
+    quantized = [n for n in nodes if n.op_type == "QuantizeLinear"]
+    assert quantized
+    # int8 weights only in stem convs; the LayerNorm/attention after the stem stay fp32.
+    weights = {i.name for i in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
+    dq = {n.output[0]: n.input[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    int8_weight_users = [n for n in nodes if any(dq.get(i) in weights for i in n.input[1:])]
+    assert int8_weight_users and all(n.name.startswith(STEM_PREFIX) for n in int8_weight_users)
+    fp32_ops = [n for n in nodes if n.op_type in ("LayerNormalization", "MatMul", "Softmax")]
+    assert fp32_ops and not any(set(n.input) & set(dq) for n in fp32_ops)
+    with pytest.raises(ValueError, match="unknown image int8 option"):
+        quantize_image_static(tmp_path / "image.onnx", tmp_path / "x.onnx", pixels, "nope")
 
 
 def test_onnx_backend_embeds_like_torch(onnx_dir, tmp_path, catalog_dir, embeddings):
