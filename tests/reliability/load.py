@@ -20,7 +20,23 @@ import httpx
 import numpy as np
 from PIL import Image
 
-WORDS = ["red", "blue", "green", "heart", "star", "cat", "dog", "food", "sun", "moon", "tree", "car", "house", "flower", "happy"]
+WORDS = [
+    "red",
+    "blue",
+    "green",
+    "heart",
+    "star",
+    "cat",
+    "dog",
+    "food",
+    "sun",
+    "moon",
+    "tree",
+    "car",
+    "house",
+    "flower",
+    "happy",
+]
 
 
 def _png(rng: random.Random) -> bytes:

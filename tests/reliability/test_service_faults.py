@@ -63,13 +63,17 @@ def _logged_pins(index: Path) -> list[str]:
         pytest.param(60, 3, id="soak-60s", marks=pytest.mark.soak),
     ],
 )
-def test_load_two_writers_and_kill9(seconds, kills, fresh_index, index_dir, server_factory, tmp_path):
+def test_load_two_writers_and_kill9(
+    seconds, kills, fresh_index, index_dir, server_factory, tmp_path
+):
     catalog_pins = pd.read_parquet(index_dir / "meta.parquet")["pin_id"].tolist()
     server = server_factory(fresh_index).start()
 
     # Phase 1: 60 s (fast: 5 s) at concurrency 32 from two writer processes.
     outs = [tmp_path / "load-a.json", tmp_path / "load-b.json"]
-    procs = [_load(server.url, out, seconds, 16, catalog_pins, seed) for seed, out in enumerate(outs)]
+    procs = [
+        _load(server.url, out, seconds, 16, catalog_pins, seed) for seed, out in enumerate(outs)
+    ]
     # ...while a second server on the same store must refuse to start.
     second = server_factory(fresh_index, name="second")
     refused = subprocess.run(
@@ -81,21 +85,25 @@ def test_load_two_writers_and_kill9(seconds, kills, fresh_index, index_dir, serv
 
     acked = [pin for r in phase1 for pin in r["acked"]]
     served = sum(r["responses"] for r in phase1)
-    errors = {k: v for r in phase1 for k, v in r["counts"].items() if not k.endswith((" 200", " 201"))}
+    errors = {
+        k: v for r in phase1 for k, v in r["counts"].items() if not k.endswith((" 200", " 201"))
+    }
     assert sum(r["server_errors"] for r in phase1) == 0, errors
     assert not errors, f"unexpected responses under load: {errors}"
     assert acked and served > 0
     assert server.health()["pins"] == CATALOG_PINS + len(acked)
     status = asyncio.run(_findable(server.url, acked))
-    assert all(code == 200 for code in status.values()), {p: c for p, c in status.items() if c != 200}
+    assert all(code == 200 for code in status.values()), {
+        p: c for p, c in status.items() if c != 200
+    }
 
     # Phase 2: kill -9 mid-load, restart, `kills` times.
     uncertain: list[str] = []
     killed_load_requests = 0
     for k in range(kills):
         out = tmp_path / f"kill-{k}.json"
-        proc = _load(server.url, out, 4, 32, catalog_pins, 10 + k)
-        timer = threading.Timer(2.0, server.kill9)
+        proc = _load(server.url, out, 3, 32, catalog_pins, 10 + k)
+        timer = threading.Timer(1.5, server.kill9)
         timer.start()
         result = _finish(proc, out, 120)
         timer.join()
@@ -136,9 +144,12 @@ def test_store_lock_is_released_by_kill9(tmp_path):
     """The lock dies with its process: a restart after SIGKILL is never blocked by a stale lock."""
     from pinclip.serve.store import PinStore, StoreInUseError
 
+    # A stand-in for a server: takes the same flock PinStore takes, then waits to be killed.
     holder = (
-        "import os, signal, sys; from pinclip.serve.store import PinStore; "
-        f"s = PinStore({str(tmp_path)!r}); print('locked', flush=True); sys.stdin.read()"
+        "import fcntl, os, sys; "
+        f"fd = os.open({str(tmp_path / '.lock')!r}, os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); "
+        "print('locked', flush=True); sys.stdin.read()"
     )
     proc = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)  # fmt: skip

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import hmac
+import logging
+import re
 from pathlib import Path
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
@@ -19,6 +22,43 @@ class TextQuery(BaseModel):
     k: int = 10
 
 
+class BodyLimit:
+    """Count body bytes as they arrive, so a chunked body (no Content-Length) is bounded too."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        seen = 0
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, f"request body over {self.max_bytes:,} bytes")
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
+_SECRET_QUERY = re.compile(r"(api_key=)[^&\s\"]+", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Mask `?api_key=` (how <img> tags authenticate) in uvicorn's access and error logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        record.msg = _SECRET_QUERY.sub(r"\1***", str(record.msg))
+        return True
+
+
 STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = ("/", "/healthz", "/docs", "/openapi.json", "/static/")
 
@@ -29,6 +69,7 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         title="pinclip", version="1", description="Search pins by text, image or pin; add pins."
     )
     limits = service.limits
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -127,4 +168,14 @@ def run(
 
     if not is_loopback(host) and not api_key:
         raise ValueError(f"binding {host} exposes the API beyond this machine: pass --api-key")
-    uvicorn.run(create_app(service, api_key=api_key), host=host, port=port, log_level="info")
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["filters"] = {"redact": {"()": RedactSecrets}}
+    for handler in log_config["handlers"].values():
+        handler["filters"] = ["redact"]
+    uvicorn.run(
+        create_app(service, api_key=api_key),
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=log_config,
+    )
