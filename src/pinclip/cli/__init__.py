@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import catalog, demo, models, serve, train
+from . import catalog, demo, evaluate, models, serve, train
 
 app = typer.Typer(
     name="pinclip",
@@ -16,6 +16,9 @@ app.add_typer(catalog.app, name="catalog")
 app.command("models")(models.list_models)
 app.command("train")(train.train)
 app.command("demo")(demo.demo)
+app.command("evaluate")(evaluate.evaluate)
+app.command("compare")(evaluate.compare)
+app.command("train-open-clip")(evaluate.train_open_clip)
 app.command("embed")(serve.embed)
 app.command("export")(serve.export)
 app.add_typer(serve.index_app, name="index")

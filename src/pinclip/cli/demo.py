@@ -24,6 +24,12 @@ def demo(
     configs: Path = typer.Option(
         Path("configs"), help="Directory holding emoji-small.yaml and emoji-clip-only.yaml."
     ),
+    report: Path = typer.Option(Path("runs/emoji-report"), help="Where the comparison report goes."),
+    open_clip: Path = typer.Option(
+        Path("runs/emoji-open-clip"),
+        help="An open_clip baseline run, included when it exists "
+        "(train it once: pinclip train-open-clip configs/emoji-small.yaml --out DIR).",
+    ),
 ) -> None:
     """Build the emoji catalog if missing, train PinCLIP and its λ=0 ablation, compare them."""
     from pinclip.evaluate.cold_start import evaluate_cold_start
@@ -84,5 +90,28 @@ def demo(
         f"{cfg.run_dir}/best", cfg.data.catalog, f"{cfg.run_dir}/serving"
     )
     console.print(f"index: recall@10 {info['recall@10']:.4f} vs exact, {info['qps']:.0f} queries/s")
-    console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
     console.print(f"serve the demo model: [bold]{command}[/]  (then open http://127.0.0.1:8000/)")
+    _report(runs, report, open_clip)
+    console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
+
+
+def _report(runs: dict, out: Path, open_clip: Path) -> None:
+    """Every baseline on the PinCLIP run's split, and the report people open."""
+    from pinclip.evaluate.compare import compare
+
+    ours, ablation = (str(runs[label][0].run_dir) for label in runs)
+    specs = [f"PinCLIP={ours}", f"λ=0={ablation}", "minilm", "lite0", "minilm+lite0", "random"]
+    if (open_clip / "open_clip_model.safetensors").is_file():
+        specs.insert(2, f"open_clip=open_clip:{open_clip}")
+    else:
+        console.print(
+            f"[yellow]no open_clip baseline at {open_clip}: train it once with "
+            f"`pinclip train-open-clip configs/emoji-small.yaml --out {open_clip}` (~10 min on 2 cores)[/]"
+        )
+    console.rule("[bold]evaluation: every task, every baseline, same split")
+    path, _ = compare(specs, split_from=ours, out_dir=out, console=console)
+    headline = next(
+        (line for line in path.read_text().splitlines() if line.startswith("**Headline")), ""
+    )
+    console.print(headline.replace("**", ""))
+    console.print(f"report: {path} and {path.with_suffix('.html')} (plots next to them)")

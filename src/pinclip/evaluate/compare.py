@@ -61,32 +61,60 @@ def build_embedders(specs: list[str]) -> list[Embedder]:
     return out
 
 
-def evaluate_models(embedders: list[Embedder], data: EvalData, *, n_resamples: int = 1000, seed: int = 0,
-                    console: Console | None = None) -> list[EvalResult]:
+def evaluate_models(
+    embedders: list[Embedder],
+    data: EvalData,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    console: Console | None = None,
+) -> list[EvalResult]:
     console = console or Console(stderr=True)
     results = []
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("evaluate", total=len(embedders))
         for emb in embedders:
             progress.update(task, description=f"evaluate {emb.name}")
-            results.append(evaluate_embedder(emb, data, n_resamples=n_resamples, seed=seed, console=console))
+            results.append(
+                evaluate_embedder(emb, data, n_resamples=n_resamples, seed=seed, console=console)
+            )
             progress.advance(task)
     return results
 
 
-def evaluate_model(path: str | Path, *, catalog: str | Path | None = None, out: str | Path | None = None,
-                   n_resamples: int = 1000, seed: int = 0, console: Console | None = None) -> tuple[EvalResult, Path]:
+def evaluate_model(
+    path: str | Path,
+    *,
+    catalog: str | Path | None = None,
+    out: str | Path | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    console: Console | None = None,
+) -> tuple[EvalResult, Path]:
     """Every task for one PinCLIP run or model dir on its run's split; writes the JSON."""
     data = EvalData.from_run(path, catalog)
-    result = evaluate_models([PinCLIPEmbedder(path, name=Path(path).name)], data, n_resamples=n_resamples,
-                             seed=seed, console=console)[0]
+    result = evaluate_models(
+        [PinCLIPEmbedder(path, name=Path(path).name)],
+        data,
+        n_resamples=n_resamples,
+        seed=seed,
+        console=console,
+    )[0]
     target = Path(out) if out else Path(path) / "eval" / "results.json"
     return result, result.save(target)
 
 
-def compare(specs: list[str], *, split_from: str | Path, out_dir: str | Path, catalog: str | Path | None = None,
-            ours: str | None = None, n_resamples: int = 1000, seed: int = 0,
-            console: Console | None = None) -> tuple[Path, list[EvalResult]]:
+def compare(
+    specs: list[str],
+    *,
+    split_from: str | Path,
+    out_dir: str | Path,
+    catalog: str | Path | None = None,
+    ours: str | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    console: Console | None = None,
+) -> tuple[Path, list[EvalResult]]:
     """Score every spec on `split_from`'s split and write the report; returns (report.md, results)."""
     data = EvalData.from_run(split_from, catalog)
     embedders = build_embedders(specs)

@@ -79,7 +79,9 @@ class EvalData:
     def from_config(cls, cfg: TrainConfig, source: str = "") -> EvalData:
         """Load the catalog and split exactly as `pinclip train` does for `cfg`."""
         data = load_training_data(cfg.data, console=Console(quiet=True))
-        return cls(data.catalog, data.graph, data.split, data.texts, cfg, source or cfg.data.catalog)
+        return cls(
+            data.catalog, data.graph, data.split, data.texts, cfg, source or cfg.data.catalog
+        )
 
     @classmethod
     def from_run(cls, path: str | Path, catalog: str | Path | None = None) -> EvalData:
@@ -97,7 +99,9 @@ class EvalData:
                     f"{path}: not a run dir (no config.yaml here or in its parent); "
                     "pass --catalog DIR to evaluate a bare model on that catalog's default split"
                 )
-            return cls.from_config(load_config(None, overrides), source=f"{catalog} (default split)")
+            return cls.from_config(
+                load_config(None, overrides), source=f"{catalog} (default split)"
+            )
         return cls.from_config(load_config(run_dir / "config.yaml", overrides), source=str(run_dir))
 
 

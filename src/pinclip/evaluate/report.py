@@ -43,8 +43,14 @@ def _fmt(v: tuple[float, float, float]) -> str:
     return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
 
 
-def headline(results: list[EvalResult], ours: str, relevance: str = "curated", metric: str = HEADLINE_METRIC,
-             n_resamples: int = 1000, seed: int = 0) -> list[HeadlineRow]:
+def headline(
+    results: list[EvalResult],
+    ours: str,
+    relevance: str = "curated",
+    metric: str = HEADLINE_METRIC,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> list[HeadlineRow]:
     """`ours` vs every other model on the cold related-pins tasks: ratio of means, paired CI."""
     mine = next(r for r in results if r.name == ours)
     rows = []
@@ -56,20 +62,36 @@ def headline(results: list[EvalResult], ours: str, relevance: str = "curated", m
             b = other.get(task, relevance)
             if other.name == ours or b is None:
                 continue
-            ratio, lo, hi = ratio_ci(a.per_query[metric], b.per_query[metric], n_resamples=n_resamples, seed=seed)
-            rows.append(HeadlineRow(task, other.name, a.summary[metric][0], b.summary[metric][0], ratio, lo, hi))
+            ratio, lo, hi = ratio_ci(
+                a.per_query[metric], b.per_query[metric], n_resamples=n_resamples, seed=seed
+            )
+            rows.append(
+                HeadlineRow(
+                    task, other.name, a.summary[metric][0], b.summary[metric][0], ratio, lo, hi
+                )
+            )
     return rows
 
 
-def best_baseline(results: list[EvalResult], ours: str, task: str = "related_cold", relevance: str = "curated",
-                  exclude: tuple[str, ...] = ()) -> str | None:
+def best_baseline(
+    results: list[EvalResult],
+    ours: str,
+    task: str = "related_cold",
+    relevance: str = "curated",
+    exclude: tuple[str, ...] = (),
+) -> str | None:
     """The strongest other model on `task` by Recall@10."""
-    scored = [(r.get(task, relevance).summary[HEADLINE_METRIC][0], r.name) for r in results
-              if r.name != ours and r.name not in exclude and r.get(task, relevance) is not None]
+    scored = [
+        (r.get(task, relevance).summary[HEADLINE_METRIC][0], r.name)
+        for r in results
+        if r.name != ours and r.name not in exclude and r.get(task, relevance) is not None
+    ]
     return max(scored)[1] if scored else None
 
 
-def metrics_table(results: list[EvalResult], relevance: str, metric: str = HEADLINE_METRIC) -> pd.DataFrame:
+def metrics_table(
+    results: list[EvalResult], relevance: str, metric: str = HEADLINE_METRIC
+) -> pd.DataFrame:
     """Models × tasks, cells 'mean [low, high]' of `metric` ('n/a' when a modality is missing)."""
     rows = {}
     for r in results:
@@ -94,25 +116,37 @@ def task_table(results: list[EvalResult], task: str, relevance: str) -> pd.DataF
 def _markdown(df: pd.DataFrame, index: str = "model") -> str:
     cols = [index, *map(str, df.columns)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |" for i, row in zip(df.index, df.to_numpy(), strict=True)]
+    lines += [
+        "| " + " | ".join([str(i), *map(str, row)]) + " |"
+        for i, row in zip(df.index, df.to_numpy(), strict=True)
+    ]
     return "\n".join(lines)
 
 
 # ---- plots -----------------------------------------------------------------------------------
-def plot_metric_bars(results: list[EvalResult], relevance: str, path: Path, metric: str = HEADLINE_METRIC) -> Path:
+def plot_metric_bars(
+    results: list[EvalResult], relevance: str, path: Path, metric: str = HEADLINE_METRIC
+) -> Path:
     tasks = list(TASKS)
-    fig, ax = plt.subplots(figsize=(max(10, 1.6 * len(tasks) * max(1, len(results)) / 3), 5))
+    fig, ax = plt.subplots(figsize=(13, 5.5))
     width = 0.8 / len(results)
     x = np.arange(len(tasks))
     for i, r in enumerate(results):
-        vals = [r.get(t, relevance).summary[metric] if r.get(t, relevance) else (np.nan,) * 3 for t in tasks]
+        vals = [
+            r.get(t, relevance).summary[metric] if r.get(t, relevance) else (np.nan,) * 3
+            for t in tasks
+        ]
         mean = np.array([v[0] for v in vals])
         err = np.array([[v[0] - v[1] for v in vals], [v[2] - v[0] for v in vals]])
-        ax.bar(x + (i - (len(results) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=r.name)
+        ax.bar(
+            x + (i - (len(results) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=r.name
+        )
     ax.set_xticks(x, [TASKS[t] for t in tasks], rotation=15, ha="right", fontsize=9)
     ax.set_ylabel(f"{metric} (95% CI)")
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"{metric} per task, relevance = {relevance} boards (n/a bars are missing modalities)")
+    ax.set_title(
+        f"{metric} per task, relevance = {relevance} boards (n/a bars are missing modalities)"
+    )
     ax.legend(fontsize=8, ncols=min(len(results), 4), loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -136,6 +170,10 @@ def plot_recall_curves(results: list[EvalResult], relevance: str, path: Path) ->
     axes[0].set_ylabel(f"mean recall@k ({relevance} boards)")
     axes[0].set_ylim(0, 1.02)
     axes[-1].legend(fontsize=8)
+    fig.suptitle(
+        "recall@k = relevant found in the top k / min(k, #relevant): it can dip while k < #relevant",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -163,7 +201,12 @@ def plot_loss_curves(results: list[EvalResult], path: Path) -> Path | None:
         ax.plot(steps, loss, alpha=0.35)
         window = max(1, len(loss) // 20)
         smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, color=ax.lines[-1].get_color(), label=f"{name} (moving avg {window})")
+        ax.plot(
+            steps[window - 1 :],
+            smooth,
+            color=ax.lines[-1].get_color(),
+            label=f"{name} (moving avg {window})",
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (each model's own objective)")
     ax.set_title("Training loss from the runs' metrics.jsonl")
@@ -184,7 +227,9 @@ def pin_groups(data: EvalData) -> np.ndarray:
     return np.array([str(data.graph.board_ids[b[0]]) if len(b) else "(none)" for b in first])
 
 
-def plot_embedding_map(results: list[EvalResult], data: EvalData, path: Path, seed: int = 0) -> Path:
+def plot_embedding_map(
+    results: list[EvalResult], data: EvalData, path: Path, seed: int = 0
+) -> Path:
     """t-SNE of each model's `pin` embeddings (up to 3 models), coloured by pin group."""
     from sklearn.manifold import TSNE
 
@@ -196,37 +241,63 @@ def plot_embedding_map(results: list[EvalResult], data: EvalData, path: Path, se
     cold[data.split.cold] = True
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 6), squeeze=False)
     for ax, r in zip(axes[0], results, strict=True):
-        xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, data.n_pins - 1)).fit_transform(
-            r.embeddings.pin.numpy())
+        xy = TSNE(
+            n_components=2, init="pca", random_state=seed, perplexity=min(30, data.n_pins - 1)
+        ).fit_transform(r.embeddings.pin.numpy())
         for g in names:
             m = groups == g
             ax.scatter(xy[m & ~cold, 0], xy[m & ~cold, 1], s=6, color=colour[g], alpha=0.6, label=g)
-            ax.scatter(xy[m & cold, 0], xy[m & cold, 1], s=22, color=colour[g], marker="^", edgecolors="black", linewidths=0.4)
+            ax.scatter(
+                xy[m & cold, 0],
+                xy[m & cold, 1],
+                s=22,
+                color=colour[g],
+                marker="^",
+                edgecolors="black",
+                linewidths=0.4,
+            )
         ax.set_title(f"{r.name}: pin embeddings (t-SNE); ▲ = cold pins", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0][-1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), title="group")
+    axes[0][-1].legend(
+        fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), title="group"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def plot_gallery(result: EvalResult, data: EvalData, path: Path, relevance: str = "curated",
-                 task: str = "related_cold", n_queries: int = 5, k: int = 10, seed: int = 0) -> Path | None:
+def plot_gallery(
+    result: EvalResult,
+    data: EvalData,
+    path: Path,
+    relevance: str = "curated",
+    task: str = "related_cold",
+    n_queries: int = 5,
+    k: int = 10,
+    seed: int = 0,
+) -> Path | None:
     """Cold query images beside their top-k retrieved pins; green frame = relevant, red = not."""
     res = result.get(task, relevance)
     if res is None or len(res.queries) == 0:
         return None
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(res.queries), size=min(n_queries, len(res.queries)), replace=False))
+    rows = np.sort(
+        rng.choice(len(res.queries), size=min(n_queries, len(res.queries)), replace=False)
+    )
     images = data.catalog.pins["image"].tolist()
     titles = data.catalog.pins["title"].fillna("").astype(str).tolist()
     k = min(k, res.retrieved.shape[1])
-    fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.5 * (k + 1), 1.75 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), k + 1, figsize=(1.5 * (k + 1), 1.75 * len(rows)), squeeze=False
+    )
     for ax_row, row in zip(axes, rows, strict=True):
         q = int(res.queries[row])
-        cells = [(q, None)] + [(int(p), bool(h)) for p, h in zip(res.retrieved[row, :k], res.hits[row, :k], strict=True)]
+        cells = [(q, None)] + [
+            (int(p), bool(h))
+            for p, h in zip(res.retrieved[row, :k], res.hits[row, :k], strict=True)
+        ]
         for ax, (pin, hit) in zip(ax_row, cells, strict=True):
             ax.imshow(data.catalog.load_image(images[pin]))
             ax.set_xticks([])
@@ -237,8 +308,11 @@ def plot_gallery(result: EvalResult, data: EvalData, path: Path, relevance: str 
                 spine.set_linewidth(4 if hit is not None else 2)
             ax.set_title(("QUERY: " if hit is None else "") + titles[pin][:18], fontsize=7)
     found = res.hits[rows, :k].sum()
-    fig.suptitle(f"{result.name} — {TASKS[task]}: cold query (left) and its top-{k}; "
-                 f"green = shares a {relevance} board, red = does not ({found}/{len(rows) * k} hits)", fontsize=10)
+    fig.suptitle(
+        f"{result.name} — {TASKS[task]}: cold query (left) and its top-{k}; "
+        f"green = shares a {relevance} board, red = does not ({found}/{len(rows) * k} hits)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -246,8 +320,15 @@ def plot_gallery(result: EvalResult, data: EvalData, path: Path, relevance: str 
 
 
 # ---- the report ----------------------------------------------------------------------------
-def write_report(results: list[EvalResult], data: EvalData, out_dir: str | Path, *, ours: str | None = None,
-                 n_resamples: int = 1000, seed: int = 0) -> Path:
+def write_report(
+    results: list[EvalResult],
+    data: EvalData,
+    out_dir: str | Path,
+    *,
+    ours: str | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Path:
     """Write report.md, report.html, results/*.json and the PNGs into `out_dir`; returns report.md."""
     out = Path(out_dir)
     (out / "results").mkdir(parents=True, exist_ok=True)
@@ -258,65 +339,124 @@ def write_report(results: list[EvalResult], data: EvalData, out_dir: str | Path,
         r.save(out / "results" / f"{_slug(r.name)}.json")
     plots: dict[str, Path | None] = {}
     for rel in relevances:
-        plots[f"Recall@10 per task ({rel} boards)"] = plot_metric_bars(results, rel, out / f"metric_bars_{rel}.png")
+        plots[f"Recall@10 per task ({rel} boards)"] = plot_metric_bars(
+            results, rel, out / f"metric_bars_{rel}.png"
+        )
     plots["Recall@k curves"] = plot_recall_curves(results, main_rel, out / "recall_curves.png")
     plots["Training loss curves"] = plot_loss_curves(results, out / "loss_curves.png")
     best = best_baseline(results, ours, relevance=main_rel)
     mapped = [r for r in results if r.name in (ours, best)]
-    plots["2-D map of pin embeddings"] = plot_embedding_map(mapped, data, out / "embedding_map.png", seed=seed)
+    plots["2-D map of pin embeddings"] = plot_embedding_map(
+        mapped, data, out / "embedding_map.png", seed=seed
+    )
     for r in mapped:
-        plots[f"Gallery: {r.name}"] = plot_gallery(r, data, out / f"gallery_{_slug(r.name)}.png", main_rel, seed=seed)
+        plots[f"Gallery: {r.name}"] = plot_gallery(
+            r, data, out / f"gallery_{_slug(r.name)}.png", main_rel, seed=seed
+        )
         plots[f"Gallery (image only): {r.name}"] = plot_gallery(
-            r, data, out / f"gallery_image_only_{_slug(r.name)}.png", main_rel, task="related_cold_image", seed=seed)
+            r,
+            data,
+            out / f"gallery_image_only_{_slug(r.name)}.png",
+            main_rel,
+            task="related_cold_image",
+            seed=seed,
+        )
 
     head = headline(results, ours, main_rel, n_resamples=n_resamples, seed=seed)
-    head_df = pd.DataFrame(
-        [{"task": TASKS[h.task], "vs": h.reference, f"ours {HEADLINE_METRIC}": f"{h.ours:.3f}",
-          f"their {HEADLINE_METRIC}": f"{h.theirs:.3f}", "ratio [95% CI]": f"{h.ratio:.2f}× [{h.low:.2f}, {h.high:.2f}]"}
-         for h in head]).set_index("task") if head else pd.DataFrame()
+    head_df = (
+        pd.DataFrame(
+            [
+                {
+                    "task": TASKS[h.task],
+                    "vs": h.reference,
+                    f"ours {HEADLINE_METRIC}": f"{h.ours:.3f}",
+                    f"their {HEADLINE_METRIC}": f"{h.theirs:.3f}",
+                    "ratio [95% CI]": f"{h.ratio:.2f}× [{h.low:.2f}, {h.high:.2f}]",
+                }
+                for h in head
+            ]
+        ).set_index("task")
+        if head
+        else pd.DataFrame()
+    )
     verdict = ""
     if best is not None:
         row = next((h for h in head if h.task == "related_cold" and h.reference == best), None)
         if row is not None:
-            meets = "meets" if row.low >= 1.3 else ("reaches on the point estimate" if row.ratio >= 1.3 else "falls short of")
-            verdict = (f"**Headline:** on cold related pins ({main_rel} boards), {ours} reaches Recall@10 "
-                       f"{row.ours:.3f} vs {row.theirs:.3f} for the best baseline ({best}): "
-                       f"{row.ratio:.2f}× [95% CI {row.low:.2f}–{row.high:.2f}]; it {meets} the 1.3× goal.")
+            meets = (
+                "meets"
+                if row.low >= 1.3
+                else ("reaches on the point estimate" if row.ratio >= 1.3 else "falls short of")
+            )
+            verdict = (
+                f"**Headline:** on cold related pins ({main_rel} boards), {ours} reaches Recall@10 "
+                f"{row.ours:.3f} vs {row.theirs:.3f} for the best baseline ({best}): "
+                f"{row.ratio:.2f}× [95% CI {row.low:.2f}–{row.high:.2f}]; it {meets} the 1.3× goal."
+            )
     sections = [
-        ("Split", f"{data.source}: {data.n_pins} pins, {len(data.split.warm)} warm, {len(data.split.val)} val, "
-                  f"{len(data.split.cold)} cold (never seen in training). Exact search; 95% percentile bootstrap "
-                  f"CIs over queries ({n_resamples} resamples, seed {seed}). Relevance = shares a board "
-                  f"({', '.join(relevances)} boards)."),
+        (
+            "Split",
+            f"{data.source}: {data.n_pins} pins, {len(data.split.warm)} warm, {len(data.split.val)} val, "
+            f"{len(data.split.cold)} cold (never seen in training). Exact search; 95% percentile bootstrap "
+            f"CIs over queries ({n_resamples} resamples, seed {seed}). Relevance = shares a board "
+            f"({', '.join(relevances)} boards).",
+        ),
     ]
     md = [f"# Evaluation report: {ours}", "", verdict, ""]
     md += [f"## {title}\n\n{text}\n" for title, text in sections]
     if len(head_df):
-        md += ["## Headline: ours relative to each model (paired bootstrap)", "", _markdown(head_df, "task"), ""]
+        md += [
+            "## Headline: ours relative to each model (paired bootstrap)",
+            "",
+            _markdown(head_df, "task"),
+            "",
+        ]
     for rel in relevances:
-        md += [f"## Recall@10 per task — relevance: {rel} boards", "", _markdown(metrics_table(results, rel)), ""]
+        md += [
+            f"## Recall@10 per task — relevance: {rel} boards",
+            "",
+            _markdown(metrics_table(results, rel)),
+            "",
+        ]
     md += ["## Every metric per task", ""]
     for task in TASKS:
-        for rel in (("self",) if task in IDENTITY_TASKS else relevances):
+        for rel in ("self",) if task in IDENTITY_TASKS else relevances:
             table = task_table(results, task, rel)
             if len(table):
                 md += [f"### {TASKS[task]} ({rel})", "", _markdown(table), ""]
     skipped = {r.name: r.skipped for r in results if r.skipped}
     if skipped:
-        md += ["Not applicable: " + "; ".join(f"{n}: {', '.join(s)}" for n, s in skipped.items()), ""]
-    md += ["## Plots", ""] + [f"### {t}\n\n![{t}]({p.name})\n" for t, p in plots.items() if p is not None]
+        md += [
+            "Not applicable: " + "; ".join(f"{n}: {', '.join(s)}" for n, s in skipped.items()),
+            "",
+        ]
+    md += ["## Plots", ""] + [
+        f"### {t}\n\n![{t}]({p.name})\n" for t, p in plots.items() if p is not None
+    ]
     (out / "report.md").write_text("\n".join(md))
 
-    body = [f"<h1>Evaluation report: {html.escape(ours)}</h1>", f"<p>{html.escape(verdict.replace('**', ''))}</p>"]
+    body = [
+        f"<h1>Evaluation report: {html.escape(ours)}</h1>",
+        f"<p>{html.escape(verdict.replace('**', ''))}</p>",
+    ]
     body += [f"<h2>{html.escape(t)}</h2><p>{html.escape(x)}</p>" for t, x in sections]
     if len(head_df):
         body += ["<h2>Headline: ours relative to each model</h2>", head_df.to_html()]
     for rel in relevances:
-        body += [f"<h2>Recall@10 per task — {rel} boards</h2>", metrics_table(results, rel).to_html()]
-    body += ["<h2>Plots</h2>"] + [f"<h3>{html.escape(t)}</h3><img src='{p.name}' style='max-width:100%'>"
-                                  for t, p in plots.items() if p is not None]
+        body += [
+            f"<h2>Recall@10 per task — {rel} boards</h2>",
+            metrics_table(results, rel).to_html(),
+        ]
+    body += ["<h2>Plots</h2>"] + [
+        f"<h3>{html.escape(t)}</h3><img src='{p.name}' style='max-width:100%'>"
+        for t, p in plots.items()
+        if p is not None
+    ]
     style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>pinclip report</title>"
-                                     f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    (out / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>pinclip report</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     return out / "report.md"
 
 

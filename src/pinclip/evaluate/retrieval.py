@@ -25,7 +25,8 @@ def exact_topk(
         if exclude is not None:
             rows = torch.arange(scores.shape[0])
             scores[rows, torch.as_tensor(exclude[start : start + chunk])] = -torch.inf
-        out.append(torch.topk(scores, k, dim=1, sorted=True).indices.numpy())
+        # a stable sort, not topk: torch.topk orders ties arbitrarily (duplicates are common)
+        out.append(torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].numpy())
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 

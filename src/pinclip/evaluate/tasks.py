@@ -87,8 +87,13 @@ class EvalResult:
         tasks: dict[str, dict] = {}
         for (task, rel), res in self.results.items():
             tasks.setdefault(task, {})[rel] = res.to_json()
-        return {"model": self.name, "split": self.split_source, "tasks": tasks, "skipped": self.skipped,
-                "confidence": "95% percentile bootstrap over queries"}
+        return {
+            "model": self.name,
+            "split": self.split_source,
+            "tasks": tasks,
+            "skipped": self.skipped,
+            "confidence": "95% percentile bootstrap over queries",
+        }
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -97,19 +102,43 @@ class EvalResult:
         return path
 
 
-def _score(task: str, relevance: str, queries: np.ndarray, retrieved: np.ndarray, hits: np.ndarray,
-           n_rel: np.ndarray, n_resamples: int, seed: int) -> TaskResult:
+def _score(
+    task: str,
+    relevance: str,
+    queries: np.ndarray,
+    retrieved: np.ndarray,
+    hits: np.ndarray,
+    n_rel: np.ndarray,
+    n_resamples: int,
+    seed: int,
+) -> TaskResult:
     valid = n_rel > 0
     per_query = retrieval_metrics(hits, n_rel, ks=KS)
     summary = {m: mean_ci(v, n_resamples=n_resamples, seed=seed) for m, v in per_query.items()}
     h, n = hits[valid], n_rel[valid]
     depth = hits.shape[1]
-    curve = (np.cumsum(h, axis=1) / np.minimum(np.arange(1, depth + 1), n[:, None])).mean(axis=0) if len(h) else np.zeros(depth)
-    return TaskResult(task, relevance, per_query, summary, int(valid.sum()), int((~valid).sum()), curve,
-                      queries[valid], retrieved[valid], h)
+    curve = (
+        (np.cumsum(h, axis=1) / np.minimum(np.arange(1, depth + 1), n[:, None])).mean(axis=0)
+        if len(h)
+        else np.zeros(depth)
+    )
+    return TaskResult(
+        task,
+        relevance,
+        per_query,
+        summary,
+        int(valid.sum()),
+        int((~valid).sum()),
+        curve,
+        queries[valid],
+        retrieved[valid],
+        h,
+    )
 
 
-def _board_hits(graph, boards: np.ndarray, cold: np.ndarray, retrieved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _board_hits(
+    graph, boards: np.ndarray, cold: np.ndarray, retrieved: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     is_cold = np.zeros(graph.n_pins, dtype=bool)
     is_cold[cold] = True
     hits = np.zeros(retrieved.shape, dtype=bool)
@@ -137,7 +166,11 @@ def evaluate_embedder(
     results: dict[tuple[str, str], TaskResult] = {}
     skipped: dict[str, str] = {}
 
-    related = {"related_cold": (emb.pin, cold), "related_cold_image": (emb.image, cold), "related_warm": (emb.pin, warm)}
+    related = {
+        "related_cold": (emb.pin, cold),
+        "related_cold_image": (emb.image, cold),
+        "related_warm": (emb.pin, warm),
+    }
     for task, (queries, pins) in related.items():
         if queries is None:
             skipped[task] = "the model has no image-only path"
@@ -154,7 +187,9 @@ def evaluate_embedder(
             continue
         top = exact_topk(queries[cold], candidates, DEPTH)
         hits = top == cold[:, None]
-        results[(task, "self")] = _score(task, "self", cold, top, hits, np.ones(len(cold), np.int64), n_resamples, seed)
+        results[(task, "self")] = _score(
+            task, "self", cold, top, hits, np.ones(len(cold), np.int64), n_resamples, seed
+        )
 
     titles = data.board_titles
     board_emb = embedder.embed_texts(titles) if len(cold) else None
@@ -166,10 +201,16 @@ def evaluate_embedder(
             graph = data.relevance_graph(rel)
             boards = np.arange(graph.n_boards)  # board indices of the relevance graph
             index = boards if rel == "all" else np.flatnonzero(data.curated_boards)  # their titles
-            top = exact_topk(board_emb[torch.as_tensor(index)], emb.pin[torch.as_tensor(cold)], DEPTH)
+            top = exact_topk(
+                board_emb[torch.as_tensor(index)], emb.pin[torch.as_tensor(cold)], DEPTH
+            )
             retrieved = cold[top]
             hits, n_rel = _board_hits(graph, boards, cold, retrieved)
-            results[("board_to_pins", rel)] = _score("board_to_pins", rel, index, retrieved, hits, n_rel, n_resamples, seed)
-    console.print(f"evaluated {embedder.name}: {len(results)} task × relevance results"
-                  + (f", skipped {', '.join(skipped)}" if skipped else ""))
+            results[("board_to_pins", rel)] = _score(
+                "board_to_pins", rel, index, retrieved, hits, n_rel, n_resamples, seed
+            )
+    console.print(
+        f"evaluated {embedder.name}: {len(results)} task × relevance results"
+        + (f", skipped {', '.join(skipped)}" if skipped else "")
+    )
     return EvalResult(embedder.name, results, emb, data.source, embedder.trained_on(), skipped)

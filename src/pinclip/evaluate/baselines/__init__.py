@@ -4,4 +4,11 @@ from . import pretrained, random  # noqa: F401  (register the built-in baselines
 from .base import Embedder, PinEmbeddings, create_baseline, list_baselines, register_baseline
 from .pinclip_model import PinCLIPEmbedder
 
-__all__ = ["Embedder", "PinCLIPEmbedder", "PinEmbeddings", "create_baseline", "list_baselines", "register_baseline"]
+__all__ = [
+    "Embedder",
+    "PinCLIPEmbedder",
+    "PinEmbeddings",
+    "create_baseline",
+    "list_baselines",
+    "register_baseline",
+]

@@ -56,7 +56,9 @@ def check_embeddings(emb: PinEmbeddings, n_pins: int, name: str) -> PinEmbedding
         if x is None:
             continue
         if x.ndim != 2 or x.shape != (n_pins, dim):
-            raise ValueError(f"baseline {name!r}: {part} embeddings have shape {tuple(x.shape)}, expected ({n_pins}, {dim})")
+            raise ValueError(
+                f"baseline {name!r}: {part} embeddings have shape {tuple(x.shape)}, expected ({n_pins}, {dim})"
+            )
         if not torch.isfinite(x).all():
             raise ValueError(f"baseline {name!r}: {part} embeddings contain NaN or inf")
         norms = x.norm(dim=1)

@@ -47,10 +47,20 @@ def open_clip_config(embed_dim: int = 256, image_size: int = 128, context_length
     minilm = str(minilm_path())
     return {
         "embed_dim": embed_dim,
-        "vision_cfg": {"timm_model_name": "tf_efficientnet_lite0", "timm_model_pretrained": False,
-                       "timm_pool": "avg", "timm_proj": "linear", "image_size": image_size},
-        "text_cfg": {"hf_model_name": minilm, "hf_tokenizer_name": minilm, "hf_proj_type": "linear",
-                     "hf_pooler_type": "mean_pooler", "context_length": context_length},
+        "vision_cfg": {
+            "timm_model_name": "tf_efficientnet_lite0",
+            "timm_model_pretrained": False,
+            "timm_pool": "avg",
+            "timm_proj": "linear",
+            "image_size": image_size,
+        },
+        "text_cfg": {
+            "hf_model_name": minilm,
+            "hf_tokenizer_name": minilm,
+            "hf_proj_type": "linear",
+            "hf_pooler_type": "mean_pooler",
+            "context_length": context_length,
+        },
     }
 
 
@@ -72,21 +82,34 @@ def create_open_clip(run_dir: Path, config: dict | None = None, *, pretrained: b
 
     hf_level, root_level = hf_logging.get_verbosity(), logging.getLogger().level
     hf_logging.set_verbosity_error()  # MiniLM's unused BERT pooler is reported, on purpose dropped
-    logging.getLogger().setLevel(logging.ERROR)  # "initialized partially": the trunk is loaded below
+    logging.getLogger().setLevel(
+        logging.ERROR
+    )  # "initialized partially": the trunk is loaded below
     try:
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
-            CONFIG_NAME, pretrained=None, pretrained_text=pretrained, output_dict=True,
-            image_mean=LITE0_MEAN, image_std=LITE0_STD)
+            CONFIG_NAME,
+            pretrained=None,
+            pretrained_text=pretrained,
+            output_dict=True,
+            image_mean=LITE0_MEAN,
+            image_std=LITE0_STD,
+        )
     finally:
         hf_logging.set_verbosity(hf_level)
         logging.getLogger().setLevel(root_level)
     if pretrained:
         from pinclip.model.pretrained import efficientnet_lite0_classifier
 
-        state = {k: v for k, v in efficientnet_lite0_classifier().state_dict().items() if not k.startswith("classifier.")}
+        state = {
+            k: v
+            for k, v in efficientnet_lite0_classifier().state_dict().items()
+            if not k.startswith("classifier.")
+        }
         missing, unexpected = model.visual.trunk.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"EfficientNet-Lite0 weights do not fit the open_clip trunk: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise ValueError(
+                f"EfficientNet-Lite0 weights do not fit the open_clip trunk: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
     return model, train_tf, eval_tf, open_clip.get_tokenizer(CONFIG_NAME)
 
 
@@ -138,8 +161,14 @@ class _JsonlWriter:
         self.file.flush()
 
 
-def train_open_clip(cfg: TrainConfig, run_dir: str | Path, *, unlocked_groups: int = 1,
-                    unlocked_text_layers: int = 0, console: Console | None = None) -> Path:
+def train_open_clip(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    unlocked_groups: int = 1,
+    unlocked_text_layers: int = 0,
+    console: Console | None = None,
+) -> Path:
     """Train the open_clip baseline on `cfg`'s catalog, warm pins, epochs, batch size and lr."""
     from open_clip import ClipLoss
     from open_clip_train.scheduler import cosine_lr
@@ -159,44 +188,95 @@ def train_open_clip(cfg: TrainConfig, run_dir: str | Path, *, unlocked_groups: i
     data = load_training_data(cfg.data, console=Console(quiet=True))
     warm = data.split.warm
     loader = torch.utils.data.DataLoader(
-        _WarmPins(data, warm, train_tf, tokenizer), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-        generator=torch.Generator().manual_seed(cfg.seed), num_workers=0,
-        collate_fn=_Collate(tokenizer.tokenizer.pad_token_id))
+        _WarmPins(data, warm, train_tf, tokenizer),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        num_workers=0,
+        collate_fn=_Collate(tokenizer.tokenizer.pad_token_id),
+    )
     loader.num_batches, loader.num_samples = len(loader), len(loader) * cfg.batch_size
     epochs = cfg.epochs if not cfg.max_steps else -(-cfg.max_steps // len(loader))
     total = epochs * len(loader)
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n  # noqa: E731
+
+    def no_decay(n: str, p: torch.nn.Parameter) -> bool:  # open_clip_train's exclusion rule
+        return p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
+
     optimizer = torch.optim.AdamW(
-        [{"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
-         {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": cfg.optim.weight_decay}],
-        lr=cfg.optim.lr, betas=(0.9, 0.98), eps=1e-6)
+        [
+            {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+            {
+                "params": [p for n, p in named if not no_decay(n, p)],
+                "weight_decay": cfg.optim.weight_decay,
+            },
+        ],
+        lr=cfg.optim.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     scheduler = cosine_lr(optimizer, cfg.optim.lr, cfg.optim.warmup_steps, total)
-    args = SimpleNamespace(device="cpu", precision="fp32", distill=False, accum_freq=1, skip_scheduler=False,
-                           horovod=False, grad_clip_norm=cfg.optim.grad_clip, log_every_n_steps=1,
-                           batch_size=cfg.batch_size, world_size=1, rank=0, local_rank=0, wandb=False)
+    args = SimpleNamespace(
+        device="cpu",
+        precision="fp32",
+        distill=False,
+        accum_freq=1,
+        skip_scheduler=False,
+        horovod=False,
+        grad_clip_norm=cfg.optim.grad_clip,
+        log_every_n_steps=1,
+        batch_size=cfg.batch_size,
+        world_size=1,
+        rank=0,
+        local_rank=0,
+        wandb=False,
+    )
     writer = _JsonlWriter(run_dir / "metrics.jsonl")
     logging.getLogger().setLevel(logging.WARNING)  # open_clip logs every step at INFO
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     trainable = sum(p.numel() for _, p in named)
-    console.print(f"open_clip {CONFIG_NAME}: {trainable / 1e6:.2f}M trainable parameters, "
-                  f"{epochs} epochs × {len(loader)} steps on {len(warm)} warm pins")
+    console.print(
+        f"open_clip {CONFIG_NAME}: {trainable / 1e6:.2f}M trainable parameters, "
+        f"{epochs} epochs × {len(loader)} steps on {len(warm)} warm pins"
+    )
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("open_clip train", total=epochs)
         for epoch in range(epochs):
-            train_one_epoch(model, {"train": _DataInfo(loader)}, ClipLoss(), epoch, optimizer, None,
-                            scheduler, None, args, tb_writer=writer)
+            train_one_epoch(
+                model,
+                {"train": _DataInfo(loader)},
+                ClipLoss(),
+                epoch,
+                optimizer,
+                None,
+                scheduler,
+                None,
+                args,
+                tb_writer=writer,
+            )
             writer.flush()
             progress.advance(task)
     from safetensors.torch import save_model
 
     save_model(model, str(run_dir / WEIGHTS_FILE))
-    (run_dir / "train_info.json").write_text(json.dumps({
-        "source_config": asdict(cfg), "epochs": epochs, "steps": epochs * len(loader),
-        "warm_pins": len(warm), "unlocked_groups": unlocked_groups,
-        "unlocked_text_layers": unlocked_text_layers, "trainable_parameters": trainable}, indent=2) + "\n")
+    (run_dir / "train_info.json").write_text(
+        json.dumps(
+            {
+                "source_config": asdict(cfg),
+                "epochs": epochs,
+                "steps": epochs * len(loader),
+                "warm_pins": len(warm),
+                "unlocked_groups": unlocked_groups,
+                "unlocked_text_layers": unlocked_text_layers,
+                "trainable_parameters": trainable,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return run_dir
 
 
@@ -218,7 +298,9 @@ class OpenCLIPEmbedder(Embedder):
         from safetensors.torch import load_model
 
         self.path, self.name = Path(path), name
-        self.model, _, self.transform, self.tokenizer = create_open_clip(self.path, pretrained=False)
+        self.model, _, self.transform, self.tokenizer = create_open_clip(
+            self.path, pretrained=False
+        )
         weights = self.path / WEIGHTS_FILE
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} not found: train it with `pinclip train-open-clip`")
@@ -229,14 +311,20 @@ class OpenCLIPEmbedder(Embedder):
     @torch.no_grad()
     def embed_texts(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
         pad = self.tokenizer.tokenizer.pad_token_id
-        out = [self.model.encode_text(trim_padding(self.tokenizer(texts[i : i + batch_size]), pad)).float()
-               for i in range(0, len(texts), batch_size)]
+        out = [
+            self.model.encode_text(
+                trim_padding(self.tokenizer(texts[i : i + batch_size]), pad)
+            ).float()
+            for i in range(0, len(texts), batch_size)
+        ]
         return normalize(torch.cat(out))
 
     def embed_pins(self, data: EvalData) -> PinEmbeddings:
         key = id(data)
         if key not in self._pins:
-            image = normalize(embed_images(self.model, self.transform, data, lambda m, x: m.encode_image(x)))
+            image = normalize(
+                embed_images(self.model, self.transform, data, lambda m, x: m.encode_image(x))
+            )
             text = self.embed_texts(data.texts)
             self._pins[key] = PinEmbeddings(normalize(image + text), image, text)
         return self._pins[key]

@@ -21,15 +21,22 @@ def model_dir(path: str | Path, checkpoint: str = "best") -> Path:
         return path
     if (path / checkpoint / "config.json").is_file():
         return path / checkpoint
-    raise FileNotFoundError(f"{path}: neither a model dir (config.json) nor a run dir with {checkpoint}/config.json")
+    raise FileNotFoundError(
+        f"{path}: neither a model dir (config.json) nor a run dir with {checkpoint}/config.json"
+    )
 
 
 @register_baseline("pinclip")
 class PinCLIPEmbedder(Embedder):
     """`pin_emb` (image + text fused), `image_emb` and `text_emb` of a saved PinCLIP."""
 
-    def __init__(self, path: str | Path, name: str | None = None, checkpoint: str = "best",
-                 console: Console | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        checkpoint: str = "best",
+        console: Console | None = None,
+    ) -> None:
         self.path = model_dir(path, checkpoint)
         self.name = name or str(path)
         self.model = PinCLIP.from_pretrained(self.path).eval()
@@ -43,18 +50,33 @@ class PinCLIPEmbedder(Embedder):
 
         key = id(data)
         if key not in self._pins:
-            shim = TrainingData(data.catalog, data.graph, data.split, None, data.texts,
-                                np.arange(data.n_pins), np.zeros(data.n_pins, np.float32), 0)
-            inputs = PinInputs.prepare(self.model, shim, cache_dir=Path(data.config.data.cache_dir),
-                                       device=torch.device("cpu"), console=self.console)
+            shim = TrainingData(
+                data.catalog,
+                data.graph,
+                data.split,
+                None,
+                data.texts,
+                np.arange(data.n_pins),
+                np.zeros(data.n_pins, np.float32),
+                0,
+            )
+            inputs = PinInputs.prepare(
+                self.model,
+                shim,
+                cache_dir=Path(data.config.data.cache_dir),
+                device=torch.device("cpu"),
+                console=self.console,
+            )
             emb = embed_pins(self.model, inputs, np.arange(data.n_pins))
             self._pins[key] = PinEmbeddings(emb["pin_emb"], emb["image_emb"], emb["text_emb"])
         return self._pins[key]
 
     @torch.no_grad()
     def embed_texts(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-        out = [self.model(text=self.model.tokenize(texts[i : i + batch_size])).text_emb.float()
-               for i in range(0, len(texts), batch_size)]
+        out = [
+            self.model(text=self.model.tokenize(texts[i : i + batch_size])).text_emb.float()
+            for i in range(0, len(texts), batch_size)
+        ]
         return torch.cat(out) if out else torch.zeros(0, self.model.config.embed_dim)
 
     def trained_on(self) -> str | None:

@@ -19,7 +19,9 @@ from .base import Embedder, PinEmbeddings, normalize, register_baseline
 
 
 @torch.no_grad()
-def embed_images(model: torch.nn.Module, transform, data: EvalData, forward, batch_size: int = 64) -> torch.Tensor:
+def embed_images(
+    model: torch.nn.Module, transform, data: EvalData, forward, batch_size: int = 64
+) -> torch.Tensor:
     """`forward(model, images)` over every pin image of `data`, decoded with 2 threads."""
     images = data.catalog.pins["image"].tolist()
     load = lambda name: transform(data.catalog.load_image(name))  # noqa: E731
@@ -49,8 +51,13 @@ class MiniLMEmbedder(Embedder):
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         out = []
         for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[start : start + self.batch_size], padding=True, truncation=True,
-                                 max_length=128, return_tensors="pt")
+            enc = self.tokenizer(
+                texts[start : start + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=128,
+                return_tensors="pt",
+            )
             states = self.model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             out.append((states * mask).sum(1) / mask.sum(1).clamp(min=1))
@@ -95,7 +102,9 @@ class ConcatEmbedder(Embedder):
 
     name = "minilm+lite0"
 
-    def __init__(self, image: Lite0Embedder | None = None, text: MiniLMEmbedder | None = None) -> None:
+    def __init__(
+        self, image: Lite0Embedder | None = None, text: MiniLMEmbedder | None = None
+    ) -> None:
         self.image_model = image or Lite0Embedder()
         self.text_model = text or MiniLMEmbedder()
 
@@ -111,4 +120,6 @@ class ConcatEmbedder(Embedder):
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         text = self.text_model.embed_texts(texts)
-        return torch.cat([torch.zeros(len(texts), self.image_model.model.num_features), text], dim=1)
+        return torch.cat(
+            [torch.zeros(len(texts), self.image_model.model.num_features), text], dim=1
+        )

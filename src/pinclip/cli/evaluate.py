@@ -1,0 +1,150 @@
+"""`pinclip evaluate`, `pinclip compare` and `pinclip train-open-clip`: thin faces over
+`pinclip.evaluate` (see docs/evaluation.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def _print_result(result) -> None:
+    from pinclip.evaluate.tasks import TASKS
+
+    table = Table(title=f"{result.name}: every task (95% bootstrap CIs over queries)")
+    for column in (
+        "task",
+        "relevance",
+        "queries",
+        "Recall@1",
+        "Recall@10",
+        "Recall@50",
+        "nDCG@10",
+        "mAP@10",
+        "MRR",
+    ):
+        table.add_column(column, justify="left" if column in ("task", "relevance") else "right")
+    for (task, rel), res in result.results.items():
+        cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in res.summary.values()]
+        table.add_row(TASKS[task], rel, str(res.n_queries), *cells)
+    console.print(table)
+
+
+def evaluate(
+    run_or_model: Path = typer.Argument(
+        ..., help="A run dir (uses best/) or a model dir (e.g. runs/x/best)."
+    ),
+    catalog: Path = typer.Option(
+        None, "--catalog", help="Catalog dir; default: the run's own data.catalog."
+    ),
+    out: Path = typer.Option(None, "--out", help="Results JSON; default RUN/eval/results.json."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+) -> None:
+    """Score a PinCLIP model on every retrieval task of DESIGN.md §7, on its run's split."""
+    from pinclip.evaluate.compare import evaluate_model
+
+    try:
+        result, path = evaluate_model(
+            run_or_model,
+            catalog=catalog,
+            out=out,
+            n_resamples=bootstrap,
+            seed=seed,
+            console=console,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    _print_result(result)
+    console.print(f"results: {path}")
+
+
+def compare(
+    models: list[str] = typer.Argument(
+        ...,
+        help="Specs: [LABEL=]RUN_DIR | MODEL_DIR | random | minilm | lite0 | "
+        "minilm+lite0 | open_clip:RUN_DIR. The first is 'ours'.",
+    ),
+    split_from: Path = typer.Option(
+        ..., "--split-from", help="The PinCLIP run whose split (and catalog) all models use."
+    ),
+    out: Path = typer.Option(Path("runs/report"), "--out", help="Report directory."),
+    catalog: Path = typer.Option(None, "--catalog", help="Override the run's catalog dir."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
+    seed: int = typer.Option(0, help="Bootstrap and plot seed."),
+) -> None:
+    """Run models and baselines on one split; write report.md, report.html and PNG plots."""
+    from pinclip.evaluate.compare import compare as run_compare
+    from pinclip.evaluate.report import HEADLINE_METRIC, metrics_table
+
+    try:
+        report, results = run_compare(
+            models,
+            split_from=split_from,
+            out_dir=out,
+            catalog=catalog,
+            n_resamples=bootstrap,
+            seed=seed,
+            console=console,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    rel = "curated" if results and results[0].get("related_cold", "curated") is not None else "all"
+    df = metrics_table(results, rel)
+    table = Table(title=f"{HEADLINE_METRIC} [95% CI], relevance = {rel} boards")
+    table.add_column("model")
+    for column in df.columns:
+        table.add_column(column, justify="right")
+    for name, row in df.iterrows():
+        table.add_row(name, *row.tolist())
+    console.print(table)
+    first = next(
+        (line for line in report.read_text().splitlines() if line.startswith("**Headline")), None
+    )
+    if first:
+        console.print(first.replace("**", ""))
+    console.print(f"report: {report} (and {report.with_suffix('.html')})")
+
+
+def train_open_clip(
+    config: Path = typer.Argument(
+        ...,
+        help="A pinclip train config (or a run's config.yaml): its catalog, split, "
+        "epochs, batch size and lr are reused.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Run dir for the open_clip baseline."),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value overrides of the config, e.g. max_steps=4"
+    ),
+    unlocked_groups: int = typer.Option(
+        1, help="Trailing EfficientNet stages that train (open_clip lock_image_tower)."
+    ),
+    unlocked_text_layers: int = typer.Option(
+        0, help="Trailing MiniLM layers that train (open_clip lock_text_tower)."
+    ),
+) -> None:
+    """Train the open_clip baseline with open_clip's own loop on the same data and budget."""
+    from pinclip.evaluate.baselines.open_clip import train_open_clip as run
+    from pinclip.train import ConfigError, load_config
+
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    path = run(
+        cfg,
+        out,
+        unlocked_groups=unlocked_groups,
+        unlocked_text_layers=unlocked_text_layers,
+        console=console,
+    )
+    console.print(
+        f"open_clip baseline: {path} (compare it with `pinclip compare ... open_clip:{path}`)"
+    )

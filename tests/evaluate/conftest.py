@@ -1,0 +1,52 @@
+"""A tiny synthetic catalog with curated boards and pin groups, and a tiny trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pinclip.data.builders.synthetic import build_synthetic_catalog
+from pinclip.train import load_config, train
+
+
+@pytest.fixture(scope="session")
+def eval_catalog(tmp_path_factory) -> Path:
+    """240 pins, 50 boards; the first 12 boards are marked curated, pins get a `group`."""
+    root = tmp_path_factory.mktemp("catalog") / "syn"
+    build_synthetic_catalog(root, pins=240, seed=0, size=32, progress=False)
+    boards = pd.read_parquet(root / "boards.parquet")
+    boards.loc[:11, "kind"] = "curated"
+    boards.to_parquet(root / "boards.parquet", index=False)
+    pins = pd.read_parquet(root / "pins.parquet")
+    pins["group"] = "topic-" + (pins["topic"] // 10).astype(str)
+    pins.to_parquet(root / "pins.parquet", index=False)
+    return root
+
+
+def tiny_run_overrides(catalog: Path, run_dir: Path, cache: Path) -> list[str]:
+    return [
+        f"data.catalog={catalog}",
+        f"data.cache_dir={cache}",
+        "data.build_if_missing=null",
+        f"run_dir={run_dir}",
+        "model.preset=tiny",
+        "batch_size=16",
+        "max_steps=4",
+        "val_every=2",
+        "ckpt_every=4",
+        "keep_last=1",
+        "tensorboard=false",
+        "optim.warmup_steps=1",
+        "threads=1",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(eval_catalog, tmp_path_factory) -> Path:
+    """A seconds-long tiny-preset PinCLIP run on the eval catalog."""
+    base = tmp_path_factory.mktemp("runs")
+    cfg = load_config(None, tiny_run_overrides(eval_catalog, base / "run", base / "cache"))
+    train(cfg)
+    return base / "run"

@@ -1,0 +1,134 @@
+"""The baseline plug-in contract, and that the task scores respond to embedding quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pinclip.evaluate.baselines import (
+    Embedder,
+    PinEmbeddings,
+    create_baseline,
+    list_baselines,
+    register_baseline,
+)
+from pinclip.evaluate.baselines.base import check_embeddings, normalize
+from pinclip.evaluate.data import EvalData
+from pinclip.evaluate.tasks import TASKS, evaluate_embedder
+
+
+class BoardOracle(Embedder):
+    """A pin = its curated-board membership vector: the best possible curated relevance."""
+
+    name = "oracle"
+
+    def embed_pins(self, data: EvalData) -> PinEmbeddings:
+        member = torch.tensor(data.relevance_graph("curated").pin_board.toarray())
+        # a small constant extra coordinate keeps board-less pins unit-norm and orthogonal to boards
+        pin = normalize(torch.cat([member, torch.full((data.n_pins, 1), 0.1)], dim=1))
+        return PinEmbeddings(pin=pin, image=None, text=None)
+
+
+@pytest.fixture(scope="module")
+def data(tiny_run) -> EvalData:
+    return EvalData.from_run(tiny_run)
+
+
+def test_builtin_baselines_are_registered():
+    assert {"random", "minilm", "lite0", "minilm+lite0", "open_clip", "pinclip"} <= set(
+        list_baselines()
+    )
+    with pytest.raises(ValueError, match="known: "):
+        create_baseline("no-such-model")
+
+
+def test_contract_rejects_wrong_shapes_and_unnormalised_vectors():
+    good = normalize(torch.randn(5, 4))
+    assert check_embeddings(PinEmbeddings(good, None, good), 5, "x").pin is good
+    with pytest.raises(ValueError, match="shape"):
+        check_embeddings(PinEmbeddings(good, good[:3], None), 5, "x")
+    with pytest.raises(ValueError, match="normalised"):
+        check_embeddings(PinEmbeddings(good * 2, None, None), 5, "x")
+    with pytest.raises(ValueError, match="NaN"):
+        check_embeddings(PinEmbeddings(good.clone().fill_(float("nan")), None, None), 5, "x")
+
+
+def test_random_floor_is_seeded_and_scores_every_task(data):
+    random = create_baseline("random", dim=16)
+    a, b = random.embed_pins(data), random.embed_pins(data)
+    assert torch.equal(a.pin, b.pin) and not torch.equal(a.pin, a.image)
+    result = evaluate_embedder(random, data, n_resamples=200)
+    assert {task for task, _ in result.results} == set(TASKS)
+    res = result.get("related_cold", "curated")
+    mean, low, high = res.summary["recall@10"]
+    assert low <= mean <= high
+    assert res.n_queries + res.n_without_relevant == len(data.split.cold)
+    assert result.to_json()["tasks"]["related_cold"]["curated"]["metrics"]["recall@10"]["ci95"] == [
+        low,
+        high,
+    ]
+
+
+def test_a_plugged_in_model_missing_modalities_skips_those_tasks_and_beats_random(data):
+    register_baseline("oracle")(BoardOracle)
+    oracle = evaluate_embedder(create_baseline("oracle"), data, n_resamples=200)
+    assert set(oracle.skipped) == {
+        "related_cold_image",
+        "text_to_pin",
+        "image_to_text",
+        "board_to_pins",
+    }
+    random = evaluate_embedder(create_baseline("random", dim=16), data, n_resamples=200)
+    for task in ("related_cold", "related_warm"):
+        assert oracle.get(task, "curated").summary["recall@10"][0] > 0.9
+        assert (
+            oracle.get(task, "curated").summary["recall@10"][0]
+            > random.get(task, "curated").summary["recall@10"][2]
+        )
+    # relevance by all boards is a different (larger) relevant set than curated boards
+    assert not np.array_equal(
+        oracle.get("related_cold", "all").per_query["recall@10"],
+        oracle.get("related_cold", "curated").per_query["recall@10"],
+    )
+
+
+def test_concatenation_keeps_each_half_unit_norm(data):
+    from pinclip.evaluate.baselines.pretrained import ConcatEmbedder
+
+    class Fixed(Embedder):
+        def __init__(self, dim: int, seed: int) -> None:
+            self.dim, self.seed = dim, seed
+            self.model = type("M", (), {"num_features": dim})()
+
+        def embed_pins(self, data):
+            x = normalize(
+                torch.randn(
+                    data.n_pins, self.dim, generator=torch.Generator().manual_seed(self.seed)
+                )
+            )
+            return PinEmbeddings(x, x, x)
+
+        def embed_texts(self, texts):
+            return normalize(
+                torch.randn(len(texts), self.dim, generator=torch.Generator().manual_seed(9))
+            )
+
+    concat = ConcatEmbedder(image=Fixed(6, 1), text=Fixed(4, 2))
+    emb = check_embeddings(concat.embed_pins(data), data.n_pins, "concat")
+    assert emb.pin.shape[1] == 10
+    assert torch.allclose(
+        emb.pin[:, :6].norm(dim=1), torch.full((data.n_pins,), 0.5**0.5), atol=1e-5
+    )
+    assert torch.all(emb.image[:, 6:] == 0) and torch.all(emb.text[:, :6] == 0)
+    assert concat.embed_texts(["a", "b"]).shape == (2, 10)
+
+
+def test_pinclip_run_behind_the_interface(tiny_run, data):
+    from pinclip.evaluate.baselines import PinCLIPEmbedder
+
+    model = PinCLIPEmbedder(tiny_run, name="tiny")
+    emb = check_embeddings(model.embed_pins(data), data.n_pins, "tiny")
+    assert emb.image is not None and emb.text is not None
+    assert model.embed_texts(data.board_titles[:3]).shape == (3, emb.pin.shape[1])
+    assert model.trained_on() == str(tiny_run)

@@ -1,0 +1,73 @@
+"""Ranking metrics, exact search and bootstrap intervals against hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pinclip.evaluate.bootstrap import mean_ci, ratio_ci
+from pinclip.evaluate.metrics import retrieval_metrics
+from pinclip.evaluate.retrieval import exact_topk
+
+
+def test_fewer_relevant_items_than_k():
+    # 2 relevant items, both found at ranks 1 and 3 of 10: recall@10 = 2 / min(10, 2) = 1.
+    hits = np.zeros((1, 10), bool)
+    hits[0, [0, 2]] = True
+    m = retrieval_metrics(hits, np.array([2]), ks=(1, 10))
+    assert m["recall@1"][0] == 1.0  # 1 found / min(1, 2)
+    assert m["recall@10"][0] == 1.0
+    assert m["map@10"][0] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    ideal = 1 + 1 / np.log2(3)
+    assert m["ndcg@10"][0] == pytest.approx((1 + 1 / np.log2(4)) / ideal)
+    assert m["mrr"][0] == 1.0
+
+
+def test_more_relevant_items_than_k_and_late_first_hit():
+    hits = np.zeros((1, 50), bool)
+    hits[0, [1, 4]] = True  # ranks 2 and 5, 100 relevant in total
+    m = retrieval_metrics(hits, np.array([100]), ks=(1, 10, 50))
+    assert m["recall@1"][0] == 0.0
+    assert m["recall@10"][0] == pytest.approx(2 / 10)
+    assert m["recall@50"][0] == pytest.approx(2 / 50)
+    assert m["mrr"][0] == pytest.approx(1 / 2)
+    assert m["map@10"][0] == pytest.approx((1 / 2 + 2 / 5) / 10)
+
+
+def test_query_without_relevant_item_is_excluded_not_scored():
+    hits = np.array([[True, False], [False, False]])
+    m = retrieval_metrics(hits, np.array([1, 0]), ks=(1,))
+    assert all(len(v) == 1 for v in m.values())
+    assert m["recall@1"][0] == 1.0
+
+
+def test_no_hit_scores_zero():
+    m = retrieval_metrics(np.zeros((1, 10), bool), np.array([3]), ks=(10,))
+    assert m["recall@10"][0] == 0 and m["mrr"][0] == 0 and m["ndcg@10"][0] == 0
+
+
+def test_exact_topk_breaks_ties_by_lower_index_and_excludes_self():
+    candidates = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    top = exact_topk(torch.tensor([[1.0, 0.0]]), candidates, 3, exclude=np.array([1]))
+    assert top.tolist() == [[0, 3, 2]]
+
+
+def test_bootstrap_is_seeded_and_brackets_the_mean():
+    values = np.random.default_rng(0).random(200)
+    a, b = mean_ci(values, seed=3), mean_ci(values, seed=3)
+    assert a == b
+    assert a[1] < a[0] < a[2]
+    assert a[2] - a[1] < 0.2
+    assert mean_ci(np.ones(5)) == (1.0, 1.0, 1.0)
+
+
+def test_paired_ratio_interval():
+    ref = np.random.default_rng(1).random(300) + 0.5
+    ratio, low, high = ratio_ci(2 * ref, ref)
+    assert ratio == pytest.approx(2.0) and low == pytest.approx(2.0) and high == pytest.approx(2.0)
+    noisy = ref + np.random.default_rng(2).normal(0, 0.3, 300)
+    ratio, low, high = ratio_ci(noisy, ref)
+    assert low < ratio < high
+    with pytest.raises(ValueError, match="same queries"):
+        ratio_ci(ref[:3], ref)
