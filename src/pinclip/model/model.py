@@ -26,6 +26,24 @@ TEXT_ENCODER_DIR = "text_encoder"
 FORMAT = "pinclip-model/1"
 
 
+def image_transform(config: PinCLIPConfig, *, train: bool = False) -> Callable[[Any], torch.Tensor]:
+    """The model's preprocessing from its config alone (serving uses it without the weights)."""
+    from timm.data import create_transform
+
+    ic = config.image
+    return create_transform(
+        input_size=(3, ic.image_size, ic.image_size),
+        is_training=train,
+        mean=ic.mean,
+        std=ic.std,
+        crop_pct=ic.crop_pct,
+        interpolation="bicubic",
+        scale=(0.5, 1.0),
+        hflip=0.5,
+        color_jitter=0.2,
+    )
+
+
 @dataclass
 class PinCLIPOutput:
     """Embeddings are L2-normalised [B, D]; a modality not given yields None."""
@@ -129,20 +147,7 @@ class PinCLIP(nn.Module):
 
     def image_transform(self, train: bool = False) -> Callable[[Any], torch.Tensor]:
         """PIL RGB image -> normalised tensor [3, S, S]; `train` adds augmentation."""
-        from timm.data import create_transform
-
-        ic = self.config.image
-        return create_transform(
-            input_size=(3, ic.image_size, ic.image_size),
-            is_training=train,
-            mean=ic.mean,
-            std=ic.std,
-            crop_pct=ic.crop_pct,
-            interpolation="bicubic",
-            scale=(0.5, 1.0),
-            hflip=0.5,
-            color_jitter=0.2,
-        )
+        return image_transform(self.config, train=train)
 
     # ----- frozen parts (what a feature cache stores) -------------------------------------
     def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -18,25 +18,11 @@ import torch
 from PIL import Image
 
 from pinclip.model import PinCLIP, PinCLIPConfig
+from pinclip.model.model import image_transform
 from pinclip.model.text_tower import build_tokenizer
 
 ONNX_MANIFEST = "export.json"
 PARTS = ("image", "text", "fusion")
-
-
-def image_transform(config: PinCLIPConfig):
-    """PIL RGB -> normalised [3, S, S] tensor; the same eval transform as `PinCLIP.image_transform`."""
-    from timm.data import create_transform
-
-    ic = config.image
-    return create_transform(
-        input_size=(3, ic.image_size, ic.image_size),
-        is_training=False,
-        mean=ic.mean,
-        std=ic.std,
-        crop_pct=ic.crop_pct,
-        interpolation="bicubic",
-    )
 
 
 class Embedder(Protocol):
