@@ -1,8 +1,9 @@
 """`pinclip demo`: the main job on the shipped default data (what `make demo` runs).
 
 Builds the emoji catalog if it is missing, trains PinCLIP and the λ = 0 (plain CLIP-style)
-ablation with the same budget, compares them on cold-start related pins, and prints where
-everything is.
+ablation with the same budget, compares them on cold-start related pins, writes the full
+evaluation report, embeds and indexes the catalog, and ends with where everything is and
+the `pinclip serve` command.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from rich.table import Table
 
 console = Console(stderr=True)
 
+RUNS = (("PinCLIP (λ=1)", "emoji-small.yaml"), ("CLIP-style (λ=0)", "emoji-clip-only.yaml"))
+
 
 def demo(
     overrides: list[str] = typer.Argument(
@@ -24,7 +27,9 @@ def demo(
     configs: Path = typer.Option(
         Path("configs"), help="Directory holding emoji-small.yaml and emoji-clip-only.yaml."
     ),
-    report: Path = typer.Option(Path("runs/emoji-report"), help="Where the comparison report goes."),
+    report: Path = typer.Option(
+        Path("runs/emoji-report"), help="Where the comparison report goes."
+    ),
     open_clip: Path = typer.Option(
         Path("runs/emoji-open-clip"),
         help="An open_clip baseline run, included when it exists "
@@ -32,17 +37,40 @@ def demo(
     ),
 ) -> None:
     """Build the emoji catalog if missing, train PinCLIP and its λ=0 ablation, compare them."""
+    started = time.perf_counter()
+    runs = _train_both(configs, overrides or [])
+    _print_comparison(runs)
+    report_path = _report(runs, report, open_clip)
+    ours = runs[RUNS[0][0]][0]
+    from pinclip.serve import prepare_serving  # embed + index the demo catalog
+
+    _, info, command = prepare_serving(
+        f"{ours.run_dir}/best", ours.data.catalog, f"{ours.run_dir}/serving"
+    )
+    console.rule("[bold]where everything is")
+    console.print(
+        f"catalog: {ours.data.catalog} (check it: pinclip catalog check {ours.data.catalog})"
+    )
+    for label, (cfg, _, _) in runs.items():
+        console.print(
+            f"{label}: {cfg.run_dir}/best (model), metrics.jsonl, config.yaml, checkpoints/"
+        )
+    console.print(
+        f"report: {report_path} and {report_path.with_suffix('.html')} (plots beside them)"
+    )
+    console.print(f"index: recall@10 {info['recall@10']:.4f} vs exact, {info['qps']:.0f} queries/s")
+    console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
+    console.print(f"serve the demo model: [bold]{command}[/]  (then open http://127.0.0.1:8000/)")
+
+
+def _train_both(configs: Path, overrides: list[str]) -> dict:
     from pinclip.evaluate.cold_start import evaluate_cold_start
     from pinclip.train import ConfigError, load_config, train
 
-    started = time.perf_counter()
     runs = {}
-    for label, name in (
-        ("PinCLIP (λ=1)", "emoji-small.yaml"),
-        ("CLIP-style (λ=0)", "emoji-clip-only.yaml"),
-    ):
+    for label, name in RUNS:
         try:
-            cfg = load_config(configs / name, overrides or [])
+            cfg = load_config(configs / name, overrides)
         except ConfigError as err:
             console.print(
                 f"[red]error:[/] {err} (run `make demo` from the repository root, or pass --configs)"
@@ -51,7 +79,10 @@ def demo(
         console.rule(f"[bold]{label}: training {cfg.run_dir}")
         result = train(cfg, console=console)
         runs[label] = (cfg, result, evaluate_cold_start(cfg.run_dir, console=console))
+    return runs
 
+
+def _print_comparison(runs: dict) -> None:
     table = Table(title="Cold-start related pins (held-out pins, all pins as candidates)")
     for column in (
         "model",
@@ -60,7 +91,7 @@ def demo(
         "best val R@10",
         "train time",
     ):
-        table.add_column(column, justify="right" if column != "model" else "left")
+        table.add_column(column, justify="left" if column == "model" else "right")
     for label, (_, result, scores) in runs.items():
         table.add_row(
             label,
@@ -70,36 +101,19 @@ def demo(
             f"{result.seconds:.0f}s",
         )
     console.print(table)
-    (ours, base) = (runs[label][2]["cold_recall@10"] for label in runs)
+    ours, base = (runs[label][2]["cold_recall@10"] for label, _ in RUNS)
     verdict = "beats" if ours > base else "does NOT beat"
     console.print(
         f"PinCLIP {verdict} the λ=0 run on cold-start Recall@10: {ours:.4f} vs {base:.4f}"
         f" ({ours / max(base, 1e-9):.2f}×)."
     )
-    cfg = runs["PinCLIP (λ=1)"][0]
-    console.print(
-        f"catalog: {cfg.data.catalog} (check it: pinclip catalog check {cfg.data.catalog})"
-    )
-    for label, (run_cfg, _, _) in runs.items():
-        console.print(
-            f"{label}: {run_cfg.run_dir}/best (model), metrics.jsonl, config.yaml, checkpoints/"
-        )
-    from pinclip.serve import prepare_serving  # embed + index the demo catalog with the demo model
-
-    _, info, command = prepare_serving(
-        f"{cfg.run_dir}/best", cfg.data.catalog, f"{cfg.run_dir}/serving"
-    )
-    console.print(f"index: recall@10 {info['recall@10']:.4f} vs exact, {info['qps']:.0f} queries/s")
-    console.print(f"serve the demo model: [bold]{command}[/]  (then open http://127.0.0.1:8000/)")
-    _report(runs, report, open_clip)
-    console.print(f"demo finished in {time.perf_counter() - started:.0f}s")
 
 
-def _report(runs: dict, out: Path, open_clip: Path) -> None:
+def _report(runs: dict, out: Path, open_clip: Path) -> Path:
     """Every baseline on the PinCLIP run's split, and the report people open."""
     from pinclip.evaluate.compare import compare
 
-    ours, ablation = (str(runs[label][0].run_dir) for label in runs)
+    ours, ablation = (str(runs[label][0].run_dir) for label, _ in RUNS)
     specs = [f"PinCLIP={ours}", f"λ=0={ablation}", "minilm", "lite0", "minilm+lite0", "random"]
     if (open_clip / "open_clip_model.safetensors").is_file():
         specs.insert(2, f"open_clip=open_clip:{open_clip}")
@@ -114,4 +128,4 @@ def _report(runs: dict, out: Path, open_clip: Path) -> None:
         (line for line in path.read_text().splitlines() if line.startswith("**Headline")), ""
     )
     console.print(headline.replace("**", ""))
-    console.print(f"report: {path} and {path.with_suffix('.html')} (plots next to them)")
+    return path

@@ -1,0 +1,56 @@
+"""`pinclip demo` end to end on a tiny catalog and the tiny preset (the real one is `make demo`)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pinclip.cli import app
+from pinclip.data.builders.synthetic import build_synthetic_catalog
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_trains_both_compares_reports_and_prints_serve_command(tmp_path):
+    catalog = tmp_path / "catalog"
+    build_synthetic_catalog(catalog, pins=240, seed=0, size=32, progress=False)
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name, nbr in (("emoji-small.yaml", 1.0), ("emoji-clip-only.yaml", 0.0)):
+        cfg = {
+            "run_dir": str(tmp_path / name.removesuffix(".yaml")),
+            "max_steps": 4,
+            "batch_size": 16,
+            "tensorboard": False,
+            "threads": 1,
+            "data": {
+                "catalog": str(catalog),
+                "build_if_missing": None,
+                "cache_dir": str(tmp_path / "cache"),
+            },
+            "model": {"preset": "tiny"},
+            "loss": {"nbr_weight": nbr},
+            "optim": {"warmup_steps": 1},
+        }
+        (configs / name).write_text(yaml.safe_dump(cfg))
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--configs",
+            str(configs),
+            "--report",
+            str(tmp_path / "report"),
+            "--open-clip",
+            str(tmp_path / "no-open-clip"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Cold-start related pins" in out and "the λ=0 run on cold-start Recall@10" in out
+    assert (tmp_path / "report" / "report.md").is_file()
+    assert (tmp_path / "emoji-small" / "serving").is_dir()
+    tail = " ".join(out.rstrip().splitlines()[-3:])
+    assert "serve the demo model: pinclip serve" in tail and "127.0.0.1:8000" in tail
