@@ -7,13 +7,11 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from pinclip.evaluate.metrics import retrieval_metrics
-from pinclip.evaluate.retrieval import exact_topk, related_pins_hits
 from pinclip.model import PinCLIP
 from pinclip.train.config import load_config
 from pinclip.train.data import load_training_data
 from pinclip.train.features import PinInputs
-from pinclip.train.validate import embed_pins
+from pinclip.train.validate import embed_pins, recall_from_embeddings
 
 
 def evaluate_cold_start(
@@ -38,10 +36,10 @@ def evaluate_cold_start(
     )
     emb = embed_pins(model, inputs, np.arange(data.n_pins))
     cold = data.split.cold
-    out = {}
-    for name, key in (("cold_recall@10", "pin_emb"), ("cold_image_only_recall@10", "image_emb")):
-        top = exact_topk(emb[key][cold], emb["pin_emb"], 10, exclude=cold)
-        hits, n_rel = related_pins_hits(data.graph, cold, top)
-        out[name] = float(retrieval_metrics(hits, n_rel, ks=(10,))["recall@10"].mean())
-    out["cold_pins"] = float(len(cold))
-    return out
+    return {
+        "cold_recall@10": recall_from_embeddings(emb, data.graph, cold),
+        "cold_image_only_recall@10": recall_from_embeddings(
+            emb, data.graph, cold, query_key="image_emb"
+        ),
+        "cold_pins": float(len(cold)),
+    }

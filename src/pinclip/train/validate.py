@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from pinclip.evaluate import exact_topk, related_pins_hits, retrieval_metrics
+from pinclip.graph import PinBoardGraph
 
 from .data import TrainingData
 from .features import PinInputs
@@ -33,12 +34,24 @@ def related_pins_recall(
     data: TrainingData,
     queries: np.ndarray,
     k: int = 10,
-    query_key: str = "pin_emb",
 ) -> float:
-    """Mean Recall@k of `queries` (their `query_key` embedding) against every pin's pin_emb."""
+    """Mean Recall@k of `queries` (their fused pin_emb) against every pin's pin_emb."""
     if len(queries) == 0:
         return 0.0
     emb = embed_pins(model, inputs, np.arange(data.n_pins))
+    return recall_from_embeddings(emb, data.graph, queries, k=k)
+
+
+def recall_from_embeddings(
+    emb: dict[str, torch.Tensor],
+    graph: PinBoardGraph,
+    queries: np.ndarray,
+    *,
+    k: int = 10,
+    query_key: str = "pin_emb",
+) -> float:
+    """Mean Recall@k of `queries` by their `query_key` embedding among every pin's pin_emb;
+    relevant = shares a board in `graph`. Takes embeddings so one pass serves several queries."""
     top = exact_topk(emb[query_key][queries], emb["pin_emb"], k, exclude=queries)
-    hits, n_rel = related_pins_hits(data.graph, queries, top)
+    hits, n_rel = related_pins_hits(graph, queries, top)
     return float(retrieval_metrics(hits, n_rel, ks=(k,))[f"recall@{k}"].mean())
