@@ -31,6 +31,9 @@ class ImageConfig:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     #: Fraction of the resized image kept by the eval center crop (1.0 keeps it whole).
     crop_pct: float = 1.0
+    #: CLS starts from the stem's global-average-pooled maps (projected) instead of a learned
+    #: constant, so the pooled image embedding keeps the pretrained CNN's global summary.
+    global_token: bool = True
 
 
 @dataclass
@@ -55,6 +58,9 @@ class FusionConfig:
 
     depth: int = 2
     heads: int = 4
+    #: Hybrid fusion: pin = normalise(image_emb + text_emb + mid-fusion [FUSE] projection),
+    #: i.e. late fusion plus a learned mid-fusion residual. False: the [FUSE] state alone.
+    late: bool = True
 
 
 @dataclass

@@ -3,7 +3,11 @@
 Fine tokens (stride 16: patches) and coarse tokens (stride 32: regions) each get a 1x1
 projection to the model width, a learned level embedding and a 2-D position embedding
 (interpolated when the input size differs from the configured one), then a CLS token and
-N transformer layers. The CLS state is the pooled image representation.
+N transformer layers. The CLS state is the pooled image representation. With
+`image.global_token` the CLS token starts from a projection of the stem maps' global average
+pools: a freshly initialised transformer then refines the pretrained CNN's global summary
+instead of having to rebuild it from patch tokens (on the emoji catalog that summary alone,
+linearly probed, beats what one fresh layer learns from patches in the demo's budget).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class ImageTower(nn.Module):
         )
         self.level_embed = nn.Parameter(torch.randn(len(STRIDES), w) * 0.02)
         self.cls_token = nn.Parameter(torch.randn(1, 1, w) * 0.02)
+        self.global_proj = nn.Linear(sum(channels), w) if ic.global_token else None
         self.blocks = transformer(w, ic.depth, ic.heads, cfg.mlp_ratio, cfg.dropout)
         self.norm = nn.LayerNorm(w)
 
@@ -93,6 +98,10 @@ class ImageTower(nn.Module):
             tokens.append(x)
             levels.append(torch.full((x.shape[1],), level, dtype=torch.long, device=x.device))
         x = torch.cat(tokens, dim=1)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        if self.global_proj is not None:
+            pooled = torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
+            cls = cls + self.global_proj(pooled).unsqueeze(1)
+        x = torch.cat([cls, x], dim=1)
         x = self.norm(run_transformer(self.blocks, x))
         return ImageTokens(states=x, levels=torch.cat(levels))

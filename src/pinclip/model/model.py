@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -199,14 +200,37 @@ class PinCLIP(nn.Module):
             text_states=txt.states if txt else None,
             text_mask=txt.mask if txt else None,
         )
+        image_emb = self.image_head(img.pooled) if img else None
+        text_emb = self.text_head(txt.pooled) if txt else None
         return PinCLIPOutput(
-            image_emb=self.image_head(img.pooled) if img else None,
-            text_emb=self.text_head(txt.pooled) if txt else None,
-            pin_emb=self.pin_head(fused),
+            image_emb=image_emb,
+            text_emb=text_emb,
+            pin_emb=self.pin_embedding(fused, image_emb, text_emb),
             image_tokens=img.states if img else None,
             text_tokens=txt.states if txt else None,
             text_mask=txt.mask if txt else None,
         )
+
+    def pin_embedding(
+        self,
+        fused: torch.Tensor,
+        image_emb: torch.Tensor | None = None,
+        text_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hybrid fusion: the late-fusion sum of the unit image and text embeddings plus the
+        projected mid-fusion [FUSE] state, renormalised (`fusion.late`; else [FUSE] alone).
+
+        The late part starts the pin embedding where frozen-feature baselines already are
+        (their concatenation is a strong related-pins baseline); the mid-fusion residual
+        learns what image and text say only together. A missing modality drops out of the sum.
+        """
+        if not self.config.fusion.late:
+            return self.pin_head(fused)
+        pin = self.pin_head.proj(fused)
+        for emb in (image_emb, text_emb):
+            if emb is not None:
+                pin = pin + emb
+        return F.normalize(pin, dim=-1)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

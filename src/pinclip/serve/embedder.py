@@ -106,6 +106,16 @@ def pad_text(states: np.ndarray, mask: np.ndarray, length: int) -> tuple[np.ndar
     )
 
 
+#: The fusion graph's inputs: both towers' tokens (mid fusion) and unit embeddings (late
+#: fusion). A model with `fusion.late=False` ignores the embeddings; the exporter drops them.
+FUSION_INPUTS = ("image_patches", "text_states", "text_mask", "image_emb", "text_emb")
+
+
+def fusion_feeds(*arrays: np.ndarray) -> dict[str, np.ndarray]:
+    """Name the fusion graph's inputs, in `FUSION_INPUTS` order."""
+    return dict(zip(FUSION_INPUTS, arrays, strict=True))
+
+
 class OnnxEmbedder(_Base):
     """ONNX Runtime inference of the graphs `export_onnx` wrote (fp32 or int8 per part)."""
 
@@ -163,9 +173,9 @@ class OnnxEmbedder(_Base):
             image_emb, patches = self._image(pixels)
             text_emb, states = self._text(tok)
             states, mask = pad_text(states, tok["attention_mask"], self.config.text.max_length)
-            (pin_emb,) = self.sessions["fusion"].run(
-                None, {"image_patches": patches, "text_states": states, "text_mask": mask}
-            )
+            feeds = fusion_feeds(patches, states, mask, image_emb, text_emb)
+            fusion = self.sessions["fusion"]
+            (pin_emb,) = fusion.run(None, {i.name: feeds[i.name] for i in fusion.get_inputs()})
         return {"image_emb": image_emb, "text_emb": text_emb, "pin_emb": pin_emb}
 
 

@@ -24,7 +24,14 @@ from torch import nn
 
 from pinclip.model import PinCLIP
 
-from .embedder import ONNX_MANIFEST, OnnxEmbedder, TorchEmbedder, pad_text
+from .embedder import (
+    FUSION_INPUTS,
+    ONNX_MANIFEST,
+    OnnxEmbedder,
+    TorchEmbedder,
+    fusion_feeds,
+    pad_text,
+)
 
 OPSET = 17
 PARITY_THRESHOLD = 0.99
@@ -60,14 +67,14 @@ class _FusionPart(nn.Module):
         self.model = model
         self.register_buffer("levels", levels, persistent=False)
 
-    def forward(self, image_patches, text_states, text_mask):
+    def forward(self, image_patches, text_states, text_mask, image_emb, text_emb):
         fused = self.model.fusion(
             image_patches=image_patches,
             image_levels=self.levels,
             text_states=text_states,
             text_mask=text_mask,
         )
-        return self.model.pin_head(fused)
+        return self.model.pin_embedding(fused, image_emb, text_emb)
 
 
 @dataclass
@@ -138,19 +145,15 @@ def _export_all(model, out, sample_pixels, tok, img, txt) -> None:
             "text_states": {0: "batch", 1: "seq"},
         },
     )
+    image_emb, text_emb = model.image_head(img.pooled), model.text_head(txt.pooled)
     _export(
         _FusionPart(model, img.levels),
-        (img.patches, txt.states, tok["attention_mask"]),
+        (img.patches, txt.states, tok["attention_mask"], image_emb, text_emb),
         out / "fusion.onnx",
-        ["image_patches", "text_states", "text_mask"],
+        list(FUSION_INPUTS),
         ["pin_emb"],
-        {
-            "image_patches": {0: "batch"},
-            "text_states": {0: "batch"},
-            "text_mask": {0: "batch"},
-            "pin_emb": {0: "batch"},
-        },  # sequence fixed at max_length: see pad_text
-    )
+        {**{name: {0: "batch"} for name in FUSION_INPUTS}, "pin_emb": {0: "batch"}},
+    )  # text sequence fixed at max_length: see pad_text
 
 
 # Names of the CNN stem's nodes in the image graph (the tower's `stem` module). Only these
@@ -278,6 +281,7 @@ def _run_graph(
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: feeds[i.name] for i in session.get_inputs()}  # graphs may drop unused ones
     first = session.run(None, feeds)[0]
     times = []
     for _ in range(repeats):
@@ -363,14 +367,13 @@ def _quantize_parts(
         image = ort.InferenceSession(str(tmp / graphs["image"]), providers=["CPUExecutionProvider"])
         text = ort.InferenceSession(str(tmp / graphs["text"]), providers=["CPUExecutionProvider"])
         tok = reference.tokenize(txt)
-        patches = image.run(None, {"pixels": pix})[1]
-        states, mask = pad_text(
-            text.run(None, tok)[1], tok["attention_mask"], reference.config.text.max_length
-        )
+        image_emb, patches = image.run(None, {"pixels": pix})
+        text_emb, states = text.run(None, tok)
+        states, mask = pad_text(states, tok["attention_mask"], reference.config.text.max_length)
         return {
             "image": {"pixels": pix},
             "text": tok,
-            "fusion": {"image_patches": patches, "text_states": states, "text_mask": mask},
+            "fusion": fusion_feeds(patches, states, mask, image_emb, text_emb),
         }
 
     # Timed at batch 32; accuracy on every sample (the parity set).
