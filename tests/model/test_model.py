@@ -43,6 +43,43 @@ def test_forward_shapes_and_unit_norms(name: str, preset_model, texts) -> None:
         assert not torch.allclose(single, out.pin_emb, atol=1e-4)
 
 
+@pytest.mark.parametrize("late", [True, False])
+def test_hybrid_fusion_late_path(late: bool, texts) -> None:
+    """fusion.late: pin = normalise(image_emb + text_emb + projected [FUSE]); else [FUSE] alone."""
+    model = PinCLIP.from_preset("tiny", **{"fusion.late": late}).eval()
+    torch.nn.init.zeros_(model.pin_head.proj.weight)  # silence the mid-fusion part
+    images, tok = torch.randn(3, 3, 64, 64), model.tokenize(texts)
+    with torch.no_grad():
+        out, image_only = model(images=images, text=tok), model(images=images)
+    if late:
+        expected = torch.nn.functional.normalize(out.image_emb + out.text_emb, dim=-1)
+        torch.testing.assert_close(out.pin_emb, expected)
+        torch.testing.assert_close(image_only.pin_emb, out.image_emb)  # an upload: image alone
+    else:
+        assert torch.count_nonzero(out.pin_emb) == 0  # nothing but the (silenced) [FUSE] state
+
+
+def test_global_token_is_a_projection_of_the_stem_pools() -> None:
+    """image.global_token adds proj(global pools) to CLS: zeroing that projection gives exactly
+    the plain-CLS tower with the same other weights; a non-zero one changes the pooled state."""
+    with_token = PinCLIP.from_preset("tiny").eval()
+    plain = PinCLIP.from_preset("tiny", **{"image.global_token": False}).eval()
+    assert plain.image.global_proj is None
+    plain.load_state_dict(
+        {k: v for k, v in with_token.state_dict().items() if "global_proj" not in k}
+    )
+    features = with_token.image.stem_features(torch.randn(2, 3, 64, 64))
+    with torch.no_grad():
+        ours, base = (
+            with_token.image(features=features).pooled,
+            plain.image(features=features).pooled,
+        )
+        assert not torch.allclose(ours, base, atol=1e-4)
+        with_token.image.global_proj.weight.zero_()
+        with_token.image.global_proj.bias.zero_()
+        torch.testing.assert_close(with_token.image(features=features).pooled, base)
+
+
 def test_tiny_builds_fast() -> None:
     start = time.perf_counter()
     PinCLIP.from_preset("tiny")

@@ -17,7 +17,7 @@ from rich.table import Table
 
 console = Console(stderr=True)
 
-RUNS = (("PinCLIP (λ=1)", "emoji-small.yaml"), ("CLIP-style (λ=0)", "emoji-clip-only.yaml"))
+RUNS = (("PinCLIP", "emoji-small.yaml"), ("CLIP-style (λ=0)", "emoji-clip-only.yaml"))
 
 
 def demo(
