@@ -83,7 +83,10 @@ def _train_both(configs: Path, overrides: list[str]) -> dict:
 
 
 def _print_comparison(runs: dict) -> None:
-    table = Table(title="Cold-start related pins (held-out pins, all pins as candidates)")
+    table = Table(
+        title="Cold-start related pins (held-out pins, all pins as candidates, relevant = shares "
+        "any board; the report's headline below counts curated boards only)"
+    )
     for column in (
         "model",
         "Recall@10 (image+text)",
