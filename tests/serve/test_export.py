@@ -87,3 +87,14 @@ def test_parity_failure_is_loud(tmp_path, model_dir, samples):
     with pytest.raises(ParityError, match="min cosine"):
         export_onnx(model_dir, tmp_path / "bad", samples, threshold=1.01)
     assert not (tmp_path / "bad").exists()
+
+
+def test_fusion_without_late_path_exports_with_parity(tmp_path, samples):
+    """`fusion.late=False` (the first design) ignores the embeddings the fusion graph is fed."""
+    from pinclip.model import PinCLIP
+
+    model = PinCLIP.from_preset("tiny", pretrained=False, seed=0, **{"fusion.late": False})
+    model_dir = model.save_pretrained(tmp_path / "model")
+    export_onnx(model_dir, tmp_path / "export", samples, int8=False)
+    report = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert min(report["parity"].values()) >= 0.99

@@ -107,7 +107,8 @@ def pad_text(states: np.ndarray, mask: np.ndarray, length: int) -> tuple[np.ndar
 
 
 #: The fusion graph's inputs: both towers' tokens (mid fusion) and unit embeddings (late
-#: fusion). A model with `fusion.late=False` ignores the embeddings; the exporter drops them.
+#: fusion). A model with `fusion.late=False` ignores the embeddings, and the exporter may drop
+#: unused inputs, so feeds are filtered by the graph's own input names.
 FUSION_INPUTS = ("image_patches", "text_states", "text_mask", "image_emb", "text_emb")
 
 
