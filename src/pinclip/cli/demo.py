@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._errors import fail
+
 console = Console(stderr=True)
 
 RUNS = (("PinCLIP", "emoji-small.yaml"), ("CLIP-style (λ=0)", "emoji-clip-only.yaml"))
@@ -72,10 +74,7 @@ def _train_both(configs: Path, overrides: list[str]) -> dict:
         try:
             cfg = load_config(configs / name, overrides)
         except ConfigError as err:
-            console.print(
-                f"[red]error:[/] {err} (run `make demo` from the repository root, or pass --configs)"
-            )
-            raise typer.Exit(2) from None
+            fail(f"{err} (run `make demo` from the repository root, or pass --configs)")
         console.rule(f"[bold]{label}: training {cfg.run_dir}")
         result = train(cfg, console=console)
         runs[label] = (cfg, result, evaluate_cold_start(cfg.run_dir, console=console))

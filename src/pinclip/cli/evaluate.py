@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._errors import fail
+
 console = Console(stderr=True)
 
 
@@ -58,8 +60,7 @@ def evaluate(
             console=console,
         )
     except (FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     _print_result(result)
     console.print(f"results: {path}")
 
@@ -93,8 +94,7 @@ def compare(
             console=console,
         )
     except (FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     rel = "curated" if results and results[0].get("related_cold", "curated") is not None else "all"
     df = metrics_table(results, rel)
     table = Table(title=f"{HEADLINE_METRIC} [95% CI], relevance = {rel} boards")
@@ -136,8 +136,7 @@ def train_open_clip(
     try:
         cfg = load_config(config, overrides or [])
     except ConfigError as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     path = run(
         cfg,
         out,

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from ._errors import fail
+
 console = Console(stderr=True)
 index_app = typer.Typer(help="Build ANN indexes over embeddings.", no_args_is_help=True)
 
@@ -25,11 +27,6 @@ def _progress(description: str):
     ) as bar:
         task = bar.add_task(description, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
-def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/] {err}")
-    raise typer.Exit(2) from None
 
 
 def embed(
@@ -67,7 +64,7 @@ def embed(
                 progress=progress,
             )
     except (FileNotFoundError, ValueError) as err:
-        _fail(err)
+        fail(err)
     console.print(f"[green]done[/]: {path}")
 
 
@@ -87,11 +84,11 @@ def export(
     from pinclip.serve import ParityError, catalog_samples, export_onnx
 
     if format != "onnx":
-        _fail(ValueError(f"unknown format {format!r}; only onnx is supported"))
+        fail(ValueError(f"unknown format {format!r}; only onnx is supported"))
     try:
         report = export_onnx(model, out, catalog_samples(catalog, samples), int8=int8)
     except (ParityError, FileNotFoundError, ValueError) as err:
-        _fail(err)
+        fail(err)
     console.print(f"graphs: {report.graphs}")
     console.print(
         "parity (min cosine vs PyTorch): "
@@ -121,7 +118,7 @@ def index_build(
     try:
         _, info = build_index(embeddings, out, kind=kind, catalog_dir=catalog)
     except (FileNotFoundError, ValueError) as err:
-        _fail(err)
+        fail(err)
     console.print(
         f"{info['kind']} index of {info['count']} pins: recall@10 {info['recall@10']:.4f} vs exact, "
         f"{info['qps']:.0f} queries/s"
@@ -149,7 +146,7 @@ def serve(
     from pinclip.serve.app import is_loopback
 
     if not is_loopback(host) and not api_key:
-        _fail(
+        fail(
             ValueError(
                 f"binding {host} exposes the API beyond this machine: pass --api-key (or PINCLIP_API_KEY)"
             )
@@ -157,7 +154,7 @@ def serve(
     try:
         service = PinService.open(index, model, backend=backend, catalog_dir=catalog)
     except (FileNotFoundError, ValueError) as err:
-        _fail(err)
+        fail(err)
     console.print(
         f"{len(service.index)} pins ({service.replayed} added pins replayed); open http://{host}:{port}/"
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from ._errors import fail
+
 console = Console(stderr=True)
 
 
@@ -31,8 +33,7 @@ def train(
         cfg = load_config(config, overrides or [])
         result = run_training(cfg, resume=resume, console=console)
     except (ConfigError, CatalogError, TrainingError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     if os.environ.get("RANK", "0") != "0":
         return
     console.print(
