@@ -171,6 +171,17 @@ def test_refuses_public_bind_without_key(index_dir, model_dir):
     assert result.exit_code == 2 and "--api-key" in result.output
 
 
+def test_embed_missing_catalog_is_a_clear_error(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from pinclip.cli import app
+
+    missing = tmp_path / "no-catalog"
+    result = CliRunner().invoke(app, ["embed", str(model_dir), str(missing), str(tmp_path / "e")])
+    assert result.exit_code == 2
+    assert "no such catalog directory" in " ".join(result.output.split())  # Rich wraps lines
+
+
 def test_index_copy_dims_must_match(index_dir, tmp_path):
     from pinclip.model import PinCLIP
 

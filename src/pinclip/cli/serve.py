@@ -48,6 +48,7 @@ def embed(
     workers: int = typer.Option(2, min=1, help="Image decoding threads (local) or Ray workers."),
 ) -> None:
     """Embed every pin of a catalog; re-run the same command to resume after a kill."""
+    from pinclip.data.catalog import CatalogError
     from pinclip.serve import embed_catalog
 
     try:
@@ -63,7 +64,7 @@ def embed(
                 workers=workers,
                 progress=progress,
             )
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CatalogError) as err:
         fail(err)
     console.print(f"[green]done[/]: {path}")
 
@@ -111,13 +112,14 @@ def index_build(
     catalog: Path = typer.Option(None, help="Catalog for titles, images and boards."),
 ) -> None:
     """Build a faiss index over pin embeddings and report recall@10 against exact search."""
+    from pinclip.data.catalog import CatalogError
     from pinclip.serve import build_index
 
     if embeddings.is_dir():
         embeddings = embeddings / "embeddings.parquet"
     try:
         _, info = build_index(embeddings, out, kind=kind, catalog_dir=catalog)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CatalogError) as err:
         fail(err)
     console.print(
         f"{info['kind']} index of {info['count']} pins: recall@10 {info['recall@10']:.4f} vs exact, "
@@ -142,6 +144,7 @@ def serve(
     ),
 ) -> None:
     """Serve search, related pins, board recommendations and adding pins over HTTP."""
+    from pinclip.data.catalog import CatalogError
     from pinclip.serve import PinService, run
     from pinclip.serve.app import is_loopback
 
@@ -153,7 +156,7 @@ def serve(
         )
     try:
         service = PinService.open(index, model, backend=backend, catalog_dir=catalog)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CatalogError) as err:
         fail(err)
     console.print(
         f"{len(service.index)} pins ({service.replayed} added pins replayed); open http://{host}:{port}/"
