@@ -1,0 +1,35 @@
+"""One base for expected failures: bad input, bad config, a missing file or extra.
+
+Everything a user can fix by changing what they pass raises a `PinclipError` subclass with
+a message that names the file/row/field and says what to do. The CLI catches only this
+base (one red `error:` line, exit 2); any other exception is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+
+class PinclipError(Exception):
+    """An expected failure; the message says what to change."""
+
+
+class MissingExtraError(PinclipError, ImportError):
+    """A command needs an optional dependency group that is not installed."""
+
+    def __init__(self, extra: str, module: str, what: str = "this command") -> None:
+        super().__init__(
+            f"{what} needs the '{extra}' extra ({module} is not installed): "
+            f"pip install 'pinclip[{extra}]'"
+        )
+        self.extra = extra
+
+
+def require(module: str, extra: str, what: str = "this command"):
+    """Import `module`, or raise a one-line MissingExtraError naming the pip extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        if err.name and module.split(".")[0] != err.name.split(".")[0]:
+            raise  # the module exists but one of *its* imports is broken: a real bug
+        raise MissingExtraError(extra, module, what) from None
