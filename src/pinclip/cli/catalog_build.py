@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(
-    help="Build a catalog: emoji (real, default) or synthetic (any size).", no_args_is_help=True
+    help="Build a catalog: emoji (real, default), mdi (real icons, from npm) or synthetic (any size).",
+    no_args_is_help=True,
 )
 console = Console()
 
@@ -55,6 +56,44 @@ def emoji(
         workers=workers,
         overwrite=overwrite,
     )
+    _done(root, started)
+
+
+@app.command("mdi")
+def mdi(
+    out: Path = typer.Argument(..., help="Output directory (new or empty)."),
+    package: Path | None = typer.Option(
+        None,
+        help="The @iconify-json/mdi tarball (`npm pack @iconify-json/mdi@1.2.3`); "
+        "default: run npm pack.",
+    ),
+    size: int = typer.Option(128, help="Image side in pixels."),
+    user_boards: int = typer.Option(6000, help="Number of simulated user boards."),
+    seed: int = typer.Option(0, help="Seed of the simulated user boards."),
+    limit: int | None = typer.Option(None, help="Keep only the first N icons (quick tests)."),
+    workers: int | None = typer.Option(None, help="Render processes (default: up to 2)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty OUT."),
+) -> None:
+    """Real data: Material Design Icons, their categories as curated boards, simulated user boards."""
+    from pinclip.data.builders.mdi import build_mdi_catalog
+    from pinclip.errors import PinclipError
+
+    from ._errors import fail
+
+    started = time.perf_counter()
+    try:
+        root = build_mdi_catalog(
+            out,
+            package=package,
+            size=size,
+            user_boards=user_boards,
+            seed=seed,
+            limit=limit,
+            workers=workers,
+            overwrite=overwrite,
+        )
+    except PinclipError as e:
+        fail(e)
     _done(root, started)
 
 

