@@ -170,7 +170,7 @@ def test_cli_builds_and_reports_a_bad_package_in_one_line(tarball, tmp_path):
         ],
     )
     assert ok.exit_code == 0, ok.output
-    assert f"{len(ICONS)} pins" in ok.output
+    assert f"{len(ICONS)} pins" in " ".join(ok.output.split())
     bad = tmp_path / "bad.tgz"
     bad.write_bytes(b"not a tarball")
     failed = runner.invoke(
