@@ -178,14 +178,14 @@ def test_duplicate_edge(tmp_path, kit):
     assert len(cat.edges) == 3
 
 
-def test_pin_with_no_text(tmp_path, kit):
+def test_pin_with_no_text_is_an_image_only_pin_counted_as_a_warning(tmp_path, kit):
     root = kit.build(
         tmp_path / "c", pins=[bad_pin("p4", "images/p1.png", title=None, description="   ")]
     )
     cat, report = read_catalog(root)
-    r = kit.only_reject(report)
-    assert (r.row, r.id, r.reason) == (3, "p4", validate.EMPTY_TEXT)
-    kit.assert_good_rows_kept(cat)
+    assert report.ok and "p4" in set(cat.pins["pin_id"])
+    assert report.warnings == {("pins.parquet", validate.IMAGE_ONLY_PIN): 1}
+    assert cat.has_text().tolist() == [pid != "p4" for pid in cat.pins["pin_id"]]
 
 
 def test_pin_with_only_a_description_is_fine(tmp_path, kit):

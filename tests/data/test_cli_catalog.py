@@ -66,3 +66,15 @@ def test_import_then_check(tmp_path, kit):
     assert json.loads((out / "catalog.json").read_text())["license"] == "CC0"
     result = run("check", out)
     assert result.exit_code == 0 and "0 rejected rows" in result.output
+
+
+def test_check_keeps_image_only_pins_and_counts_them(tmp_path, kit):
+    root = kit.build(
+        tmp_path / "c",
+        pins=[{"pin_id": "p4", "image": "images/p1.png", "title": " ", "description": None}],
+    )
+    result = run("check", root)
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "1 image-only pins (no title or description), kept" in flat
+    assert "0 rejected rows" in flat

@@ -54,7 +54,6 @@ PIN_CORRUPTIONS = {
     "duplicate id": {v.DUPLICATE_PIN},
     "invalid id": {v.INVALID_ID},
     "non-string title": {v.NON_STRING_TEXT},
-    "empty text": {v.EMPTY_TEXT},
     "invalid utf-8 title": {v.INVALID_UTF8},
     "invalid utf-8 id": {v.INVALID_UTF8},
 }
@@ -114,8 +113,6 @@ def _corrupt_pin(root: Path, cols: dict, i: int, kind: str, bad_row: int, rng_by
         cols["pin_id"][i] = [None, "", "   ", 1.5][rng_byte % 4]
     elif kind == "non-string title":
         cols["title"][i] = BAD_TEXT[rng_byte % len(BAD_TEXT)]
-    elif kind == "empty text":
-        cols["title"][i], cols["description"][i] = "", [None, " ", ""][rng_byte % 3]
     elif kind == "invalid utf-8 title":
         cols["title"][i] = b"caf\xe9".decode("utf-8", "surrogateescape")
     elif kind == "invalid utf-8 id":

@@ -45,6 +45,8 @@ def print_report(report: ValidationReport, rejects_path: Path) -> None:
         for (name, reason), n in sorted(report.by_reason().items()):
             reasons.add_row(name, reason, f"{n:,}")
         console.print(reasons)
+    for (name, what), n in sorted(report.warnings.items()):
+        console.print(f"[yellow]warning:[/] {name}: {n:,} {what}, kept")
     console.print(f"{len(report.rejects):,} rejected rows written to {rejects_path}")
 
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -86,6 +87,10 @@ class Catalog:
         """Every pin's text (title + description), in pin order."""
         desc = self.pins["description"] if "description" in self.pins else [None] * len(self.pins)
         return [pin_text(t, d) for t, d in zip(self.pins["title"], desc, strict=True)]
+
+    def has_text(self) -> np.ndarray:
+        """Boolean [n_pins]: False for image-only pins (blank title and description)."""
+        return np.array([bool(t.strip()) for t in self.texts()], dtype=bool)
 
     def load_image(self, image: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         """A pin's image as RGB, with the same safety checks as `catalog check`."""

@@ -33,6 +33,8 @@ EDGE_UNKNOWN_BOARD = "edge to unknown board"
 EDGE_REJECTED_PIN = "edge to rejected pin"
 EDGE_REJECTED_BOARD = "edge to rejected board"
 DUPLICATE_EDGE = "duplicate edge"
+# Warnings: rows that are kept but worth counting in the summary.
+IMAGE_ONLY_PIN = "image-only pins (no title or description)"
 
 TABLES = ("pins", "boards", "edges")
 REQUIRED = {
@@ -76,6 +78,7 @@ class ValidationReport:
     files: dict[str, str] = field(default_factory=dict)  # table -> file name as read
     good: dict[str, int] = field(default_factory=dict)  # file name -> rows kept
     rejects: list[Reject] = field(default_factory=list)
+    warnings: dict[tuple[str, str], int] = field(default_factory=dict)  # (file, what) -> kept rows
 
     @property
     def ok(self) -> bool:
@@ -190,7 +193,8 @@ def _entity_ids(
     return ids
 
 
-def _check_text(table: RawTable, kind: str, problems: _Problems) -> None:
+def _check_text(table: RawTable, kind: str, problems: _Problems) -> list[int]:
+    """Reject bad text; return the pin rows with no text at all (image-only pins: kept)."""
     cols = table.columns
     for name in TEXT[kind]:
         for i, v in enumerate(cols.get(name, ())):
@@ -205,16 +209,16 @@ def _check_text(table: RawTable, kind: str, problems: _Problems) -> None:
         v = cols[name][i] if name in cols else None
         return isinstance(v, str) and bool(v.strip())
 
+    image_only = []
     for i in range(len(table)):
         if kind == "pins" and not (filled("title", i) or filled("description", i)):
-            problems.add(
-                i, EMPTY_TEXT, "title and description are both empty; a pin needs some text"
-            )
+            image_only.append(i)  # an upload with no text: the cold-start case of the image path
         if kind == "boards" and not filled("title", i):
             problems.add(i, EMPTY_TEXT, "board title is empty; every board needs a title")
     for i, v in enumerate(cols.get("kind", ())):
         if v is not None and v not in KINDS[kind]:
             problems.add(i, INVALID_KIND, f"kind {_short(v)} is not one of {sorted(KINDS[kind])}")
+    return image_only
 
 
 def _check_images(
@@ -350,7 +354,7 @@ def validate_tables(
         _check_utf8(table, problems, [id_col])
         ids = _entity_ids(table, id_col, dup, problems)
         _check_utf8(table, problems)
-        _check_text(table, kind, problems)
+        image_only = _check_text(table, kind, problems)
         if kind == "pins":
             _check_images(
                 table,
@@ -368,6 +372,9 @@ def validate_tables(
                 kept[kind][key] = i not in problems
         frames[kind] = _frame(table, kind, problems, {id_col: ids})
         report.good[table.file] = len(frames[kind])
+        n_image_only = sum(i not in problems for i in image_only)
+        if n_image_only:
+            report.warnings[(table.file, IMAGE_ONLY_PIN)] = n_image_only
         report.rejects += _report_rows(table, problems, ids)
 
     problems = _Problems()
