@@ -92,14 +92,15 @@ def test_kill_mid_checkpoint_write_leaves_no_half_checkpoint(train_catalog, tmp_
         proc.kill()
         proc.wait()
 
-    partial = list((run / "checkpoints").glob(".step-00000004.pt.*.tmp"))
-    assert len(partial) == 1 and 0 < partial[0].stat().st_size < int(line.split()[1])
-    assert [p.name for p in list_checkpoints(run)] == ["step-00000002.pt"]
+    partial = list((run / "checkpoints").glob(".step-00000004.*.tmp"))
+    assert len(partial) == 1
+    assert 0 < (partial[0] / "state.pt").stat().st_size < int(line.split()[1])
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000002"]
     assert load_latest_checkpoint(run)["step"] == 2  # the half-written file is never picked
 
     train(load_config(None, [*overrides, f"run_dir={run}"]), resume=True)
     tensors = _same_weights(reference, run)
-    assert not list((run / "checkpoints").glob(".*.tmp")), "stale temp file left behind"
+    assert not list((run / "checkpoints").glob(".*.tmp")), "stale temp folder left behind"
     record("training kill mid-save", kills_survived=1, tensors_bit_identical=tensors)
 
 

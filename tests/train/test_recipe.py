@@ -13,7 +13,7 @@ from pinclip.data.catalog import CatalogError
 from pinclip.model import PinCLIP
 from pinclip.train import TrainingError, load_config, recipe, train
 from pinclip.train import checkpoint as ckpt_module
-from pinclip.train.checkpoint import list_checkpoints
+from pinclip.train.checkpoint import list_checkpoints, load_checkpoint
 
 
 def _records(run_dir):
@@ -25,7 +25,7 @@ def test_tiny_run_writes_everything_a_user_opens(tiny_overrides, tmp_path):
     run = tmp_path / "run"
     assert result.steps == 6
     assert (run / "config.yaml").is_file()
-    assert [p.name for p in list_checkpoints(run)] == ["step-00000004.pt", "step-00000006.pt"]
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000004", "step-00000006"]
     records = _records(run)
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in records if "val_recall@10" in r] == [3, 6]
@@ -67,8 +67,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path,
     with pytest.raises(TrainingError, match="loss became nan at step 4.*--resume"):
         train(load_config(None, tiny_overrides))
     kept = list_checkpoints(tmp_path / "run")
-    assert [p.name for p in kept] == ["step-00000002.pt", "step-00000004.pt"]
-    state = torch.load(kept[-1], weights_only=False)
+    assert [p.name for p in kept] == ["step-00000002", "step-00000004"]
+    state = load_checkpoint(kept[-1])
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
@@ -87,6 +87,6 @@ def test_failed_checkpoint_write_leaves_previous_intact(tiny_overrides, tmp_path
     train(load_config(None, tiny_overrides))  # warns and goes on
     run = tmp_path / "run"
     names = [p.name for p in list_checkpoints(run)]
-    assert names == ["step-00000002.pt", "step-00000006.pt"]
+    assert names == ["step-00000002", "step-00000006"]
     assert not list((run / "checkpoints").glob(".*tmp"))
-    assert torch.load(run / "checkpoints" / "step-00000002.pt", weights_only=False)["step"] == 2
+    assert load_checkpoint(run / "checkpoints" / "step-00000002")["step"] == 2
