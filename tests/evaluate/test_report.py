@@ -22,12 +22,14 @@ def test_evaluate_cli_writes_per_task_json_with_intervals(tiny_run, tmp_path):
         "related_cold",
         "related_cold_image",
         "related_warm",
-        "text_to_pin",
+        "text_to_image",
         "image_to_text",
         "board_to_pins",
     }
-    assert set(tasks["related_cold"]) == {"curated", "all"} and set(tasks["text_to_pin"]) == {
-        "self"
+    assert set(tasks["related_cold"]) == {"curated", "all"} and set(tasks["text_to_image"]) == {
+        "self",
+        "curated",
+        "all",
     }
     metrics = tasks["related_cold"]["curated"]["metrics"]
     assert set(metrics) == {"recall@1", "recall@10", "recall@50", "ndcg@10", "map@10", "mrr"}

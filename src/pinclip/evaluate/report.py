@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 
 from .bootstrap import ratio_ci  # noqa: E402
 from .data import EvalData  # noqa: E402
-from .tasks import IDENTITY_TASKS, TASKS, EvalResult  # noqa: E402
+from .tasks import TASKS, EvalResult, task_relevances  # noqa: E402
 
 HEADLINE_TASKS = ("related_cold", "related_cold_image")
 HEADLINE_METRIC = "recall@10"
@@ -420,7 +420,7 @@ def write_report(
         ]
     md += ["## Every metric per task", ""]
     for task in TASKS:
-        for rel in ("self",) if task in IDENTITY_TASKS else relevances:
+        for rel in task_relevances(task, tuple(relevances)):
             table = task_table(results, task, rel)
             if len(table):
                 md += [f"### {TASKS[task]} ({rel})", "", _markdown(table), ""]

@@ -2,15 +2,23 @@
 
 | task               | query                              | candidates  | relevant                |
 |--------------------|------------------------------------|-------------|-------------------------|
-| related_cold       | a cold pin's `pin` embedding        | all pins    | pins sharing a board    |
-| related_cold_image | a cold pin's `image` embedding      | all pins    | pins sharing a board    |
-| related_warm       | a warm pin's `pin` embedding        | all pins    | pins sharing a board    |
-| text_to_pin        | a cold pin's `text` embedding       | all pins    | that pin                |
-| image_to_text      | a cold pin's `image` embedding      | all `text`  | that pin's text         |
-| board_to_pins      | a board title (`embed_texts`)       | cold pins   | the board's cold pins   |
+| task                  | query                             | candidates  | relevant               |
+|-----------------------|-----------------------------------|-------------|------------------------|
+| related_cold          | a cold pin's `pin` embedding      | all pins    | pins sharing a board   |
+| related_cold_image    | a cold pin's `image` embedding    | all pins    | pins sharing a board   |
+| related_cold_textless | an image-only cold pin's `pin`    | all pins    | pins sharing a board   |
+| related_warm          | a warm pin's `pin` embedding      | all pins    | pins sharing a board   |
+| text_to_image         | a cold pin's `text` embedding     | all `image` | that pin; board-mates  |
+| image_to_text         | a cold pin's `image` embedding    | all `text`  | that pin's text        |
+| board_to_pins         | a board title (`embed_texts`)     | cold pins   | the board's cold pins  |
 
 Board-based tasks are scored under each relevance ('curated' boards only, and 'all'
-boards); the two identity tasks under 'self'. Search is exact (`exact_topk`). Candidates
+boards); image_to_text under 'self'; text_to_image under 'self' (the pin's own image) and
+under each board relevance (the images of its board-mates, its own excluded). A query of
+text against *pin* embeddings would find the pin by its own text, so it would measure
+nothing; against images it asks whether the text tower and the image tower agree.
+related_cold_textless scores the cold pins whose catalog text is blank (image-only uploads);
+it is skipped when the catalog has none. Search is exact (`exact_topk`). Candidates
 for board_to_pins are the cold pins only: the task asks whether new pins are findable
 from a board's title, which warm pins of that board would otherwise crowd out.
 """
@@ -34,12 +42,23 @@ from .retrieval import exact_topk, related_pins_hits
 TASKS = {
     "related_cold": "related pins, cold (image+text)",
     "related_cold_image": "related pins, cold (image only)",
+    "related_cold_textless": "related pins, cold image-only pins",
     "related_warm": "related pins, warm",
-    "text_to_pin": "text → pin (cold)",
+    "text_to_image": "text → image (cold)",
     "image_to_text": "image → text (cold)",
     "board_to_pins": "board → cold pins",
 }
-IDENTITY_TASKS = ("text_to_pin", "image_to_text")
+IDENTITY_TASKS = ("image_to_text",)  # scored under 'self' only
+SELF_AND_BOARDS = ("text_to_image",)  # scored under 'self' and every board relevance
+
+
+def task_relevances(task: str, relevances: tuple[str, ...]) -> tuple[str, ...]:
+    """The relevances a task is scored under, given the catalog's board relevances."""
+    if task in IDENTITY_TASKS:
+        return ("self",)
+    return ("self", *relevances) if task in SELF_AND_BOARDS else relevances
+
+
 KS = (1, 10, 50)
 DEPTH = max(KS)
 
@@ -166,22 +185,27 @@ def evaluate_embedder(
     results: dict[tuple[str, str], TaskResult] = {}
     skipped: dict[str, str] = {}
 
+    textless = cold[~data.catalog.has_text()[cold]]
     related = {
         "related_cold": (emb.pin, cold),
         "related_cold_image": (emb.image, cold),
+        "related_cold_textless": (emb.pin, textless),
         "related_warm": (emb.pin, warm),
     }
     for task, (queries, pins) in related.items():
         if queries is None:
             skipped[task] = "the model has no image-only path"
             continue
+        if len(pins) == 0:
+            skipped[task] = "no such pins in this split"
+            continue
         top = exact_topk(queries[pins], emb.pin, DEPTH, exclude=pins)
         for rel in data.relevances:
             hits, n_rel = related_pins_hits(data.relevance_graph(rel), pins, top)
             results[(task, rel)] = _score(task, rel, pins, top, hits, n_rel, n_resamples, seed)
 
-    identity = {"text_to_pin": (emb.text, emb.pin), "image_to_text": (emb.image, emb.text)}
-    for task, (queries, candidates) in identity.items():
+    cross = {"text_to_image": (emb.text, emb.image), "image_to_text": (emb.image, emb.text)}
+    for task, (queries, candidates) in cross.items():
         if queries is None or candidates is None:
             skipped[task] = "the model lacks a modality this task needs"
             continue
@@ -190,6 +214,11 @@ def evaluate_embedder(
         results[(task, "self")] = _score(
             task, "self", cold, top, hits, np.ones(len(cold), np.int64), n_resamples, seed
         )
+        if task in SELF_AND_BOARDS:  # board-mates' images, the pin's own excluded
+            top = exact_topk(queries[cold], candidates, DEPTH, exclude=cold)
+            for rel in data.relevances:
+                hits, n_rel = related_pins_hits(data.relevance_graph(rel), cold, top)
+                results[(task, rel)] = _score(task, rel, cold, top, hits, n_rel, n_resamples, seed)
 
     titles = data.board_titles
     board_emb = embedder.embed_texts(titles) if len(cold) else None
