@@ -39,16 +39,21 @@ def demo(
     ),
 ) -> None:
     """Build the emoji catalog if missing, train PinCLIP and its λ=0 ablation, compare them."""
-    started = time.perf_counter()
-    runs = _train_both(configs, overrides or [])
-    _print_comparison(runs)
-    report_path = _report(runs, report, open_clip)
-    ours = runs[RUNS[0][0]][0]
-    from pinclip.serve import prepare_serving  # embed + index the demo catalog
+    from pinclip.progress import Heartbeat
 
-    _, info, command = prepare_serving(
-        f"{ours.run_dir}/best", ours.data.catalog, f"{ours.run_dir}/serving"
-    )
+    started = time.perf_counter()
+    with Heartbeat("demo", console) as beat:  # plain "where is it" lines when stderr is a log
+        runs = _train_both(configs, overrides or [], beat)
+        _print_comparison(runs)
+        beat.set("evaluation report (every task, every baseline)")
+        report_path = _report(runs, report, open_clip)
+        ours = runs[RUNS[0][0]][0]
+        from pinclip.serve import prepare_serving  # embed + index the demo catalog
+
+        beat.set("embedding the catalog and building the index")
+        _, info, command = prepare_serving(
+            f"{ours.run_dir}/best", ours.data.catalog, f"{ours.run_dir}/serving"
+        )
     console.rule("[bold]where everything is")
     console.print(
         f"catalog: {ours.data.catalog} (check it: pinclip catalog check {ours.data.catalog})"
@@ -65,7 +70,7 @@ def demo(
     console.print(f"serve the demo model: [bold]{command}[/]  (then open http://127.0.0.1:8000/)")
 
 
-def _train_both(configs: Path, overrides: list[str]) -> dict:
+def _train_both(configs: Path, overrides: list[str], beat) -> dict:
     from pinclip.evaluate.cold_start import evaluate_cold_start
     from pinclip.train import ConfigError, load_config, train
 
@@ -76,7 +81,9 @@ def _train_both(configs: Path, overrides: list[str]) -> dict:
         except ConfigError as err:
             fail(f"{err} (run `make demo` from the repository root, or pass --configs)")
         console.rule(f"[bold]{label}: training {cfg.run_dir}")
+        beat.set(f"training {label}")
         result = train(cfg, console=console)
+        beat.set(f"cold-start check of {label}")
         runs[label] = (cfg, result, evaluate_cold_start(cfg.run_dir, console=console))
     return runs
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
+
+from pinclip.progress import Progress
 
 from .baselines import Embedder, PinCLIPEmbedder, create_baseline
 from .baselines.open_clip import OpenCLIPEmbedder
@@ -71,7 +72,7 @@ def evaluate_models(
 ) -> list[EvalResult]:
     console = console or Console(stderr=True)
     results = []
-    with Progress(console=console, disable=not console.is_terminal) as progress:
+    with Progress(console=console) as progress:
         task = progress.add_task("evaluate", total=len(embedders))
         for emb in embedders:
             progress.update(task, description=f"evaluate {emb.name}")
