@@ -138,10 +138,13 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--catalog", help="benchmark this catalog's graph instead of synthetic edges")
-    ap.add_argument("--top-k", type=int, default=32)
-    ap.add_argument("--n-walks", type=int, default=64)
-    ap.add_argument("--walk-length", type=int, default=4)
-    ap.add_argument("--restart-prob", type=float, default=0.3)
+    from pinclip.graph import RandomWalkConfig
+
+    walk = RandomWalkConfig()  # the one set of defaults (training's data.random_walk)
+    ap.add_argument("--top-k", type=int, default=walk.top_k)
+    ap.add_argument("--n-walks", type=int, default=walk.n_walks)
+    ap.add_argument("--walk-length", type=int, default=walk.walk_length)
+    ap.add_argument("--restart-prob", type=float, default=walk.restart_prob)
     ap.add_argument("--n-jobs", type=int, default=1, help="worker processes for the random walks")
     ap.add_argument("--out", type=Path, default=RESULTS / "neighbors", help="results path stem")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)

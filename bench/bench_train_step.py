@@ -33,7 +33,7 @@ from _common import REPEATS, interleaved, markdown_table, write_result
 from pinclip.train.config import load_config
 from pinclip.train.data import BatchPlan, load_training_data
 from pinclip.train.features import PinInputs
-from pinclip.train.recipe import _loss_config, _step_loss, build_model
+from pinclip.train.recipe import _step_loss, build_model
 
 
 class TimedInputs:
@@ -49,12 +49,7 @@ class TimedInputs:
         return out
 
 
-def adamw(model: torch.nn.Module, lr: float, wd: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": wd},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
+def adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
 
 
@@ -67,8 +62,8 @@ class PinclipStep:
         self.model.train()
         self.inputs = TimedInputs(inputs)
         self.plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
-        self.opt = adamw(self.model, cfg.optim.lr, cfg.optim.weight_decay)
-        self.loss_cfg = _loss_config(cfg, self.model)
+        self.opt = adamw(self.model.param_groups(cfg.optim.weight_decay), cfg.optim.lr)
+        self.loss_cfg = cfg.loss.for_model(self.model.config.matryoshka_dims)
         self.clip_loss, self.step, self.wait, self.total = clip_loss, 0, 0.0, 0.0
 
     def one(self) -> None:
@@ -105,6 +100,7 @@ class OpenClipStep:
             _WarmPins,
             create_open_clip,
             open_clip_config,
+            open_clip_param_groups,
         )
         from pinclip.model import preset_info
 
@@ -125,7 +121,7 @@ class OpenClipStep:
             collate_fn=_Collate(tok.tokenizer.pad_token_id),
         )
         self.batches = iter(self.loader)
-        self.opt = adamw(self.model, cfg.optim.lr, cfg.optim.weight_decay)
+        self.opt = adamw(open_clip_param_groups(self.model, cfg.optim.weight_decay), cfg.optim.lr)
         self.loss, self.grad_clip = ClipLoss(), cfg.optim.grad_clip
         self.wait, self.total = 0.0, 0.0
 

@@ -230,7 +230,9 @@ def test_clear_errors() -> None:
     with pytest.raises(ValueError, match="logit_bias"):
         pinclip_loss(x, logit_scale=SCALE, cfg=LossConfig(kind="siglip", nbr_weight=0))
     with pytest.raises(ValueError, match="matryoshka_dims"):
-        pinclip_loss(x, logit_scale=SCALE, cfg=LossConfig(nbr_weight=0))  # 64 > 16
+        pinclip_loss(
+            x, logit_scale=SCALE, cfg=LossConfig(nbr_weight=0, matryoshka_dims=(8, 64))
+        )  # 64 > 16
     with pytest.raises(ValueError, match="co_board has shape"):
         pinclip_loss(
             x,

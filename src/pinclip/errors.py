@@ -33,3 +33,7 @@ def require(module: str, extra: str, what: str = "this command"):
         if err.name and module.split(".")[0] != err.name.split(".")[0]:
             raise  # the module exists but one of *its* imports is broken: a real bug
         raise MissingExtraError(extra, module, what) from None
+
+
+class ConfigError(PinclipError, ValueError):
+    """A config file, preset or override is invalid; the message says what to change."""

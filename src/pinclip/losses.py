@@ -1,4 +1,4 @@
-"""PinCLIP objectives: L = L_it + a·L_fuse + λ·L_nbr (DESIGN.md §5, math in docs/objectives.md).
+"""PinCLIP objectives: L = L_it + a·L_fuse + λ·L_nbr (the math is in docs/objectives.md).
 
 Every term is a contrastive loss between two embedding sets over in-batch candidates:
 - ``it``:   image ↔ text of the same pin (CLIP).
@@ -12,6 +12,7 @@ exactly the one-process gradient of the global-batch loss.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -27,6 +28,7 @@ from pinclip.distributed import (
     get_rank,
     get_world_size,
 )
+from pinclip.errors import ConfigError
 
 __all__ = [
     "NBR_TERMS",
@@ -48,27 +50,37 @@ class Embeddings(Protocol):
     pin_emb: Tensor | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class LossConfig:
-    """Weights and options of the PinCLIP objective. ``nbr_weight=0`` is plain CLIP (+ fusion)."""
+    """Weights and options of the PinCLIP objective: training's `loss:` config section is
+    this dataclass. ``nbr_weight=0`` is plain CLIP (+ fusion)."""
 
     kind: Literal["infonce", "siglip"] = "infonce"
-    fuse_weight: float = 0.5
-    nbr_weight: float = 1.0
+    fuse_weight: float = 0.5  # a
+    nbr_weight: float = 1.0  # λ; 0 is the plain CLIP-style objective
     nbr_terms: tuple[str, ...] = NBR_TERMS
     logq: bool = False
-    matryoshka_dims: tuple[int, ...] = (64, 128, 256)  # () = the full dimension only
+    #: Matryoshka prefixes every term is averaged over. Empty: the model's own
+    #: (`PinCLIPConfig.matryoshka_dims`, see `for_model`); a bare `pinclip_loss` call with
+    #: empty dims uses the full embedding dimension only.
+    matryoshka_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("infonce", "siglip"):
-            raise ValueError(f"LossConfig.kind must be 'infonce' or 'siglip', got {self.kind!r}")
+            raise ConfigError(f"LossConfig.kind must be 'infonce' or 'siglip', got {self.kind!r}")
         if self.fuse_weight < 0 or self.nbr_weight < 0:
-            raise ValueError("LossConfig.fuse_weight and nbr_weight must be >= 0")
+            raise ConfigError("LossConfig.fuse_weight and nbr_weight must be >= 0")
         unknown = set(self.nbr_terms) - set(NBR_TERMS)
         if unknown:
-            raise ValueError(f"LossConfig.nbr_terms: unknown {sorted(unknown)}; use {NBR_TERMS}")
+            raise ConfigError(f"LossConfig.nbr_terms: unknown {sorted(unknown)}; use {NBR_TERMS}")
         if any(d <= 0 for d in self.matryoshka_dims):
-            raise ValueError("LossConfig.matryoshka_dims must be positive")
+            raise ConfigError("LossConfig.matryoshka_dims must be positive")
+
+    def for_model(self, matryoshka_dims: tuple[int, ...]) -> LossConfig:
+        """This config with empty `matryoshka_dims` filled in by the model's own."""
+        if self.matryoshka_dims:
+            return self
+        return dataclasses.replace(self, matryoshka_dims=tuple(matryoshka_dims))
 
 
 def contrastive_logits(

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from pinclip.evaluate.bootstrap import mean_ci, ratio_ci
-from pinclip.evaluate.metrics import retrieval_metrics
-from pinclip.evaluate.retrieval import exact_topk
+from pinclip.retrieval import exact_topk, retrieval_metrics
 
 
 def test_fewer_relevant_items_than_k():

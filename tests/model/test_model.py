@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from pinclip.errors import ConfigError
 from pinclip.model import PinCLIP, list_presets, matryoshka_slice, preset_config
 
 # Presets with pretrained towers take > 10 s on 2 cores: marked slow (still run in CI).
@@ -131,9 +132,11 @@ def test_same_seed_same_weights_other_seed_differs() -> None:
 def test_overrides_and_bad_config() -> None:
     cfg = preset_config("tiny", width=32, **{"image.depth": 3}, fusion={"depth": 2})
     assert (cfg.width, cfg.image.depth, cfg.fusion.depth, cfg.fusion.heads) == (32, 3, 2, 2)
-    with pytest.raises(KeyError, match="image.dpeth"):
+    with pytest.raises(ConfigError, match="image.dpeth.*Did you mean 'image.depth'"):
         preset_config("tiny", **{"image.dpeth": 3})
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(ConfigError, match="image.depth.*Integer"):
+        preset_config("tiny", **{"image.depth": "three"})  # type-checked, not passed through
+    with pytest.raises(ConfigError, match="available"):
         preset_config("huge")
     with pytest.raises(ValueError, match="heads"):
         preset_config("tiny", width=33)

@@ -62,3 +62,24 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(None, ["optim.lr=2e-4", "data.sampler=random_walk"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_model_overrides_are_type_checked_at_load_time():
+    with pytest.raises(ConfigError, match="Did you mean 'image.depth'"):
+        load_config(None, ["model.overrides.image.dpeth=3"])
+    with pytest.raises(ConfigError, match="image.depth.*Integer"):
+        load_config(None, ["model.overrides.image.depth=deep"])
+    with pytest.raises(ConfigError, match="loss.kind.*siglip"):
+        load_config(None, ["loss.kind=triplet"])
+
+
+def test_random_walk_keys_have_one_name_and_old_run_configs_still_load(tmp_path):
+    from pinclip.graph import RandomWalkConfig
+
+    assert load_config(None).data.random_walk == RandomWalkConfig()
+    old = tmp_path / "config.yaml"  # a run written before the rename
+    old.write_text("data:\n  walk_count: 7\n  walk_restart: 0.25\n")
+    walk = load_config(old).data.random_walk
+    assert (walk.n_walks, walk.restart_prob, walk.top_k) == (7, 0.25, RandomWalkConfig.top_k)
+    with pytest.raises(ConfigError, match="data.random_walk.restart_prob"):
+        load_config(None, ["data.walk_restart=0.3"])

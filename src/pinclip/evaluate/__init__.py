@@ -1,9 +1,8 @@
 """pinclip.evaluate: retrieval metrics and tasks over a split, baselines, and the report."""
 
-# metrics and retrieval first: pinclip.train (imported by .data) uses them from this package
-from .metrics import retrieval_metrics  # isort: skip
-from .retrieval import exact_topk, related_pins_hits  # isort: skip
-from .data import EvalData  # isort: skip  # noqa: I001
+from pinclip.retrieval import exact_topk, related_pins_hits, retrieval_metrics
+
+from .data import EvalData
 from .tasks import TASKS, EvalResult, TaskResult, evaluate_embedder
 
 

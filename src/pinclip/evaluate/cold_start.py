@@ -8,10 +8,10 @@ import numpy as np
 from rich.console import Console
 
 from pinclip.model import PinCLIP
+from pinclip.retrieval import embed_pins, related_pins_recall
 from pinclip.train.config import load_config
 from pinclip.train.data import load_training_data
 from pinclip.train.features import PinInputs
-from pinclip.train.validate import embed_pins, recall_from_embeddings
 
 
 def evaluate_cold_start(
@@ -35,11 +35,11 @@ def evaluate_cold_start(
         console=console,
     )
     emb = embed_pins(model, inputs, np.arange(data.n_pins))
-    cold = data.split.cold
+    cold, pin = data.split.cold, emb["pin_emb"]
     return {
-        "cold_recall@10": recall_from_embeddings(emb, data.graph, cold),
-        "cold_image_only_recall@10": recall_from_embeddings(
-            emb, data.graph, cold, query_key="image_emb"
+        "cold_recall@10": related_pins_recall(pin[cold], pin, data.graph, cold),
+        "cold_image_only_recall@10": related_pins_recall(
+            emb["image_emb"][cold], pin, data.graph, cold
         ),
         "cold_pins": float(len(cold)),
     }

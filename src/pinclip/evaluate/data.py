@@ -18,7 +18,7 @@ from rich.console import Console
 from pinclip.data.catalog import Catalog
 from pinclip.graph import PinBoardGraph, Split
 from pinclip.train.config import TrainConfig, load_config
-from pinclip.train.data import load_training_data
+from pinclip.train.data import load_split
 
 RELEVANCE = ("curated", "all")
 
@@ -77,8 +77,8 @@ class EvalData:
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, source: str = "") -> EvalData:
-        """Load the catalog and split exactly as `pinclip train` does for `cfg`."""
-        data = load_training_data(cfg.data, console=Console(quiet=True))
+        """Load the catalog and split exactly as `pinclip train` does for `cfg` (no sampler)."""
+        data = load_split(cfg.data, console=Console(quiet=True))
         return cls(
             data.catalog, data.graph, data.split, data.texts, cfg, source or cfg.data.catalog
         )

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from pinclip.retrieval import exact_topk, related_pins_hits, retrieval_metrics
+
 from .baselines.base import Embedder, PinEmbeddings, check_embeddings
 from .bootstrap import mean_ci
 from .data import EvalData
-from .metrics import retrieval_metrics
-from .retrieval import exact_topk, related_pins_hits
 
 TASKS = {
     "related_cold": "related pins, cold (image+text)",

@@ -3,7 +3,7 @@
 from .bipartite import PinBoardGraph
 from .cache import NeighborCache, cache_key, graph_fingerprint
 from .neighbors import NeighborLists
-from .random_walk import compute_random_walk_neighbors, random_walk_neighbors
+from .random_walk import RandomWalkConfig, compute_random_walk_neighbors, random_walk_neighbors
 from .samplers import DEFAULT_ALPHA, CoBoardSampler, board_weights
 from .splits import SPLIT_NAMES, Split, split_pins
 from .synthetic import synthetic_edges, synthetic_graph
@@ -15,6 +15,7 @@ __all__ = [
     "NeighborCache",
     "NeighborLists",
     "PinBoardGraph",
+    "RandomWalkConfig",
     "Split",
     "board_weights",
     "cache_key",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +29,20 @@ from .neighbors import NeighborLists
 from .samplers import DEFAULT_ALPHA, CoBoardSampler
 
 ALGORITHM = "random_walk_v1"
+
+
+@dataclass
+class RandomWalkConfig:
+    """The walk's parameters: their one name and one default (training's `data.random_walk`
+    is this dataclass; the functions below default to it)."""
+
+    top_k: int = 32  # neighbors kept per pin, most visited first
+    n_walks: int = 64  # walkers per source pin
+    walk_length: int = 4  # co-board steps per walker
+    restart_prob: float = 0.5  # chance a walker jumps back to its source after each step
+
+
+_DEFAULT = RandomWalkConfig()
 _WORKER_SAMPLER: CoBoardSampler | None = None  # inherited by forked worker processes
 
 
@@ -107,10 +122,10 @@ def _map_chunks(task: partial, jobs: list, sampler: CoBoardSampler, n_jobs: int)
 def compute_random_walk_neighbors(
     graph: PinBoardGraph,
     *,
-    top_k: int = 32,
-    n_walks: int = 64,
-    walk_length: int = 4,
-    restart_prob: float = 0.3,
+    top_k: int = _DEFAULT.top_k,
+    n_walks: int = _DEFAULT.n_walks,
+    walk_length: int = _DEFAULT.walk_length,
+    restart_prob: float = _DEFAULT.restart_prob,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     chunk_steps: int = 1 << 21,
@@ -169,10 +184,10 @@ def compute_random_walk_neighbors(
 def random_walk_neighbors(
     graph: PinBoardGraph,
     *,
-    top_k: int = 32,
-    n_walks: int = 64,
-    walk_length: int = 4,
-    restart_prob: float = 0.3,
+    top_k: int = _DEFAULT.top_k,
+    n_walks: int = _DEFAULT.n_walks,
+    walk_length: int = _DEFAULT.walk_length,
+    restart_prob: float = _DEFAULT.restart_prob,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     chunk_steps: int = 1 << 21,

@@ -7,7 +7,10 @@ from typing import Any
 
 import yaml
 
-from .config import PinCLIPConfig, merge_overrides
+from pinclip._typed_config import build, nest
+from pinclip.errors import ConfigError
+
+from .config import PinCLIPConfig
 
 
 def _preset_files() -> dict[str, Any]:
@@ -22,9 +25,10 @@ def list_presets() -> list[str]:
 
 
 def preset_config(name: str, **overrides: Any) -> PinCLIPConfig:
-    """The config of preset `name`, with dotted or nested overrides applied."""
+    """The config of preset `name`, with dotted (`**{"image.depth": 4}`) or nested
+    (`fusion={"depth": 2}`) overrides applied and type-checked (a bad one is a ConfigError)."""
     files = _preset_files()
     if name not in files:
-        raise KeyError(f"unknown model preset {name!r}; available: {list_presets()}")
+        raise ConfigError(f"unknown model preset {name!r}; available: {list_presets()}")
     data = yaml.safe_load(files[name].read_text()) or {}
-    return PinCLIPConfig.from_dict(merge_overrides(data, overrides))
+    return build(PinCLIPConfig, [(data, f"preset {name!r}"), (nest(overrides), "the overrides")])

@@ -1,7 +1,8 @@
 """Typed model configuration: what a preset file or a saved `config.json` holds.
 
 The config is plain data (dataclasses of ints, floats, strings and tuples) so it can be
-written to JSON, merged with `key=value` overrides, and used to rebuild the exact model.
+written to JSON, merged with `key=value` overrides (type-checked by `pinclip._typed_config`,
+the same path as the training config), and used to rebuild the exact model.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from pinclip._typed_config import build
+from pinclip.errors import ConfigError
 
 #: The pip-installed pretrained sources (offline); see `pinclip.model.pretrained`.
 LITE0_PIP = "efficientnet-lite0-pip"
@@ -91,66 +95,26 @@ class PinCLIPConfig:
         """Fail early, naming the field, instead of deep inside a forward pass."""
         for where, heads in (("image", self.image.heads), ("text", self.text.heads)):
             if self.width % heads:
-                raise ValueError(f"width={self.width} is not divisible by {where}.heads={heads}")
+                raise ConfigError(f"width={self.width} is not divisible by {where}.heads={heads}")
         if self.width % self.fusion.heads:
-            raise ValueError(
+            raise ConfigError(
                 f"width={self.width} is not divisible by fusion.heads={self.fusion.heads}"
             )
         if self.text.scratch_width % self.text.scratch_heads:
-            raise ValueError("text.scratch_width must be divisible by text.scratch_heads")
+            raise ConfigError("text.scratch_width must be divisible by text.scratch_heads")
         dims = self.matryoshka_dims
         if not dims or list(dims) != sorted(set(dims)) or dims[-1] != self.embed_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"matryoshka_dims={dims} must be increasing and end with embed_dim={self.embed_dim}"
             )
         if self.image.image_size % 32:
-            raise ValueError(f"image.image_size={self.image.image_size} must be a multiple of 32")
+            raise ConfigError(f"image.image_size={self.image.image_size} must be a multiple of 32")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PinCLIPConfig:
-        """Build from nested dicts; unknown keys are an error that lists the valid ones."""
-        data = dict(data)
-        subs = {"image": ImageConfig, "text": TextConfig, "fusion": FusionConfig}
-        for key, sub_cls in subs.items():
-            if key in data:
-                data[key] = _make(sub_cls, data[key], prefix=f"{key}.")
-        return _make(cls, data, prefix="")
-
-
-def _make(cls: type, data: Any, prefix: str) -> Any:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise TypeError(f"config section {prefix.rstrip('.') or 'root'} must be a mapping")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise KeyError(
-            f"unknown model config key(s) {[prefix + k for k in unknown]}; "
-            f"valid keys: {sorted(prefix + n for n in names)}"
-        )
-    return cls(**data)
-
-
-def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Apply overrides to a nested config dict.
-
-    Keys may be dotted (``{"image.depth": 4}``) or nested dicts (``image={"depth": 4}``).
-    """
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for key, value in overrides.items():
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise KeyError(f"override {key!r}: {part!r} is not a config section")
-        leaf = parts[-1]
-        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
-            node[leaf] = merge_overrides(node[leaf], value)
-        else:
-            node[leaf] = value
-    return out
+    def from_dict(cls, data: dict[str, Any], source: str = "a model config") -> PinCLIPConfig:
+        """Build from nested dicts, type-checked; an unknown key is a ConfigError naming the
+        nearest valid one."""
+        return build(cls, [(data, source)])

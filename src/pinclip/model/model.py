@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,12 @@ class PinCLIPOutput:
     image_tokens: torch.Tensor | None  # [B, 1+N, W], CLS first
     text_tokens: torch.Tensor | None  # [B, L, W]
     text_mask: torch.Tensor | None  # [B, L], 1 = real token
+
+    def rows(self, index: slice) -> PinCLIPOutput:
+        """The same output for a row slice of the batch (e.g. the anchors of a forward that
+        embedded anchors and neighbors together)."""
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return PinCLIPOutput(*(None if t is None else t[index] for t in values))
 
 
 class PinCLIP(nn.Module):
@@ -112,7 +119,7 @@ class PinCLIP(nn.Module):
         data = json.loads((directory / CONFIG_FILE).read_text())
         if data.pop("format", None) != FORMAT:
             raise ValueError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
-        config = PinCLIPConfig.from_dict(data)
+        config = PinCLIPConfig.from_dict(data, source=str(directory / CONFIG_FILE))
         text_dir = directory / TEXT_ENCODER_DIR
         model = cls(
             config, load_pretrained=False, text_source=text_dir if text_dir.is_dir() else None
@@ -231,6 +238,16 @@ class PinCLIP(nn.Module):
             if emb is not None:
                 pin = pin + emb
         return F.normalize(pin, dim=-1)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups of the trainable parameters: weight decay on matrices
+        (linear, attention, conv weights), none on biases, norms, embeddings of rank < 2 and
+        the temperature/bias scalars (decaying those only pulls them towards 0)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,22 +1,35 @@
 """Typed training configuration: dataclasses, YAML files in `configs/`, `key=value` overrides.
 
-OmegaConf's structured configs give type checking and reject unknown keys; we add the
-nearest valid key to the error so a typo is a one-second fix.
+One dataclass per concept, each stated once where it belongs: the loss section is
+`pinclip.losses.LossConfig`, the random-walk sampler's parameters are
+`pinclip.graph.RandomWalkConfig`, and `model.overrides` are checked against the model's
+`PinCLIPConfig` when the config is loaded. Every layer goes through the same typed merge
+(`pinclip._typed_config`), which rejects unknown keys with the nearest valid one.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from pinclip._typed_config import merge, to_object, unknown_key_error
+from pinclip.errors import ConfigError
+from pinclip.graph import RandomWalkConfig
+from pinclip.losses import LossConfig
 
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message says what to change."""
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "load_config",
+    "save_config",
+]
 
 
 @dataclass
@@ -28,27 +41,14 @@ class DataConfig:
     val_frac: float = 0.05
     split_seed: int = 0
     sampler: str = "coboard"  # "coboard" or "random_walk"
-    walk_top_k: int = 32
-    walk_count: int = 64
-    walk_length: int = 4
-    walk_restart: float = 0.5
+    random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)  # sampler=random_walk
     cache_dir: str = "cache"  # frozen-feature and neighbor caches, shared by runs
 
 
 @dataclass
 class ModelConfig:
     preset: str = "small"
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class LossSection:
-    kind: str = "infonce"  # or "siglip"
-    fuse_weight: float = 0.5
-    nbr_weight: float = 1.0  # λ; 0 is the plain CLIP-style objective
-    nbr_terms: list[str] = field(default_factory=lambda: ["pin_pin", "image_pin", "text_pin"])
-    logq: bool = False
-    matryoshka_dims: list[int] = field(default_factory=list)  # empty: the model's own
+    overrides: dict[str, Any] = field(default_factory=dict)  # PinCLIPConfig keys, e.g. image.depth
 
 
 @dataclass
@@ -76,36 +76,48 @@ class TrainConfig:
     tensorboard: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossSection = field(default_factory=LossSection)
+    loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
-def _all_keys(node: Any, prefix: str = "") -> list[str]:
-    keys = []
-    for name in node:
-        dotted = f"{prefix}{name}"
-        keys.append(dotted)
-        value = node[name] if OmegaConf.is_dict(node) else None
-        if OmegaConf.is_dict(value) and not dotted.endswith("overrides"):
-            keys += _all_keys(value, dotted + ".")
-    return keys
+FREE_KEYS = ("model.overrides",)  # checked against the model's config, not TrainConfig's
+RENAMED = {  # keys of older run configs -> their one name today (files are migrated on load)
+    "data.walk_top_k": "data.random_walk.top_k",
+    "data.walk_count": "data.random_walk.n_walks",
+    "data.walk_length": "data.random_walk.walk_length",
+    "data.walk_restart": "data.random_walk.restart_prob",
+}
 
 
-def _unknown_key_error(key: str, source: str) -> ConfigError:
-    valid = _all_keys(OmegaConf.structured(TrainConfig))
-    hint = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-    return ConfigError(f"unknown config key '{key}' in {source}.{suggestion}")
+def _migrate(file_cfg: Any) -> Any:
+    """An older run's config.yaml, with renamed keys moved to their current name."""
+    for old, new in RENAMED.items():
+        value = OmegaConf.select(file_cfg, old, default="__missing__")
+        if value != "__missing__":
+            section, leaf = old.rsplit(".", 1)
+            del OmegaConf.select(file_cfg, section)[leaf]
+            OmegaConf.update(file_cfg, new, value, force_add=True)
+    return file_cfg
 
 
 def _merge(base: Any, other: Any, source: str) -> Any:
     try:
-        return OmegaConf.merge(base, other)
-    except (ConfigKeyError, ConfigAttributeError) as err:
-        key = getattr(err, "full_key", None) or str(err).split("'")[1]
-        raise _unknown_key_error(str(key), source) from None
-    except ValidationError as err:
-        raise ConfigError(f"bad value in {source}: {err.msg}") from None
+        return merge(base, other, source, free=FREE_KEYS)
+    except ConfigError as err:
+        for old, new in RENAMED.items():
+            if f"'{old}'" in str(err):
+                raise ConfigError(f"config key '{old}' in {source} is now '{new}'") from None
+        raise
+
+
+def _check_model_overrides(cfg: TrainConfig) -> None:
+    """`model.overrides` go through the model's own typed path now, not at model build."""
+    from pinclip.model import preset_config
+
+    try:
+        preset_config(cfg.model.preset, **dict(cfg.model.overrides))
+    except ConfigError as err:
+        raise ConfigError(f"model.overrides (preset {cfg.model.preset!r}): {err}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -115,18 +127,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        cfg = _merge(cfg, OmegaConf.load(path), str(path))
+        cfg = _merge(cfg, _migrate(OmegaConf.load(path)), str(path))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. optim.lr=1e-3)")
         key = item.split("=", 1)[0]
-        if (
-            not key.startswith("model.overrides.")
-            and OmegaConf.select(cfg, key, default="__missing__") == "__missing__"
-        ):
-            raise _unknown_key_error(key, "the command line")
+        free = any(key.startswith(k + ".") for k in FREE_KEYS)
+        if not free and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            if key in RENAMED:
+                raise ConfigError(f"config key '{key}' is now '{RENAMED[key]}'")
+            raise unknown_key_error(key, TrainConfig, "the command line", free=FREE_KEYS)
         cfg = _merge(cfg, OmegaConf.from_dotlist([item]), "the command line")
-    return OmegaConf.to_object(cfg)
+    out = to_object(cfg, str(path) if path is not None else "the config")
+    _check_model_overrides(out)
+    return out
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

@@ -1,40 +1,49 @@
 """From a catalog on disk to training batches: graph, split, neighbor sampler, batch plan.
 
-Every random choice of the data pipeline is a pure function of (seed, epoch, step), so
-the "sampler state" of a checkpoint is just the step number: a resumed run draws the
-same anchors and neighbors as an uninterrupted one, on any number of ranks.
+`load_split` is the part evaluation shares (catalog, graph, the run's split, pin texts);
+`load_training_data` adds the neighbor sampler and the loss's per-pin arrays. Every random
+choice of the data pipeline is a pure function of (seed, epoch, step), so a checkpoint
+needs no sampler state, only the step number: a resumed run draws the same anchors and
+neighbors as an uninterrupted one, on any number of ranks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
 from pinclip.data.catalog import Catalog, CatalogError, read_catalog
+from pinclip.errors import ConfigError
 from pinclip.graph import CoBoardSampler, PinBoardGraph, Split, random_walk_neighbors, split_pins
 
 from .config import DataConfig
 
 
 @dataclass
-class TrainingData:
-    """A validated catalog with its graph, split and neighbor sampler."""
+class CatalogSplit:
+    """A validated catalog, its full graph and the run's split: what evaluation needs."""
 
     catalog: Catalog
     graph: PinBoardGraph  # the full graph: ground truth for evaluation
     split: Split
-    sampler: object  # CoBoardSampler or NeighborLists: .sample(pins, rng) -> idx or -1
     texts: list[str]
-    dup_ids: np.ndarray  # equal ids: the same content (skin-tone variants), never negatives
-    log_q: np.ndarray  # log popularity of each pin as a sampled neighbor (logQ correction)
     n_rejected: int
 
     @property
     def n_pins(self) -> int:
         return self.graph.n_pins
+
+
+@dataclass
+class TrainingData(CatalogSplit):
+    """The split plus what training draws batches with: neighbor sampler, loss arrays."""
+
+    sampler: object  # CoBoardSampler or NeighborLists: .sample(pins, rng) -> idx or -1
+    dup_ids: np.ndarray  # equal ids: the same content (skin-tone variants), never negatives
+    log_q: np.ndarray  # log popularity of each pin as a sampled neighbor (logQ correction)
 
 
 def _build_catalog(builder: str, root: Path, console: Console) -> None:
@@ -50,10 +59,10 @@ def _build_catalog(builder: str, root: Path, console: Console) -> None:
         )
 
 
-def load_training_data(
+def load_split(
     cfg: DataConfig, *, run_dir: Path | None = None, console: Console | None = None
-) -> TrainingData:
-    """Read (or build) the catalog, drop rejected rows with a count, split, set up neighbors."""
+) -> CatalogSplit:
+    """Read (or build) the catalog, drop rejected rows with a count, build the graph, split."""
     console = console or Console(stderr=True)
     root = Path(cfg.catalog)
     if not root.is_dir():
@@ -75,28 +84,34 @@ def load_training_data(
         )
     graph = PinBoardGraph.from_catalog(catalog)
     split = split_pins(graph, cold_frac=cfg.cold_frac, val_frac=cfg.val_frac, seed=cfg.split_seed)
-    train_graph = split.train_graph
+    return CatalogSplit(catalog, graph, split, catalog.texts(), n_rejected)
+
+
+def load_training_data(
+    cfg: DataConfig, *, run_dir: Path | None = None, console: Console | None = None
+) -> TrainingData:
+    """`load_split`, then the neighbor sampler on the training graph and the loss arrays."""
+    base = load_split(cfg, run_dir=run_dir, console=console)
+    train_graph = base.split.train_graph
     if cfg.sampler == "coboard":
         sampler = CoBoardSampler(train_graph, seed=cfg.split_seed)
     elif cfg.sampler == "random_walk":
         sampler = random_walk_neighbors(
             train_graph,
-            top_k=cfg.walk_top_k,
-            n_walks=cfg.walk_count,
-            walk_length=cfg.walk_length,
-            restart_prob=cfg.walk_restart,
+            **asdict(cfg.random_walk),
             seed=cfg.split_seed,
             cache=Path(cfg.cache_dir) / "neighbors",
         )
     else:
-        raise ValueError(f"data.sampler={cfg.sampler!r}: use 'coboard' or 'random_walk'")
+        raise ConfigError(f"data.sampler={cfg.sampler!r}: use 'coboard' or 'random_walk'")
     log_q = np.log(_neighbor_probability(sampler, train_graph) + 1e-12).astype(np.float32)
-    if "base_pin_id" in catalog.pins:  # e.g. skin-tone variants of one emoji
-        base = catalog.pins["base_pin_id"].fillna(catalog.pins["pin_id"]).astype(str)
-        dup_ids = base.astype("category").cat.codes.to_numpy(np.int64)
+    pins = base.catalog.pins
+    if "base_pin_id" in pins:  # e.g. skin-tone variants of one emoji
+        dup_ids = pins["base_pin_id"].fillna(pins["pin_id"]).astype(str)
+        dup_ids = dup_ids.astype("category").cat.codes.to_numpy(np.int64)
     else:
-        dup_ids = np.arange(graph.n_pins, dtype=np.int64)
-    return TrainingData(catalog, graph, split, sampler, catalog.texts(), dup_ids, log_q, n_rejected)
+        dup_ids = np.arange(base.n_pins, dtype=np.int64)
+    return TrainingData(**vars(base), sampler=sampler, dup_ids=dup_ids, log_q=log_q)
 
 
 def _neighbor_probability(sampler: object, graph: PinBoardGraph) -> np.ndarray:

@@ -2,10 +2,11 @@
 
     pinclip train --config configs/emoji-small.yaml optim.lr=1e-3
 
-Each step draws a global batch of warm anchors with one sampled board neighbor each
-(`train.data`), embeds anchors and neighbors in a single forward, and applies
-`pinclip.losses.pinclip_loss`. Resume is exact: model, optimizer, scheduler, RNG and the
-step (which fixes the data order) are in every checkpoint.
+`train()` is a few named set-up steps (devices, data, model, optimizer, resume) and then the
+loop, one comment per step. Each step draws a global batch of warm anchors with one sampled
+board neighbor each (`train.data`), embeds anchors and neighbors in a single forward, and
+applies `pinclip.losses.pinclip_loss` (`_step_loss`). Resume is exact: model, optimizer,
+scheduler, RNG and the step (which fixes the data order) are in every checkpoint.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from pinclip.errors import ConfigError
 from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.model import PinCLIP
+from pinclip.retrieval import embed_pins, related_pins_recall
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import BatchPlan, TrainingData, load_training_data, rank_slice
 from .features import PinInputs
-from .validate import related_pins_recall
 
 
 class TrainingError(RuntimeError):
@@ -46,7 +48,9 @@ class RunResult:
     seconds: float
 
 
+# ----- set-up steps ------------------------------------------------------------------------
 def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device): one process, or one per GPU/CPU rank under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
@@ -59,7 +63,16 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+def build_model(cfg: TrainConfig) -> PinCLIP:
+    """The preset with config overrides; the loss's unused temperature/bias is frozen."""
+    torch.manual_seed(cfg.seed)
+    model = PinCLIP.from_preset(cfg.model.preset, seed=cfg.seed, **dict(cfg.model.overrides))
+    model.logit_bias.requires_grad_(cfg.loss.kind == "siglip")
+    return model
+
+
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
+    """Linear warm-up to optim.lr, then cosine decay to optim.min_lr_ratio × lr."""
     warm, floor = cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
 
     def factor(step: int) -> float:
@@ -71,131 +84,32 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
     return factor
 
 
-def _loss_config(cfg: TrainConfig, model: PinCLIP) -> LossConfig:
-    s = cfg.loss
-    return LossConfig(
-        kind=s.kind,
-        fuse_weight=s.fuse_weight,
-        nbr_weight=s.nbr_weight,
-        nbr_terms=tuple(s.nbr_terms),
-        logq=s.logq,
-        matryoshka_dims=tuple(s.matryoshka_dims or model.config.matryoshka_dims),
-    )
-
-
-def build_model(cfg: TrainConfig) -> PinCLIP:
-    """The preset with config overrides; the loss's unused temperature/bias is frozen."""
-    torch.manual_seed(cfg.seed)
-    model = PinCLIP.from_preset(cfg.model.preset, seed=cfg.seed, **dict(cfg.model.overrides))
-    model.logit_bias.requires_grad_(cfg.loss.kind == "siglip")
-    return model
-
-
-def _step_loss(
-    model: torch.nn.Module,
-    inputs: PinInputs,
-    data: TrainingData,
-    anchors: np.ndarray,
-    neighbors: np.ndarray,
-    loss_cfg: LossConfig,
-    all_neighbors: np.ndarray,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    has_nbr = neighbors >= 0
-    nbr_or_self = np.where(has_nbr, neighbors, anchors)
-    use_nbr = loss_cfg.nbr_weight > 0
-    out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors))
-    b = len(anchors)
-    anchor = _Rows(out, slice(0, b))
-    neighbor = _Rows(out, slice(b, 2 * b)) if use_nbr else None
-    co_board = data.split.train_graph.co_board_mask(
-        anchors, np.where(all_neighbors >= 0, all_neighbors, 0)
-    )
-    co_board &= (all_neighbors >= 0)[None, :]
-    core = model.module if hasattr(model, "module") else model
-    return pinclip_loss(
-        anchor,
-        neighbor,
-        logit_scale=core.logit_scale,
-        logit_bias=core.logit_bias,
-        cfg=loss_cfg,
-        co_board=torch.as_tensor(co_board),
-        dup_ids=torch.as_tensor(data.dup_ids[anchors]),
-        log_q=torch.as_tensor(data.log_q[nbr_or_self]),
-        has_neighbor=torch.as_tensor(has_nbr),
-    )
-
-
-class _Rows:
-    """A row slice of a PinCLIPOutput (anchors or neighbors of one forward)."""
-
-    def __init__(self, out, rows: slice) -> None:
-        self.image_emb = out.image_emb[rows]
-        self.text_emb = out.text_emb[rows]
-        self.pin_emb = out.pin_emb[rows]
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
-
-
-def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> RunResult:
-    """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
-    console = console or Console(stderr=True)
-    rank, world, device = _setup_distributed(cfg)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    is_main = rank == 0
-    run_dir = Path(cfg.run_dir)
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    quiet = Console(quiet=True)
-
-    data = load_training_data(cfg.data, run_dir=run_dir, console=console if is_main else quiet)
-    model = build_model(cfg).to(device)
-    inputs = PinInputs.prepare(
-        model,
-        data,
-        cache_dir=Path(cfg.data.cache_dir),
-        device=device,
-        console=console if is_main else quiet,
-    )
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
-    plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
-    total = cfg.max_steps or max(cfg.epochs * plan.steps_per_epoch // cfg.optim.accum_steps, 1)
-    val_every = cfg.val_every or plan.steps_per_epoch
-    ckpt_every = cfg.ckpt_every or plan.steps_per_epoch
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+def build_optimizer(
+    cfg: TrainConfig, model: PinCLIP, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the model's own parameter groups, and the warm-up + cosine schedule."""
     optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.optim.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.optim.lr,
-        betas=(0.9, 0.98),
+        model.param_groups(cfg.optim.weight_decay), lr=cfg.optim.lr, betas=(0.9, 0.98)
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
-    step, best = 0, -1.0
-    if resume:
-        state = load_latest_checkpoint(run_dir)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"]["torch"])
-            np.random.set_state(state["rng"]["numpy"])
-            step, best = state["step"], state["best_val_recall"]
-            console.print(f"resumed {run_dir} at step {step}") if is_main else None
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    loss_cfg = _loss_config(cfg, model)
-    use_bf16 = device.type == "cuda"
-    log = _MetricsLog(run_dir, step, enabled=is_main, tensorboard=cfg.tensorboard)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
+    return optimizer, scheduler
 
-    progress = Progress(
+
+def _resume(run_dir: Path, model: PinCLIP, optimizer, scheduler) -> tuple[int, float] | None:
+    """Restore the newest complete checkpoint; (step, best val recall), None if there is none."""
+    state = load_latest_checkpoint(run_dir)
+    if state is None:
+        return None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    np.random.set_state(state["rng"]["numpy"])
+    return state["step"], state["best_val_recall"]
+
+
+def _progress_bar(console: Console, enabled: bool) -> Progress:
+    return Progress(
         TextColumn("[bold]train"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
@@ -203,39 +117,84 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=not is_main,
+        disable=not enabled,
     )
+
+
+# ----- the run -----------------------------------------------------------------------------
+def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> RunResult:
+    """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
+    console = console or Console(stderr=True)
+    rank, world, device = _setup_distributed(cfg)
+    is_main = rank == 0
+    say = console if is_main else Console(quiet=True)  # only rank 0 prints
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
+    run_dir = Path(cfg.run_dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")  # the resolved config: what actually ran
+
+    # data: catalog, split, neighbor sampler; model inputs (frozen-tower features cached once)
+    data = load_training_data(cfg.data, run_dir=run_dir, console=say)
+    model = build_model(cfg).to(device)
+    inputs = PinInputs.prepare(
+        model, data, cache_dir=Path(cfg.data.cache_dir), device=device, console=say
+    )
+    plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
+    accum = cfg.optim.accum_steps
+    total = cfg.max_steps or max(cfg.epochs * plan.steps_per_epoch // accum, 1)
+    val_every = cfg.val_every or plan.steps_per_epoch
+    ckpt_every = cfg.ckpt_every or plan.steps_per_epoch
+
+    # optimizer and schedule; then pick up where a previous run of this run dir stopped
+    optimizer, scheduler = build_optimizer(cfg, model, total)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    step, best = 0, -1.0
+    if resume and (restored := _resume(run_dir, model, optimizer, scheduler)) is not None:
+        step, best = restored
+        say.print(f"resumed {run_dir} at step {step}")
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    loss_cfg = cfg.loss.for_model(model.config.matryoshka_dims)
+    use_bf16 = device.type == "cuda"
+    log = _MetricsLog(run_dir, step, enabled=is_main, tensorboard=cfg.tensorboard)
+
     started, loss_value = time.perf_counter(), float("nan")
-    with progress:
+    with _progress_bar(console, is_main) as progress:
         task = progress.add_task("train", total=total, completed=step, info="")
         while step < total:
             t0 = time.perf_counter()
             model.train()
             optimizer.zero_grad(set_to_none=True)
-            parts: dict[str, float] = {}
-            for micro in range(cfg.optim.accum_steps):
-                anchors, neighbors = plan.global_batch(step * cfg.optim.accum_steps + micro, data)
-                local_a, local_n = (
+            # 1. forward + backward over `accum` micro-batches; their gradients add up
+            for micro in range(accum):
+                # the global batch is a pure function of (seed, step); this rank takes its share
+                anchors, neighbors = plan.global_batch(step * accum + micro, data)
+                mine, my_neighbors = (
                     rank_slice(anchors, rank, world),
                     rank_slice(neighbors, rank, world),
                 )
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     loss, parts = _step_loss(
-                        ddp, inputs, data, local_a, local_n, loss_cfg, neighbors
+                        ddp, inputs, data, mine, my_neighbors, loss_cfg, neighbors
                     )
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at step {step}; the last good checkpoint is kept in "
                         f"{run_dir / 'checkpoints'}. Try a lower optim.lr or optim.grad_clip, then --resume."
                     )
-                (loss / cfg.optim.accum_steps).backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+                (loss / accum).backward()  # DDP all-reduces (averages) gradients here
+            # 2. clip the gradient norm, step the optimizer and the learning-rate schedule
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
+            # 3. log what one process on the whole global batch would log
             parts = _mean_over_ranks(parts, world)
             loss_value = parts.pop("loss")
-            rate = cfg.batch_size * cfg.optim.accum_steps / (time.perf_counter() - t0)
+            rate = cfg.batch_size * accum / (time.perf_counter() - t0)
             progress.update(
                 task, completed=step, info=f"loss {loss_value:.3f}  {rate:.0f} samples/s"
             )
@@ -249,30 +208,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                     **parts,
                 }
             )
+            # 4. validate: best/ is the model with the best related-pins recall on val pins
             if step % val_every == 0 or step == total:
-                recall = (
-                    related_pins_recall(model, inputs, data, data.split.val) if is_main else 0.0
-                )
+                recall = validation_recall(model, inputs, data) if is_main else 0.0
                 log.write({"step": step, "val_recall@10": recall})
                 if is_main and recall > best:
                     best = recall
                     atomic_save_pretrained(model, run_dir / "best")
+            # 5. checkpoint everything an exact resume needs; a failed write keeps the last one
             if is_main and (step % ckpt_every == 0 or step == total):
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(),
-                    "step": step,
-                    "best_val_recall": best,
-                    "config": asdict(cfg),
-                }
-                try:
-                    save_checkpoint(run_dir, step, state, cfg.keep_last)
-                except OSError as err:
-                    console.print(
-                        f"[red]checkpoint at step {step} not written ({err}); the previous one is intact[/]"
-                    )
+                _save_checkpoint(cfg, run_dir, step, best, model, optimizer, scheduler, console)
+            # 6. ranks wait for each other (rank 0 validated and wrote alone)
             if world > 1:
                 dist.barrier()
     if world > 1:
@@ -281,6 +227,83 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
         atomic_save_pretrained(model, run_dir / "final")
         log.close()
     return RunResult(run_dir, step, best, loss_value, time.perf_counter() - started)
+
+
+# ----- what one step computes --------------------------------------------------------------
+def _step_loss(
+    model: torch.nn.Module,
+    inputs: PinInputs,
+    data: TrainingData,
+    anchors: np.ndarray,
+    neighbors: np.ndarray,
+    loss_cfg: LossConfig,
+    all_neighbors: np.ndarray,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The PinCLIP loss of this rank's micro-batch, and its float parts for logging.
+
+    `anchors` / `neighbors` are this rank's rows (neighbor -1: the anchor has none);
+    `all_neighbors` are every rank's neighbors in rank order, the columns the loss scores
+    against. Anchors and neighbors are embedded in ONE forward (so BatchNorm-free towers see
+    one batch and DDP one graph); an anchor without a neighbor is embedded twice and its
+    neighbor terms are masked out (`has_neighbor`). A neighbor j that shares a board with
+    anchor i is no negative for i (`co_board`, from the training graph only: held-out pins'
+    edges never leak), duplicate content never either (`dup_ids`), and `log_q` is the
+    neighbor's sampling popularity for the optional logQ correction. With λ = 0 the
+    neighbors are not embedded at all.
+    """
+    has_nbr = neighbors >= 0
+    nbr_or_self = np.where(has_nbr, neighbors, anchors)
+    use_nbr = loss_cfg.nbr_weight > 0
+    out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors))
+    b = len(anchors)
+    co_board = data.split.train_graph.co_board_mask(
+        anchors, np.where(all_neighbors >= 0, all_neighbors, 0)
+    )
+    co_board &= (all_neighbors >= 0)[None, :]
+    core = model.module if hasattr(model, "module") else model  # under DDP, the wrapped model
+    return pinclip_loss(
+        out.rows(slice(0, b)),
+        out.rows(slice(b, 2 * b)) if use_nbr else None,
+        logit_scale=core.logit_scale,
+        logit_bias=core.logit_bias,
+        cfg=loss_cfg,
+        co_board=torch.as_tensor(co_board),
+        dup_ids=torch.as_tensor(data.dup_ids[anchors]),
+        log_q=torch.as_tensor(data.log_q[nbr_or_self]),
+        has_neighbor=torch.as_tensor(has_nbr),
+    )
+
+
+def validation_recall(model: PinCLIP, inputs: PinInputs, data: TrainingData, k: int = 10) -> float:
+    """Related-pins Recall@k of the validation pins (fused pin_emb) against every pin;
+    relevant = shares a board in the full graph (the report's related_warm/cold search)."""
+    val = data.split.val
+    if len(val) == 0:
+        return 0.0
+    pin = embed_pins(model, inputs, np.arange(data.n_pins))["pin_emb"]
+    return related_pins_recall(pin[val], pin, data.graph, val, k=k)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+
+
+def _save_checkpoint(cfg, run_dir, step, best, model, optimizer, scheduler, console) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(),
+        "step": step,
+        "best_val_recall": best,
+        "config": asdict(cfg),
+    }
+    try:
+        save_checkpoint(run_dir, step, state, cfg.keep_last)
+    except OSError as err:
+        console.print(
+            f"[red]checkpoint at step {step} not written ({err}); the previous one is intact[/]"
+        )
 
 
 def _mean_over_ranks(parts: dict[str, float], world: int) -> dict[str, float]:

@@ -161,6 +161,19 @@ class _JsonlWriter:
         self.file.flush()
 
 
+def open_clip_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """open_clip_train's AdamW groups: no decay on gains, biases, norms and logit_scale."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def no_decay(n: str, p: torch.nn.Parameter) -> bool:  # open_clip_train's exclusion rule
+        return p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
+
+    return [
+        {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
+    ]
+
+
 def train_open_clip(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -175,7 +188,7 @@ def train_open_clip(
     from open_clip_train.train import train_one_epoch
 
     from pinclip.model import preset_info
-    from pinclip.train.data import load_training_data
+    from pinclip.train.data import load_split
 
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)
@@ -185,7 +198,7 @@ def train_open_clip(
     model, train_tf, _, tokenizer = create_open_clip(run_dir, config)
     model.lock_image_tower(unlocked_groups=unlocked_groups, freeze_bn_stats=True)
     model.lock_text_tower(unlocked_layers=unlocked_text_layers, freeze_layer_norm=True)
-    data = load_training_data(cfg.data, console=Console(quiet=True))
+    data = load_split(cfg.data, console=Console(quiet=True))
     warm = data.split.warm
     loader = torch.utils.data.DataLoader(
         _WarmPins(data, warm, train_tf, tokenizer),
@@ -201,18 +214,8 @@ def train_open_clip(
     total = epochs * len(loader)
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-    def no_decay(n: str, p: torch.nn.Parameter) -> bool:  # open_clip_train's exclusion rule
-        return p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
-
     optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
-            {
-                "params": [p for n, p in named if not no_decay(n, p)],
-                "weight_decay": cfg.optim.weight_decay,
-            },
-        ],
+        open_clip_param_groups(model, cfg.optim.weight_decay),
         lr=cfg.optim.lr,
         betas=(0.9, 0.98),
         eps=1e-6,

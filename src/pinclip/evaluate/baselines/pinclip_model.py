@@ -10,6 +10,7 @@ from rich.console import Console
 
 from pinclip.evaluate.data import EvalData, find_run_dir
 from pinclip.model import PinCLIP
+from pinclip.retrieval import embed_pins
 
 from .base import Embedder, PinEmbeddings, register_baseline
 
@@ -44,25 +45,13 @@ class PinCLIPEmbedder(Embedder):
         self._pins: dict[int, PinEmbeddings] = {}
 
     def embed_pins(self, data: EvalData) -> PinEmbeddings:
-        from pinclip.train.data import TrainingData
         from pinclip.train.features import PinInputs
-        from pinclip.train.validate import embed_pins
 
         key = id(data)
         if key not in self._pins:
-            shim = TrainingData(
-                data.catalog,
-                data.graph,
-                data.split,
-                None,
-                data.texts,
-                np.arange(data.n_pins),
-                np.zeros(data.n_pins, np.float32),
-                0,
-            )
-            inputs = PinInputs.prepare(
+            inputs = PinInputs.prepare(  # reads only the catalog and texts of `data`
                 self.model,
-                shim,
+                data,
                 cache_dir=Path(data.config.data.cache_dir),
                 device=torch.device("cpu"),
                 console=self.console,

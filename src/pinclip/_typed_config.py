@@ -1,0 +1,88 @@
+"""The one override path for every dataclass config (training runs and model presets).
+
+OmegaConf structured configs type-check each value and reject unknown keys; we turn their
+errors into a `ConfigError` that names the source and the nearest valid key, so a typo is a
+one-second fix. `pinclip.train.config` (YAML + `key=value`) and `pinclip.model` (presets,
+`model.overrides`, saved `config.json`) both build their dataclasses here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+from .errors import ConfigError
+
+
+def all_keys(node: Any, prefix: str = "", *, free: tuple[str, ...] = ()) -> list[str]:
+    """Every dotted key of a structured config (not descending into `free` dict keys)."""
+    keys = []
+    for name in node:
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        value = node[name] if OmegaConf.is_dict(node) else None
+        if OmegaConf.is_dict(value) and dotted not in free:
+            keys += all_keys(value, dotted + ".", free=free)
+    return keys
+
+
+def unknown_key_error(
+    key: str, schema: Any, source: str, *, prefix: str = "", free: tuple[str, ...] = ()
+) -> ConfigError:
+    """'unknown config key K in SOURCE. Did you mean ...?' for a key of `schema`."""
+    valid = [prefix + k for k in all_keys(OmegaConf.structured(schema), free=free)]
+    hint = difflib.get_close_matches(prefix + key, valid, n=1, cutoff=0.5)
+    suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+    return ConfigError(f"unknown config key '{prefix}{key}' in {source}.{suggestion}")
+
+
+def merge(base: Any, other: Any, source: str, *, prefix: str = "", free: tuple[str, ...] = ()):
+    """OmegaConf.merge(base, other) with typed errors turned into ConfigError."""
+    try:
+        return OmegaConf.merge(base, other)
+    except (ConfigKeyError, ConfigAttributeError) as err:
+        key = getattr(err, "full_key", None) or str(err).split("'")[1]
+        raise unknown_key_error(
+            str(key), OmegaConf.get_type(base), source, prefix=prefix, free=free
+        ) from None
+    except ValidationError as err:
+        msg = str(err.msg).splitlines()[0]
+        raise ConfigError(f"bad value in {source}: {prefix}{err.full_key}: {msg}") from None
+
+
+def to_object(cfg: Any, source: str) -> Any:
+    """The dataclass instance; its own checks (`__post_init__`) become ConfigError."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except (ValueError, ValidationError) as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """{'image.depth': 4, 'fusion': {'depth': 2}} -> nested dicts (dotted keys expanded)."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {part!r} is not a config section")
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf] = {**node[leaf], **nest(value)}
+        else:
+            node[leaf] = nest(value) if isinstance(value, dict) else value
+    return out
+
+
+def build(schema: type, layers: list[tuple[Any, str]], *, prefix: str = "") -> Any:
+    """`schema`'s defaults ← each (mapping, source) layer in turn, type-checked."""
+    cfg = OmegaConf.structured(schema)
+    for layer, source in layers:
+        cfg = merge(cfg, layer, source, prefix=prefix)
+    return to_object(cfg, layers[-1][1] if layers else schema.__name__)

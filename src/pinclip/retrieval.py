@@ -1,0 +1,157 @@
+"""Retrieval primitives shared by training (validation) and evaluation (every task).
+
+One place for each: embedding a set of pins with a model (`embed_pins`), exact top-k
+search (`exact_topk`), "shares a board" relevance (`related_pins_hits`), the ranking metrics
+(`retrieval_metrics`: Recall@k, nDCG@10, mAP@10, MRR) and the related-pins recall built from
+them (`related_pins_recall`, what validation picks the best checkpoint by and what the
+report's related-pins tasks score).
+
+This module sits below both `pinclip.train` and `pinclip.evaluate` (it needs only the graph
+and torch), so evaluation may use training code and never the reverse.
+
+Metric inputs are `hits` [Q, K] (True where the i-th result of a query is relevant, results
+in rank order) and `n_relevant` [Q]. Queries with no relevant item are undefined for every
+metric and are excluded (their count is reported) rather than scored 0 or 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from pinclip.graph import PinBoardGraph
+
+__all__ = [
+    "exact_topk",
+    "embed_pins",
+    "map_at_k",
+    "mrr",
+    "ndcg_at_k",
+    "recall_at_k",
+    "related_pins_hits",
+    "related_pins_recall",
+    "retrieval_metrics",
+]
+
+
+class BatchInputs(Protocol):
+    """What `embed_pins` reads pins from (`pinclip.train.features.PinInputs` fits)."""
+
+    def batch(self, idx: np.ndarray) -> dict[str, Any]: ...
+
+
+@torch.no_grad()
+def embed_pins(
+    model: torch.nn.Module, inputs: BatchInputs, pins: np.ndarray, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
+    """image_emb, text_emb and pin_emb (image + text fused) of `pins`, float32 on the CPU,
+    computed in eval mode (the model's train/eval mode is restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {"image_emb": [], "text_emb": [], "pin_emb": []}
+    for start in range(0, len(pins), batch_size):
+        out = model(**inputs.batch(pins[start : start + batch_size]))
+        for key in parts:
+            parts[key].append(getattr(out, key).float().cpu())
+    model.train(was_training)
+    return {key: torch.cat(chunks) for key, chunks in parts.items()}
+
+
+@torch.no_grad()
+def exact_topk(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+    exclude: np.ndarray | None = None,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """Indices of the top-k candidates by dot product per query; `exclude[i]` (a candidate
+    index, e.g. the query pin itself) is never returned. Ties break by lower index."""
+    k = min(k, candidates.shape[0] - (exclude is not None))
+    out = []
+    for start in range(0, queries.shape[0], chunk):
+        scores = queries[start : start + chunk].float() @ candidates.float().T
+        if exclude is not None:
+            rows = torch.arange(scores.shape[0])
+            scores[rows, torch.as_tensor(exclude[start : start + chunk])] = -torch.inf
+        # a stable sort, not topk: torch.topk orders ties arbitrarily (duplicates are common)
+        out.append(torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].numpy())
+    return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
+
+
+def related_pins_hits(
+    graph: PinBoardGraph, query_pins: np.ndarray, retrieved: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hits [Q,K], n_relevant [Q]) where relevant = shares a board with the query pin."""
+    co = (graph.pin_board[query_pins] @ graph.board_pin).tocsr()
+    hits = np.zeros(retrieved.shape, dtype=bool)
+    n_rel = np.zeros(len(query_pins), dtype=np.int64)
+    for i, q in enumerate(query_pins):
+        row = co.indices[co.indptr[i] : co.indptr[i + 1]]
+        row = row[row != q]
+        n_rel[i] = len(row)
+        hits[i] = np.isin(retrieved[i], row)
+    return hits, n_rel
+
+
+def related_pins_recall(
+    query_emb: torch.Tensor,
+    candidate_emb: torch.Tensor,
+    graph: PinBoardGraph,
+    query_pins: np.ndarray,
+    *,
+    k: int = 10,
+) -> float:
+    """Mean Recall@k of related-pins search: query pin i (embedded as `query_emb[i]`) against
+    every pin (`candidate_emb`, the query itself excluded); relevant = shares a board in
+    `graph`. The report's related-pins tasks run the same search and hits, at depth 50."""
+    if len(query_pins) == 0:
+        return 0.0
+    top = exact_topk(query_emb, candidate_emb, k, exclude=query_pins)
+    hits, n_rel = related_pins_hits(graph, query_pins, top)
+    return float(retrieval_metrics(hits, n_rel, ks=(k,))[f"recall@{k}"].mean())
+
+
+def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Relevant items found in the top k over min(k, #relevant), per query."""
+    found = hits[:, :k].sum(axis=1)
+    return found / np.minimum(k, n_relevant)
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Binary-gain nDCG@k, per query."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits[:, :k] * discounts[: hits[:, :k].shape[1]]).sum(axis=1)
+    ideal = np.cumsum(discounts)[np.minimum(k, n_relevant) - 1]
+    return dcg / ideal
+
+
+def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Mean of precision at each hit rank within k, over min(k, #relevant), per query."""
+    h = hits[:, :k].astype(np.float64)
+    precision = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
+    return (precision * h).sum(axis=1) / np.minimum(k, n_relevant)
+
+
+def mrr(hits: np.ndarray) -> np.ndarray:
+    """1 / rank of the first relevant result (0 when none is retrieved), per query."""
+    any_hit = hits.any(axis=1)
+    first = hits.argmax(axis=1) + 1
+    return np.where(any_hit, 1.0 / first, 0.0)
+
+
+def retrieval_metrics(
+    hits: np.ndarray, n_relevant: np.ndarray, ks: tuple[int, ...] = (1, 10, 50)
+) -> dict[str, np.ndarray]:
+    """Per-query arrays of every metric, over the queries that have a relevant item."""
+    hits = np.asarray(hits, dtype=bool)
+    n_relevant = np.asarray(n_relevant)
+    valid = n_relevant > 0
+    hits, n_relevant = hits[valid], n_relevant[valid]
+    out = {f"recall@{k}": recall_at_k(hits, n_relevant, k) for k in ks}
+    out["ndcg@10"] = ndcg_at_k(hits, n_relevant, 10)
+    out["map@10"] = map_at_k(hits, n_relevant, 10)
+    out["mrr"] = mrr(hits)
+    return out
