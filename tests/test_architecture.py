@@ -14,7 +14,7 @@ import pinclip
 
 SRC = Path(pinclip.__file__).parent
 LAYERS = [
-    {"errors", "atomic", "_typed_config", "distributed"},  # foundations, no pinclip imports
+    {"errors", "atomic", "_typed_config", "distributed", "progress"},  # foundations
     {"data"},
     {"graph"},
     {"model"},
