@@ -305,3 +305,73 @@ def test_overfits_one_tiny_batch(kind: str) -> None:
     assert all(math.isfinite(v) for v in history)
     assert history[-1] < 0.3 * history[0]
     assert parts["it_acc"] == 1.0 and parts["nbr_pin_pin_acc"] == 1.0
+
+
+def _supcon(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Reference multi-positive InfoNCE: per row, mean log-softmax over its positives."""
+    log_p = torch.log_softmax(logits, dim=1)
+    rows = pos.any(dim=1)
+    per_row = -(log_p.masked_fill(~pos, 0.0)).sum(1) / pos.sum(1).clamp(min=1)
+    return per_row[rows].sum() / rows.sum()
+
+
+def test_board_positives_make_every_co_board_column_a_positive() -> None:
+    x, nb = embs(b=4, seed=4), embs(b=4, seed=8)
+    co = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)
+    cfg = LossConfig(
+        fuse_weight=0.0, nbr_terms=("pin_pin",), matryoshka_dims=(), nbr_positives="board"
+    )
+    _, parts = pinclip_loss(x, nb, logit_scale=SCALE, cfg=cfg, co_board=co)
+    logits = SCALE.exp() * x.pin_emb @ nb.pin_emb.T
+    pos = co | torch.eye(4, dtype=torch.bool)
+    expected = (_supcon(logits, pos) + _supcon(logits.T, pos.T)) / 2
+    assert parts["nbr"] == pytest.approx(expected.item(), rel=1e-6)
+    _, pair = pinclip_loss(
+        x,
+        nb,
+        logit_scale=SCALE,
+        cfg=LossConfig(**{**cfg.__dict__, "nbr_positives": "pair"}),
+        co_board=co,
+    )
+    assert pair["nbr"] != pytest.approx(parts["nbr"], rel=1e-3)
+
+
+def test_in_batch_neighbors_align_anchors_that_share_a_board() -> None:
+    x = embs(b=5, seed=3)
+    co = torch.zeros(5, 5, dtype=torch.bool)
+    co[0, 1] = co[1, 0] = co[2, 3] = co[3, 2] = True  # pin 4 has no board-mate in the batch
+    co |= torch.eye(5, dtype=torch.bool)  # a pin shares its own boards: never its positive
+    cfg = LossConfig(fuse_weight=0.0, nbr_terms=("pin_pin",), matryoshka_dims=())
+    _, parts = pinclip_loss(
+        x, None, logit_scale=SCALE, cfg=cfg, co_board=co, neighbors_in_batch=True
+    )
+    eye = torch.eye(5, dtype=torch.bool)
+    logits = (SCALE.exp() * x.pin_emb @ x.pin_emb.T).masked_fill(eye, float("-inf"))
+    pos = co & ~eye
+    expected = (_supcon(logits, pos) + _supcon(logits.T, pos.T)) / 2
+    assert parts["nbr"] == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="needs neighbor"):
+        pinclip_loss(x, None, logit_scale=SCALE, cfg=cfg, co_board=co)
+
+
+def test_image_only_rows_skip_every_text_term_but_keep_the_others() -> None:
+    x, nb = embs(b=6, seed=5), embs(b=6, seed=15)
+    has_text = torch.tensor([True, True, False, True, False, True])
+    cfg = LossConfig(fuse_weight=0.5, matryoshka_dims=())
+    kw = dict(logit_scale=SCALE, cfg=cfg, has_text=has_text)
+    total, parts = pinclip_loss(x, nb, **kw)
+    garbage = SimpleNamespace(**vars(x))
+    garbage.text_emb = x.text_emb.clone()
+    garbage.text_emb[~has_text] = unit(2, 16, seed=99)  # their (blank) text says nothing
+    total_g, parts_g = pinclip_loss(garbage, nb, **kw)
+    torch.testing.assert_close(total_g, total)
+    sub = SimpleNamespace(**{k: v[has_text] for k, v in vars(x).items()})
+    _, ref = pinclip_loss(sub, logit_scale=SCALE, cfg=LossConfig(nbr_weight=0, matryoshka_dims=()))
+    assert parts["it"] == pytest.approx(ref["it"], rel=1e-6)
+    # the image side of an image-only pin still learns from its neighbor
+    pin = x.pin_emb.clone().requires_grad_(True)
+    loss, _ = pinclip_loss(
+        SimpleNamespace(image_emb=x.image_emb, text_emb=x.text_emb, pin_emb=pin), nb, **kw
+    )
+    loss.backward()
+    assert pin.grad[~has_text].abs().sum() > 0

@@ -64,6 +64,10 @@ class LossConfig:
     #: (`PinCLIPConfig.matryoshka_dims`, see `for_model`); a bare `pinclip_loss` call with
     #: empty dims uses the full embedding dimension only.
     matryoshka_dims: tuple[int, ...] = ()
+    #: "pair": each anchor's one sampled neighbor is its positive, other co-board columns are
+    #: only masked out of the negatives; "board": every in-batch column that shares a board
+    #: with the anchor is a positive too (multi-positive, SupCon-style mean over positives).
+    nbr_positives: Literal["pair", "board"] = "pair"
 
     def __post_init__(self) -> None:
         if self.kind not in ("infonce", "siglip"):
@@ -73,6 +77,10 @@ class LossConfig:
         unknown = set(self.nbr_terms) - set(NBR_TERMS)
         if unknown:
             raise ConfigError(f"LossConfig.nbr_terms: unknown {sorted(unknown)}; use {NBR_TERMS}")
+        if self.nbr_positives not in ("pair", "board"):
+            raise ConfigError(
+                f"LossConfig.nbr_positives must be 'pair' or 'board', got {self.nbr_positives!r}"
+            )
         if any(d <= 0 for d in self.matryoshka_dims):
             raise ConfigError("LossConfig.matryoshka_dims must be positive")
 
@@ -122,20 +130,23 @@ def _direction(
 ) -> tuple[Tensor, Tensor]:
     """Summed loss and top-1 hits of local queries ``q`` [b, d] against all keys ``k`` [N, d].
 
-    ``pos`` [b] is each row's positive column; ``exclude`` [b, N] (positives already cleared);
-    ``rows`` [b] the rows that count.
+    ``pos`` [b, N] bool marks each row's positive columns (one per row: plain InfoNCE; several:
+    the mean of their log-softmax, SupCon's "outside" form); ``exclude`` [b, N] (positives
+    already cleared); ``rows`` [b] the rows that count (each has at least one positive).
     """
+    n_pos = pos.sum(dim=1).clamp(min=1)
     if kind == "infonce":
         logits = contrastive_logits(q, k, logit_scale, exclude=exclude, log_q=log_q)
-        per_row = F.cross_entropy(logits, pos, reduction="none")
+        log_p = torch.log_softmax(logits, dim=1).masked_fill(~pos, 0.0)
+        per_row = -log_p.sum(dim=1) / n_pos
     else:  # SigLIP: independent binary decisions; excluded pairs dropped from the sum
         logits = contrastive_logits(q, k, logit_scale, logit_bias=logit_bias, log_q=log_q)
-        labels = -torch.ones_like(logits)
-        labels[torch.arange(len(pos), device=q.device), pos] = 1.0
+        labels = pos.to(logits.dtype) * 2 - 1
         per_pair = -F.logsigmoid(labels * logits).masked_fill(exclude, 0.0)
         per_row = per_pair.sum(dim=1)
         logits = logits.masked_fill(exclude, float("-inf"))
-    hits = (logits.argmax(dim=1) == pos) & rows
+    best = logits.argmax(dim=1)
+    hits = pos[torch.arange(len(best), device=q.device), best] & rows
     return torch.where(rows, per_row, torch.zeros_like(per_row)).sum(), hits.sum()
 
 
@@ -150,32 +161,40 @@ def _term(
     logit_bias: Tensor | None,
     kind: str,
     log_q_b: Tensor | None,
+    positives: Tensor | None = None,
+    valid_b: Tensor | None = None,
 ) -> tuple[Tensor, float]:
     """Symmetric contrastive loss of gathered ``a`` [N, D] ↔ ``b`` [N, D] (row i ↔ row i positive),
     for this rank's rows, averaged over Matryoshka prefixes. Returns (loss, local top-1 of a→b).
 
-    ``exclude`` [N, N]: pair (a_i, b_j) is not a negative. ``valid`` [N]: rows that exist.
+    ``exclude`` [N, N]: pair (a_i, b_j) is not a negative. ``valid`` [N]: rows of ``a`` that
+    exist, and of ``b`` too unless ``valid_b`` [N] says otherwise.
     ``log_q_b`` [N]: logQ of b's rows, applied where b are the candidates (a→b).
+    ``positives`` [N, N]: pair (a_i, b_j) is a positive (default: the diagonal only).
     """
     n_all, world, rank = a.shape[0], get_world_size(), get_rank()
     local = n_all // world
     lo, hi = rank * local, (rank + 1) * local
     dev = a.device
-    pos = torch.arange(lo, hi, device=dev)
-    is_pos = pos[:, None] == torch.arange(n_all, device=dev)[None, :]
-    ex_ab = (exclude[lo:hi] | ~valid[None, :]) & ~is_pos
-    ex_ba = (exclude.T[lo:hi] | ~valid[None, :]) & ~is_pos
-    rows = valid[lo:hi]
+    valid_b = valid if valid_b is None else valid_b
+    if positives is None:
+        positives = torch.eye(n_all, dtype=torch.bool, device=dev)
+    positives = positives & valid[:, None] & valid_b[None, :]
+    pos_ab, pos_ba = positives[lo:hi], positives.T[lo:hi]
+    ex_ab = (exclude[lo:hi] | ~valid_b[None, :]) & ~pos_ab
+    ex_ba = (exclude.T[lo:hi] | ~valid[None, :]) & ~pos_ba
+    rows = valid[lo:hi] & pos_ab.any(dim=1)
     # mean over the global batch: this rank's sum / (global count / world); DDP then averages
-    denom = valid.sum().clamp(min=1).to(a.dtype) / world
+    denom = positives.any(dim=1).sum().clamp(min=1).to(a.dtype) / world
     kw = dict(logit_scale=logit_scale, logit_bias=logit_bias, kind=kind)
 
     total = a.new_zeros(())
     for d in dims:  # ascending: the hits kept are those of the largest prefix
         ad, bd = F.normalize(a[:, :d], dim=-1), F.normalize(b[:, :d], dim=-1)
-        loss, hits = _direction(ad[lo:hi], bd, pos, ex_ab, rows, log_q=log_q_b, **kw)
+        loss, hits = _direction(ad[lo:hi], bd, pos_ab, ex_ab, rows, log_q=log_q_b, **kw)
         if kind == "infonce":  # the reverse direction; candidates a are not popularity-sampled
-            loss_ba, _ = _direction(bd[lo:hi], ad, pos, ex_ba, rows, log_q=None, **kw)
+            rows_ba = valid_b[lo:hi] & pos_ba.any(dim=1)
+            loss_ba, _ = _direction(bd[lo:hi], ad, pos_ba, ex_ba, rows_ba, log_q=None, **kw)
             loss = (loss + loss_ba) / 2
         total = total + loss / denom
     return total / len(dims), hits.item() / max(int(rows.sum()), 1)
@@ -211,6 +230,8 @@ def pinclip_loss(
     dup_ids: Tensor | np.ndarray | None = None,
     log_q: Tensor | np.ndarray | None = None,
     has_neighbor: Tensor | np.ndarray | None = None,
+    has_text: Tensor | np.ndarray | None = None,
+    neighbors_in_batch: bool = False,
 ) -> tuple[Tensor, dict[str, float]]:
     """The PinCLIP loss for this rank's batch; returns (total, float parts for logging).
 
@@ -222,13 +243,18 @@ def pinclip_loss(
     dup_ids: int [B], equal ids mark duplicate content: never each other's negatives.
     log_q: float [B], log sampling probability of each neighbor (used when ``cfg.logq``).
     has_neighbor: bool [B], False for anchors without a neighbor (skipped by L_nbr).
+    has_text: bool [B], False for image-only pins: their rows (and columns) are left out of
+        every term that reads ``text_emb`` (image↔text, fused↔text, text→neighbor).
+    neighbors_in_batch: the batch holds its own positives (board-aware P×K batches): no
+        ``neighbor`` rows; L_nbr aligns each anchor with the *other anchors* it shares a board
+        with (``co_board`` is then [B, B·world] over anchors), so a step needs one forward.
     Under DDP all of these are this rank's rows and must have the same B on every rank.
     """
     cfg = cfg or LossConfig()
     if cfg.kind == "siglip" and logit_bias is None:
         raise ValueError("pinclip_loss: kind='siglip' needs logit_bias (the model's SigLIP bias)")
     use_nbr = cfg.nbr_weight > 0 and len(cfg.nbr_terms) > 0
-    if use_nbr and neighbor is None:
+    if use_nbr and neighbor is None and not neighbors_in_batch:
         raise ValueError("pinclip_loss: nbr_weight > 0 needs neighbor embeddings (or set it to 0)")
 
     image, text = _emb(anchor, "image_emb", "anchor"), _emb(anchor, "text_emb", "anchor")
@@ -253,17 +279,20 @@ def pinclip_loss(
         ids = all_gather_no_grad(_as_tensor(dup_ids, "dup_ids", (b,), torch.long, dev))
         same = ids[:, None] == ids[None, :]
     all_rows = torch.ones(n_all, dtype=torch.bool, device=dev)
+    texted = all_rows
+    if has_text is not None:
+        texted = all_gather_no_grad(_as_tensor(has_text, "has_text", (b,), torch.bool, dev))
     term = dict(
         dims=dims, logit_scale=logit_scale, logit_bias=logit_bias, kind=cfg.kind, log_q_b=None
     )
 
     image_all, text_all = all_gather_with_grad(image), all_gather_with_grad(text)
-    loss_it, acc_it = _term(image_all, text_all, exclude=same, valid=all_rows, **term)
+    loss_it, acc_it = _term(image_all, text_all, exclude=same, valid=texted, **term)
     total = loss_it
     parts = {"it": loss_it.item(), "it_acc": acc_it}
 
     gathered = {"image_emb": image_all, "text_emb": text_all}
-    if cfg.fuse_weight > 0 or (use_nbr and "pin_pin" in cfg.nbr_terms):
+    if cfg.fuse_weight > 0 or (use_nbr and ("pin_pin" in cfg.nbr_terms or neighbors_in_batch)):
         gathered["pin_emb"] = all_gather_with_grad(_emb(anchor, "pin_emb", "anchor"))
         if gathered["pin_emb"].shape != image_all.shape:
             raise ValueError("pinclip_loss: anchor pin_emb and image_emb shapes differ")
@@ -271,14 +300,17 @@ def pinclip_loss(
     if cfg.fuse_weight > 0:
         pin_all = gathered["pin_emb"]
         l_pi, _ = _term(pin_all, image_all, exclude=same, valid=all_rows, **term)
-        l_pt, _ = _term(pin_all, text_all, exclude=same, valid=all_rows, **term)
+        l_pt, _ = _term(pin_all, text_all, exclude=same, valid=texted, **term)
         loss_fuse = (l_pi + l_pt) / 2
         total = total + cfg.fuse_weight * loss_fuse
         parts["fuse"] = loss_fuse.item()
 
     if use_nbr:
-        assert neighbor is not None
-        nbr_pin = _emb(neighbor, "pin_emb", "neighbor")
+        if neighbors_in_batch:
+            nbr_pin = _emb(anchor, "pin_emb", "anchor")
+        else:
+            assert neighbor is not None
+            nbr_pin = _emb(neighbor, "pin_emb", "neighbor")
         if nbr_pin.shape != (b, dim):
             raise ValueError(f"pinclip_loss: neighbor.pin_emb {tuple(nbr_pin.shape)} != {(b, dim)}")
         if co_board is None:
@@ -295,13 +327,23 @@ def pinclip_loss(
             if log_q is None:
                 raise ValueError("pinclip_loss: cfg.logq=True needs log_q (log sampling prob.)")
             lq = all_gather_no_grad(_as_tensor(log_q, "log_q", (b,), image.dtype, dev))
-        nbr_all = all_gather_with_grad(nbr_pin)
+        eye = torch.eye(n_all, dtype=torch.bool, device=dev)
+        if neighbors_in_batch:  # positives: the other anchors on a board; never itself
+            nbr_all = gathered["pin_emb"]
+            positives, exclude = co & ~eye, eye | (same & ~co)
+        elif cfg.nbr_positives == "board":  # its neighbor and every co-board neighbor column
+            nbr_all = all_gather_with_grad(nbr_pin)
+            positives, exclude = eye | co, torch.zeros_like(co)
+        else:  # its neighbor only; co-board columns are neither positive nor negative
+            nbr_all = all_gather_with_grad(nbr_pin)
+            positives, exclude = eye, co
         sources = {"pin_pin": "pin_emb", "image_pin": "image_emb", "text_pin": "text_emb"}
         losses = []
-        nbr_term = {**term, "log_q_b": lq}
+        nbr_term = {**term, "log_q_b": lq, "positives": positives}
         for name in cfg.nbr_terms:
             src = gathered[sources[name]]
-            loss, acc = _term(src, nbr_all, exclude=co, valid=valid, **nbr_term)
+            rows = valid & texted if name == "text_pin" else valid
+            loss, acc = _term(src, nbr_all, exclude=exclude, valid=rows, valid_b=valid, **nbr_term)
             losses.append(loss)
             parts[f"nbr_{name}_acc"] = acc
         loss_nbr = torch.stack(losses).mean()
