@@ -68,6 +68,9 @@ class LossConfig:
     #: only masked out of the negatives; "board": every in-batch column that shares a board
     #: with the anchor is a positive too (multi-positive, SupCon-style mean over positives).
     nbr_positives: Literal["pair", "board"] = "pair"
+    #: no backward through the neighbor rows (a second, gradient-free forward embeds them):
+    #: the anchors still learn from them, at about 4/6 of a full pairwise step's compute
+    nbr_detach: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("infonce", "siglip"):

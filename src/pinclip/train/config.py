@@ -43,6 +43,12 @@ class DataConfig:
     sampler: str = "coboard"  # "coboard" or "random_walk"
     random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)  # sampler=random_walk
     cache_dir: str = "cache"  # frozen-feature and neighbor caches, shared by runs
+    # "pairs": each warm anchor + one sampled board neighbor (a second row per anchor);
+    # "boards": P boards × board_k of their warm pins, the positives already in the batch
+    batch: str = "pairs"
+    board_k: int = 4  # batch=boards: warm pins drawn per board
+    curated_weight: float = 1.0  # batch=boards: draw weight of a curated board vs a user board
+    board_size_power: float = 0.5  # batch=boards: a board is drawn ∝ (its warm pins)^power
 
 
 @dataclass

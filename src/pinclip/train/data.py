@@ -19,7 +19,7 @@ from pinclip.data.catalog import Catalog, CatalogError, read_catalog
 from pinclip.errors import ConfigError
 from pinclip.graph import CoBoardSampler, PinBoardGraph, Split, random_walk_neighbors, split_pins
 
-from .config import DataConfig
+from .config import DataConfig, TrainConfig
 
 
 @dataclass
@@ -44,6 +44,7 @@ class TrainingData(CatalogSplit):
     sampler: object  # CoBoardSampler or NeighborLists: .sample(pins, rng) -> idx or -1
     dup_ids: np.ndarray  # equal ids: the same content (skin-tone variants), never negatives
     log_q: np.ndarray  # log popularity of each pin as a sampled neighbor (logQ correction)
+    has_text: np.ndarray  # False for image-only pins: no image-text term for their rows
 
 
 def _build_catalog(builder: str, root: Path, console: Console) -> None:
@@ -111,7 +112,10 @@ def load_training_data(
         dup_ids = dup_ids.astype("category").cat.codes.to_numpy(np.int64)
     else:
         dup_ids = np.arange(base.n_pins, dtype=np.int64)
-    return TrainingData(**vars(base), sampler=sampler, dup_ids=dup_ids, log_q=log_q)
+    has_text = base.catalog.has_text()
+    return TrainingData(
+        **vars(base), sampler=sampler, dup_ids=dup_ids, log_q=log_q, has_text=has_text
+    )
 
 
 def _neighbor_probability(sampler: object, graph: PinBoardGraph) -> np.ndarray:
@@ -148,6 +152,105 @@ class BatchPlan:
         anchors = order[pos * self.batch_size : (pos + 1) * self.batch_size]
         neighbors = data.sampler.sample(anchors, np.random.default_rng([self.seed, step, 1]))
         return anchors, np.asarray(neighbors, dtype=np.int64)
+
+
+@dataclass
+class BoardBatchPlan:
+    """Board-aware batches: P = batch_size // k boards × k of their warm pins per step.
+
+    Pins that share a board are then in the same batch, so the neighbor terms need no second
+    forward (`pinclip_loss(neighbors_in_batch=True)`). A board is drawn with probability
+    ∝ kind weight × (warm pins)^size_power (curated boards weigh `curated_weight`, user boards
+    1); boards with fewer than 2 warm pins cannot hold a positive and are never drawn. Slots a
+    small or overlapping board leaves free are filled with random warm pins. A pure function
+    of (seed, step), like `BatchPlan`, so resume and DDP stay exact.
+    """
+
+    anchors: np.ndarray  # warm pin indices
+    batch_size: int
+    seed: int
+    board_pins: list[np.ndarray]  # warm pins of each drawable board
+    board_p: np.ndarray  # draw probability of each drawable board
+    k: int = 4
+
+    @classmethod
+    def from_data(
+        cls,
+        data: TrainingData,
+        *,
+        batch_size: int,
+        seed: int,
+        k: int,
+        curated_weight: float,
+        size_power: float,
+    ) -> BoardBatchPlan:
+        if k < 2:
+            raise ConfigError(f"data.board_k={k}: a board needs at least 2 pins in the batch")
+        graph = data.split.train_graph
+        kind = data.catalog.boards.set_index("board_id").get("kind")
+        curated = (
+            (kind.reindex(graph.board_ids) == "curated").to_numpy()
+            if kind is not None
+            else np.zeros(graph.n_boards, dtype=bool)
+        )
+        pins = [graph.pins_of(b) for b in range(graph.n_boards)]
+        sizes = np.array([len(p) for p in pins], dtype=np.float64)
+        weight = (
+            np.where(curated, curated_weight, 1.0) * np.where(sizes >= 2, sizes, 0) ** size_power
+        )
+        weight[sizes < 2] = 0
+        if weight.sum() <= 0:
+            raise ConfigError(
+                "data.batch=boards: no board has 2 warm pins (or data.curated_weight=0 leaves "
+                "none); use data.batch=pairs"
+            )
+        keep = np.flatnonzero(weight > 0)
+        return cls(
+            data.split.warm,
+            batch_size,
+            seed,
+            [pins[b] for b in keep],
+            weight[keep] / weight[keep].sum(),
+            k,
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(len(self.anchors) // self.batch_size, 1)
+
+    def global_batch(self, step: int, data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
+        """(anchor idx, all -1: the neighbors are the batch itself) for a step."""
+        rng = np.random.default_rng([self.seed, step, 2])
+        n_boards = min(max(self.batch_size // self.k, 1), len(self.board_pins))
+        boards = rng.choice(len(self.board_pins), n_boards, replace=False, p=self.board_p)
+        chosen: list[int] = []
+        seen: set[int] = set()
+        for b in boards:
+            pins = self.board_pins[b]
+            for p in rng.choice(pins, min(self.k, len(pins)), replace=False):
+                if int(p) not in seen and len(chosen) < self.batch_size:
+                    seen.add(int(p))
+                    chosen.append(int(p))
+        rest = self.anchors[~np.isin(self.anchors, chosen)]
+        fill = rng.choice(rest, min(self.batch_size - len(chosen), len(rest)), replace=False)
+        anchors = np.concatenate([np.asarray(chosen, dtype=np.int64), fill.astype(np.int64)])
+        return anchors, np.full(len(anchors), -1, dtype=np.int64)
+
+
+def batch_plan(cfg: TrainConfig, data: TrainingData) -> BatchPlan | BoardBatchPlan:
+    """The batch plan `cfg.data.batch` names."""
+    if cfg.data.batch == "pairs":
+        return BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
+    if cfg.data.batch == "boards":
+        return BoardBatchPlan.from_data(
+            data,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            k=cfg.data.board_k,
+            curated_weight=cfg.data.curated_weight,
+            size_power=cfg.data.board_size_power,
+        )
+    raise ConfigError(f"data.batch={cfg.data.batch!r}: use 'pairs' or 'boards'")
 
 
 def rank_slice(x: np.ndarray, rank: int, world: int) -> np.ndarray:

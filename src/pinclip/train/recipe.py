@@ -31,7 +31,7 @@ from pinclip.retrieval import embed_pins, related_pins_recall
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
-from .data import BatchPlan, TrainingData, load_training_data, rank_slice
+from .data import TrainingData, batch_plan, load_training_data, rank_slice
 from .features import PinInputs
 
 
@@ -143,7 +143,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     inputs = PinInputs.prepare(
         model, data, cache_dir=Path(cfg.data.cache_dir), device=device, console=say
     )
-    plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
+    plan = batch_plan(cfg, data)  # pairs (anchor + sampled neighbor) or P boards × K pins
+    in_batch = cfg.data.batch == "boards"
     accum = cfg.optim.accum_steps
     total = cfg.max_steps or max(cfg.epochs * plan.steps_per_epoch // accum, 1)
     val_every = cfg.val_every or plan.steps_per_epoch
@@ -178,7 +179,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                 )
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     loss, parts = _step_loss(
-                        ddp, inputs, data, mine, my_neighbors, loss_cfg, neighbors
+                        ddp,
+                        inputs,
+                        data,
+                        mine,
+                        my_neighbors,
+                        loss_cfg,
+                        anchors if in_batch else neighbors,
+                        in_batch=in_batch,
                     )
                 if not torch.isfinite(loss):
                     raise TrainingError(
@@ -238,6 +246,8 @@ def _step_loss(
     neighbors: np.ndarray,
     loss_cfg: LossConfig,
     all_neighbors: np.ndarray,
+    *,
+    in_batch: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The PinCLIP loss of this rank's micro-batch, and its float parts for logging.
 
@@ -249,28 +259,49 @@ def _step_loss(
     anchor i is no negative for i (`co_board`, from the training graph only: held-out pins'
     edges never leak), duplicate content never either (`dup_ids`), and `log_q` is the
     neighbor's sampling popularity for the optional logQ correction. With λ = 0 the
-    neighbors are not embedded at all.
+    neighbors are not embedded at all; with `loss.nbr_detach` they are embedded in a second,
+    gradient-free forward (no backward through them). Board-aware batches (`in_batch`) hold
+    their positives: `all_neighbors` are then every rank's anchors and there is one forward.
+    Image-only pins (`has_text` False) skip the terms that read their text.
     """
+    b = len(anchors)
+    has_text = torch.as_tensor(data.has_text[anchors])
+    core = model.module if hasattr(model, "module") else model  # under DDP, the wrapped model
+    common = dict(
+        logit_scale=core.logit_scale,
+        logit_bias=core.logit_bias,
+        cfg=loss_cfg,
+        dup_ids=torch.as_tensor(data.dup_ids[anchors]),
+        has_text=has_text,
+    )
+    if in_batch:  # P boards × K pins: the neighbors are the other anchors of the batch
+        co_board = data.split.train_graph.co_board_mask(anchors, all_neighbors)
+        out = model(**inputs.batch(anchors))
+        return pinclip_loss(
+            out, None, co_board=torch.as_tensor(co_board), neighbors_in_batch=True, **common
+        )
     has_nbr = neighbors >= 0
     nbr_or_self = np.where(has_nbr, neighbors, anchors)
     use_nbr = loss_cfg.nbr_weight > 0
-    out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors))
-    b = len(anchors)
+    if use_nbr and loss_cfg.nbr_detach:
+        anchor_out = model(**inputs.batch(anchors))
+        with torch.no_grad():
+            neighbor_out = model(**inputs.batch(nbr_or_self))
+    else:
+        out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors))
+        anchor_out = out.rows(slice(0, b))
+        neighbor_out = out.rows(slice(b, 2 * b)) if use_nbr else None
     co_board = data.split.train_graph.co_board_mask(
         anchors, np.where(all_neighbors >= 0, all_neighbors, 0)
     )
     co_board &= (all_neighbors >= 0)[None, :]
-    core = model.module if hasattr(model, "module") else model  # under DDP, the wrapped model
     return pinclip_loss(
-        out.rows(slice(0, b)),
-        out.rows(slice(b, 2 * b)) if use_nbr else None,
-        logit_scale=core.logit_scale,
-        logit_bias=core.logit_bias,
-        cfg=loss_cfg,
+        anchor_out,
+        neighbor_out,
         co_board=torch.as_tensor(co_board),
-        dup_ids=torch.as_tensor(data.dup_ids[anchors]),
         log_q=torch.as_tensor(data.log_q[nbr_or_self]),
         has_neighbor=torch.as_tensor(has_nbr),
+        **common,
     )
 
 
