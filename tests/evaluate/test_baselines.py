@@ -81,6 +81,7 @@ def test_a_plugged_in_model_missing_modalities_skips_those_tasks_and_beats_rando
         "text_to_image",
         "image_to_text",
         "board_to_pins",
+        "boards_for_cold",
     }
     random = evaluate_embedder(create_baseline("random", dim=16), data, n_resamples=200)
     for task in ("related_cold", "related_warm"):
@@ -173,3 +174,29 @@ def test_image_only_cold_pins_are_their_own_task(data):
     assert set(res.queries) <= set(cold[::2]) and res.n_queries + res.n_without_relevant == len(
         cold[::2]
     )
+
+
+class BoardNames(Embedder):
+    """A pin = its boards (all of them); a board title = that board: the ideal board ranker."""
+
+    name = "board-names"
+
+    def __init__(self, data: EvalData) -> None:
+        self.titles = data.board_titles
+
+    def embed_pins(self, data: EvalData) -> PinEmbeddings:
+        member = torch.tensor(data.graph.pin_board.toarray(), dtype=torch.float32)
+        pin = normalize(torch.cat([member, torch.full((data.n_pins, 1), 0.1)], dim=1))
+        return PinEmbeddings(pin=pin, image=None, text=None)
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        assert texts == self.titles
+        return torch.eye(len(texts), len(texts) + 1)
+
+
+def test_boards_for_a_cold_pin_ranks_its_own_boards_first(data):
+    good = evaluate_embedder(BoardNames(data), data, n_resamples=100)
+    res = good.get("boards_for_cold", "all")
+    assert res.n_queries > 0 and res.summary["recall@10"][0] > 0.9
+    random = evaluate_embedder(create_baseline("random", dim=16), data, n_resamples=100)
+    assert random.get("boards_for_cold", "all").summary["recall@10"][0] < 0.5

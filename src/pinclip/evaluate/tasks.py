@@ -11,6 +11,7 @@
 | text_to_image         | a cold pin's `text` embedding     | all `image` | that pin; board-mates  |
 | image_to_text         | a cold pin's `image` embedding    | all `text`  | that pin's text        |
 | board_to_pins         | a board title (`embed_texts`)     | cold pins   | the board's cold pins  |
+| boards_for_cold       | a cold pin's `pin` embedding      | board titles| the pin's boards       |
 
 Board-based tasks are scored under each relevance ('curated' boards only, and 'all'
 boards); image_to_text under 'self'; text_to_image under 'self' (the pin's own image) and
@@ -47,6 +48,7 @@ TASKS = {
     "text_to_image": "text → image (cold)",
     "image_to_text": "image → text (cold)",
     "board_to_pins": "board → cold pins",
+    "boards_for_cold": "cold pin → its boards",
 }
 IDENTITY_TASKS = ("image_to_text",)  # scored under 'self' only
 SELF_AND_BOARDS = ("text_to_image",)  # scored under 'self' and every board relevance
@@ -224,6 +226,7 @@ def evaluate_embedder(
     board_emb = embedder.embed_texts(titles) if len(cold) else None
     if board_emb is None:
         skipped["board_to_pins"] = "the model embeds no free text"
+        skipped["boards_for_cold"] = "the model embeds no free text"
     else:
         board_emb = board_emb.float()
         for rel in data.relevances:
@@ -237,6 +240,25 @@ def evaluate_embedder(
             hits, n_rel = _board_hits(graph, boards, cold, retrieved)
             results[("board_to_pins", rel)] = _score(
                 "board_to_pins", rel, index, retrieved, hits, n_rel, n_resamples, seed
+            )
+            # which boards would this new pin be saved to: its pin embedding vs board titles
+            top = exact_topk(
+                emb.pin[torch.as_tensor(cold)], board_emb[torch.as_tensor(index)], DEPTH
+            )
+            member = graph.pin_board[cold].tocsr()
+            hits = (
+                np.stack(
+                    [
+                        np.isin(top[i], member.indices[member.indptr[i] : member.indptr[i + 1]])
+                        for i in range(len(cold))
+                    ]
+                )
+                if len(cold)
+                else np.zeros((0, top.shape[1]), dtype=bool)
+            )
+            n_rel = np.diff(member.indptr).astype(np.int64)
+            results[("boards_for_cold", rel)] = _score(
+                "boards_for_cold", rel, cold, top, hits, n_rel, n_resamples, seed
             )
     console.print(
         f"evaluated {embedder.name}: {len(results)} task × relevance results"
