@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast soak lint bench clean browser-deps
+.PHONY: venv demo test test-fast soak lint bench quality clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# One config on both development catalogs: PinCLIP, λ=0 and open_clip trained, then
+# `pinclip compare` on each; writes bench/results/quality.json (docs/evaluation.md).
+data/mdi:
+	$(VENV)/bin/pinclip catalog build mdi data/mdi
+
+quality: $(STAMP) data/mdi
+	test -d data/emoji || $(VENV)/bin/pinclip catalog build emoji data/emoji
+	$(PY) bench/quality.py --catalog emoji=data/emoji --catalog mdi=data/mdi --out runs/quality
 
 clean:
 	rm -rf $(VENV) runs data/emoji

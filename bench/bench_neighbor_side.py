@@ -1,0 +1,115 @@
+"""Cost of the neighbor side: one optimizer step per objective, FLOPs and wall time side by side.
+
+    python bench/bench_neighbor_side.py --config configs/emoji-small.yaml
+
+Contenders (same model, batch, cached inputs; only the objective/batch switches differ):
+- `l0`: λ = 0 (image-text + fusion terms only): the reference;
+- `pairs`: the config's λ with one sampled neighbor per anchor, embedded in the same forward
+  (a second row per anchor, forward and backward);
+- `pairs_detach`: the same, neighbors embedded in a gradient-free forward (`loss.nbr_detach`);
+- `boards`: board-aware P×K batches (`data.batch=boards`): the positives are in the batch, one
+  forward, neighbor terms on the anchors themselves.
+FLOPs (torch FlopCounterMode over one step, forward + backward) are machine-independent; wall
+times are medians of interleaved repeats (A, B, C, D, A, ...), reported as ratios to `l0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch.utils.flop_counter import FlopCounterMode
+
+from _common import REPEATS, interleaved, markdown_table, write_result
+from pinclip.train.config import load_config
+from pinclip.train.data import batch_plan, load_training_data
+from pinclip.train.features import PinInputs
+from pinclip.train.recipe import _step_loss, build_model
+
+CONTENDERS = {
+    "l0": ["loss.nbr_weight=0"],
+    "pairs": [],
+    "pairs_detach": ["loss.nbr_detach=true"],
+    "boards": ["data.batch=boards"],
+}
+
+
+class Step:
+    def __init__(self, cfg, data, inputs) -> None:
+        self.cfg, self.data, self.inputs = cfg, data, inputs
+        self.model = build_model(cfg).train()
+        self.plan = batch_plan(cfg, data)
+        self.in_batch = cfg.data.batch == "boards"
+        self.opt = torch.optim.AdamW(self.model.param_groups(cfg.optim.weight_decay), lr=1e-4)
+        self.loss_cfg = cfg.loss.for_model(self.model.config.matryoshka_dims)
+        self.step = 0
+
+    def one(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        anchors, neighbors = self.plan.global_batch(self.step, self.data)
+        loss, _ = _step_loss(
+            self.model,
+            self.inputs,
+            self.data,
+            anchors,
+            neighbors,
+            self.loss_cfg,
+            anchors if self.in_batch else neighbors,
+            in_batch=self.in_batch,
+        )
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="configs/emoji-small.yaml")
+    ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("overrides", nargs="*", help="key=value overrides for every contender")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfgs = {k: load_config(args.config, [*args.overrides, *v]) for k, v in CONTENDERS.items()}
+    data = load_training_data(cfgs["pairs"].data, console=Console(quiet=True))
+    inputs = PinInputs.prepare(
+        build_model(cfgs["pairs"]),
+        data,
+        cache_dir=Path(cfgs["pairs"].data.cache_dir),
+        device=torch.device("cpu"),
+        console=Console(quiet=True),
+    )
+    steps = {k: Step(c, data, inputs) for k, c in cfgs.items()}
+    flops = {}
+    for name, s in steps.items():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            s.one()
+        flops[name] = counter.get_total_flops()
+    started = time.perf_counter()
+    timings = interleaved({k: s.one for k, s in steps.items()}, args.repeats, warmup=1)
+    base_t, base_f = timings["l0"]["median_s"], flops["l0"]
+    rows, result = [], {"config": args.config, "overrides": args.overrides, "contenders": {}}
+    for name in steps:
+        t, f = timings[name]["median_s"], flops[name]
+        rows.append([name, f / 1e9, f / base_f, t, t / base_t])
+        result["contenders"][name] = {
+            "gflops_per_step": f / 1e9,
+            "flops_vs_l0": f / base_f,
+            "median_step_s": t,
+            "wall_vs_l0": t / base_t,
+            "times_s": timings[name]["times_s"],
+        }
+    result["seconds"] = time.perf_counter() - started
+    table = markdown_table(
+        ["objective", "GFLOPs/step", "FLOPs vs λ=0", "median step (s)", "wall vs λ=0"], rows
+    )
+    print(table)
+    write_result("neighbor_side", result, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Quality on every development catalog with ONE config: PinCLIP, λ = 0, open_clip, baselines.
+
+    python bench/quality.py                       # emoji (data/emoji) and mdi (data/mdi)
+    python bench/quality.py --catalog emoji=/work/data/emoji --catalog mdi=/work/data/mdi
+
+For each catalog: train PinCLIP with `configs/emoji-small.yaml` (only `data.catalog` and
+`run_dir` change: no per-catalog tuning), the λ = 0 ablation (`loss.nbr_weight=0`) and the
+open_clip baseline at its own best lr (5e-4, docs/evaluation.md), then `pinclip compare` them
+with the training-free baselines on PinCLIP's split, and write bench/results/quality.json:
+
+    {"<catalog>": {"related_cold": {"ours", "best_baseline", "best_baseline_name", "ratio",
+                                    "ci": [lo, hi], ...},
+                   "related_cold_image": {...}}}
+
+`best_baseline` is the best *training-free* baseline (minilm, lite0, minilm+lite0) on the
+task, curated boards, Recall@10; the ratio and its CI are the report's paired bootstrap. The
+trained comparisons (λ = 0, open_clip) are recorded beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from _common import RESULTS, write_result
+
+TRAINING_FREE = ("minilm", "lite0", "minilm+lite0")
+OPEN_CLIP_LR = 5e-4
+TASKS = ("related_cold", "related_cold_image")
+
+
+def _train_all(config: Path, catalog: str, out: Path, overrides: list[str], console) -> dict:
+    from pinclip.evaluate.baselines.open_clip import train_open_clip
+    from pinclip.train import load_config, train
+
+    base = [f"data.catalog={catalog}", "data.build_if_missing=null", *overrides]
+    runs = {"PinCLIP": out / "pinclip", "λ=0": out / "clip-only"}
+    extra = {"PinCLIP": [], "λ=0": ["loss.nbr_weight=0"]}
+    seconds = {}
+    for label, run in runs.items():
+        if not (run / "final" / "config.json").is_file():
+            started = time.perf_counter()
+            train(load_config(config, [*base, f"run_dir={run}", *extra[label]]), console=console)
+            seconds[label] = round(time.perf_counter() - started, 1)
+    oc = out / "open-clip"
+    if not (oc / "open_clip_model.safetensors").is_file():
+        started = time.perf_counter()
+        cfg = load_config(config, [*base, f"run_dir={oc}", f"optim.lr={OPEN_CLIP_LR}"])
+        train_open_clip(cfg, oc, console=console)
+        seconds["open_clip"] = round(time.perf_counter() - started, 1)
+    return {
+        "runs": {k: str(v) for k, v in runs.items()} | {"open_clip": str(oc)},
+        "train_s": seconds,
+    }
+
+
+def _summary(results, ours: str, n_resamples: int) -> dict:
+    from pinclip.evaluate.bootstrap import ratio_ci
+    from pinclip.evaluate.report import HEADLINE_METRIC
+
+    mine = next(r for r in results if r.name == ours)
+    out = {}
+    for task in TASKS:
+        a = mine.get(task, "curated")
+        if a is None:
+            continue
+        scored = {
+            r.name: r.get(task, "curated")
+            for r in results
+            if r.name != ours and r.get(task, "curated") is not None
+        }
+        free = {n: res for n, res in scored.items() if n in TRAINING_FREE}
+        best = max(free, key=lambda n: free[n].summary[HEADLINE_METRIC][0])
+        ratio, lo, hi = ratio_ci(
+            a.per_query[HEADLINE_METRIC],
+            free[best].per_query[HEADLINE_METRIC],
+            n_resamples=n_resamples,
+        )
+        row = {
+            "ours": round(a.summary[HEADLINE_METRIC][0], 4),
+            "best_baseline": round(free[best].summary[HEADLINE_METRIC][0], 4),
+            "best_baseline_name": best,
+            "ratio": round(ratio, 3),
+            "ci": [round(lo, 3), round(hi, 3)],
+            "n_queries": a.n_queries,
+            "all": {n: round(res.summary[HEADLINE_METRIC][0], 4) for n, res in scored.items()},
+        }
+        out[task] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="configs/emoji-small.yaml")
+    ap.add_argument(
+        "--catalog",
+        action="append",
+        help="NAME=DIR (repeatable); default emoji=data/emoji and mdi=data/mdi",
+    )
+    ap.add_argument("--out", default="runs/quality", help="where the runs and reports go")
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument(
+        "overrides", nargs="*", help="key=value overrides for every run (e.g. a budget)"
+    )
+    args = ap.parse_args()
+    console = Console(stderr=True)
+    catalogs = dict(c.split("=", 1) for c in args.catalog or ["emoji=data/emoji", "mdi=data/mdi"])
+    from pinclip.evaluate.compare import compare
+
+    result, timing = {}, {}
+    for name, root in catalogs.items():
+        out = Path(args.out) / name
+        console.rule(f"[bold]{name}: training PinCLIP, λ=0 and open_clip ({root})")
+        trained = _train_all(Path(args.config), root, out, args.overrides, console)
+        specs = [
+            f"PinCLIP={trained['runs']['PinCLIP']}",
+            f"λ=0={trained['runs']['λ=0']}",
+            f"open_clip=open_clip:{trained['runs']['open_clip']}",
+            *TRAINING_FREE,
+            "random",
+        ]
+        console.rule(f"[bold]{name}: pinclip compare")
+        report, results = compare(
+            specs,
+            split_from=trained["runs"]["PinCLIP"],
+            out_dir=out / "report",
+            n_resamples=args.bootstrap,
+            console=console,
+        )
+        result[name] = _summary(results, "PinCLIP", args.bootstrap)
+        timing[name] = trained["train_s"] | {"report": str(report)}
+    path = write_result("quality", {**result, "_runs": timing, "_config": args.config})
+    console.print(f"wrote {path} (figures also in {RESULTS})")
+
+
+if __name__ == "__main__":
+    main()
