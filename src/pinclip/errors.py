@@ -37,3 +37,21 @@ def require(module: str, extra: str, what: str = "this command"):
 
 class ConfigError(PinclipError, ValueError):
     """A config file, preset or override is invalid; the message says what to change."""
+
+
+#: The modules each pip extra brings (pyproject.toml's optional-dependencies), checked by
+#: `require_extra` before a command starts so a missing one fails in one line, not mid-run.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "serve": ("faiss", "fastapi", "pydantic", "uvicorn", "multipart", "prometheus_client"),
+    "export": ("onnx", "onnxruntime"),
+    "eval": ("matplotlib", "sklearn", "open_clip"),
+    "ray": ("ray",),
+    "tensorboard": ("tensorboard",),
+    "mlflow": ("mlflow",),
+}
+
+
+def require_extra(extra: str, what: str = "this command") -> None:
+    """Raise MissingExtraError unless every module of pip extra `extra` imports."""
+    for module in EXTRAS[extra]:
+        require(module, extra, what)

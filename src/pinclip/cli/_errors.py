@@ -12,5 +12,7 @@ stderr = Console(stderr=True)
 
 def fail(err: Exception | str) -> NoReturn:
     """Print `error: <err>` and exit 2 (bad input or config: no traceback)."""
-    stderr.print(f"[red]error:[/] {err}")
+    from rich.markup import escape
+
+    stderr.print(f"[red]error:[/] {escape(str(err))}")  # "pinclip[serve]" is not markup
     raise typer.Exit(2) from None

@@ -39,7 +39,11 @@ def demo(
     ),
 ) -> None:
     """Build the emoji catalog if missing, train PinCLIP and its λ=0 ablation, compare them."""
+    from pinclip.errors import require_extra
     from pinclip.progress import Heartbeat
+
+    for extra in ("eval", "serve"):  # the report, then embed + index: fail now, not at the end
+        require_extra(extra, "pinclip demo")
 
     started = time.perf_counter()
     with Heartbeat("demo", console) as beat:  # plain "where is it" lines when stderr is a log

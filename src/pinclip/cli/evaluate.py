@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pinclip.errors import require_extra
+
 from ._errors import fail
 
 console = Console(stderr=True)
@@ -48,6 +50,7 @@ def evaluate(
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:
     """Score a PinCLIP model on every retrieval task of DESIGN.md §7, on its run's split."""
+    require_extra("eval", "pinclip evaluate")
     from pinclip.evaluate.compare import evaluate_model
 
     try:
@@ -80,6 +83,7 @@ def compare(
     seed: int = typer.Option(0, help="Bootstrap and plot seed."),
 ) -> None:
     """Run models and baselines on one split; write report.md, report.html and PNG plots."""
+    require_extra("eval", "pinclip compare")
     from pinclip.evaluate.compare import compare as run_compare
     from pinclip.evaluate.report import HEADLINE_METRIC, metrics_table
 
@@ -130,6 +134,7 @@ def train_open_clip(
     ),
 ) -> None:
     """Train the open_clip baseline with open_clip's own loop on the same data and budget."""
+    require_extra("eval", "pinclip train-open-clip")
     from pinclip.evaluate.baselines.open_clip import train_open_clip as run
     from pinclip.train import ConfigError, load_config
 

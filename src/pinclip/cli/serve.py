@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from pinclip.errors import require_extra
+
 from ._errors import fail
 
 console = Console(stderr=True)
@@ -48,6 +50,10 @@ def embed(
     workers: int = typer.Option(2, min=1, help="Image decoding threads (local) or Ray workers."),
 ) -> None:
     """Embed every pin of a catalog; re-run the same command to resume after a kill."""
+    if backend == "onnx":
+        require_extra("export", "pinclip embed --backend onnx")
+    if engine == "ray":
+        require_extra("ray", "pinclip embed --engine ray")
     from pinclip.data.catalog import CatalogError
     from pinclip.serve import embed_catalog
 
@@ -82,6 +88,7 @@ def export(
     samples: int = typer.Option(64, min=2, help="Catalog pins used for calibration and parity."),
 ) -> None:
     """Export image tower, text tower and fusion to ONNX; checks parity (cosine >= 0.99)."""
+    require_extra("export", "pinclip export")
     from pinclip.serve import ParityError, catalog_samples, export_onnx
 
     if format != "onnx":
@@ -112,6 +119,7 @@ def index_build(
     catalog: Path = typer.Option(None, help="Catalog for titles, images and boards."),
 ) -> None:
     """Build a faiss index over pin embeddings and report recall@10 against exact search."""
+    require_extra("serve", "pinclip index build")
     from pinclip.data.catalog import CatalogError
     from pinclip.serve import build_index
 
@@ -144,6 +152,9 @@ def serve(
     ),
 ) -> None:
     """Serve search, related pins, board recommendations and adding pins over HTTP."""
+    require_extra("serve", "pinclip serve")
+    if backend == "onnx":
+        require_extra("export", "pinclip serve --backend onnx")
     from pinclip.data.catalog import CatalogError
     from pinclip.serve import PinService, run
     from pinclip.serve.app import is_loopback

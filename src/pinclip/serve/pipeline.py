@@ -10,7 +10,6 @@ from PIL import Image
 from pinclip.data.catalog import pin_text, read_catalog
 
 from .embed import embed_catalog
-from .index import build_index
 
 
 def catalog_samples(
@@ -35,6 +34,8 @@ def prepare_serving(
 ) -> tuple[Path, dict, str]:
     """Embed the catalog and build its index under `out`; returns the index dir, its info and
     the `pinclip serve` command that serves it."""
+    from .index import build_index  # faiss: the 'serve' extra
+
     out = Path(out)
     embeddings = embed_catalog(model_dir, catalog_dir, out / "embeddings", progress=progress)
     index_dir = out / "index"
