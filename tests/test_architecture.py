@@ -14,7 +14,7 @@ import pinclip
 
 SRC = Path(pinclip.__file__).parent
 LAYERS = [
-    {"errors", "atomic", "_typed_config", "distributed", "progress"},  # foundations
+    {"errors", "atomic", "_typed_config", "distributed", "progress", "log", "_facade"},
     {"data"},
     {"graph"},
     {"model"},

@@ -1,9 +1,18 @@
 """pinclip: graph-aware multimodal embeddings (PinCLIP recipe), trained, evaluated and served.
 
-    from pinclip import PinCLIP, read_catalog, load_config, train
+    import pinclip
+    pinclip.build_catalog("emoji", "data/emoji")
+    run = pinclip.train("configs/emoji-small.yaml")            # pinclip train -c ...
+    report, _ = pinclip.compare([str(run.run_dir), "minilm+lite0"], split_from=run.run_dir)
+    pinclip.embed_catalog(run.run_dir / "best", "data/emoji", "runs/emb")
+    index, info = pinclip.build_index("runs/emb", "runs/index", catalog_dir="data/emoji")
+    pinclip.serve("runs/index", run.run_dir / "best")
+    model = pinclip.PinCLIP.from_pretrained("runs/emoji-small/best")  # or "org/name" (Hub)
+    model.encode_image([pil_image]), model.encode_text(["a red fox"])
 
-The public names are re-exported lazily, so `import pinclip` (and the CLI's start-up)
-does not pay for torch until a model is touched.
+One function per CLI step, same names and defaults (`pinclip.<layer>.api`). The public names
+are re-exported lazily, so `import pinclip` (and the CLI's start-up) does not pay for torch
+until a model is touched.
 """
 
 from __future__ import annotations
@@ -14,10 +23,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    # the pipeline, one function per CLI step (each layer's api module)
+    "build_catalog": "pinclip.data.api",
+    "check_catalog": "pinclip.data.catalog",
+    "train": "pinclip.train.api",
+    "evaluate": "pinclip.evaluate.api",
+    "compare": "pinclip.evaluate.api",
+    "embed_catalog": "pinclip.serve.api",
+    "export": "pinclip.serve.api",
+    "build_index": "pinclip.serve.api",
+    "serve": "pinclip.serve.api",
+    # data, graph, model, objectives, configs
     "Catalog": "pinclip.data.catalog",
     "read_catalog": "pinclip.data.catalog",
     "write_catalog": "pinclip.data.catalog",
-    "check_catalog": "pinclip.data.catalog",
     "build_emoji_catalog": "pinclip.data.builders",
     "build_synthetic_catalog": "pinclip.data.builders",
     "PinBoardGraph": "pinclip.graph",
@@ -30,7 +49,7 @@ _EXPORTS = {
     "pinclip_loss": "pinclip.losses",
     "TrainConfig": "pinclip.train",
     "load_config": "pinclip.train",
-    "train": "pinclip.train",
+    "PinclipError": "pinclip.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]

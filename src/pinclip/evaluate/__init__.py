@@ -31,3 +31,10 @@ __all__ = [
     "retrieval_metrics",
     "write_report",
 ]
+
+
+from pinclip._facade import make_callable  # noqa: E402
+
+make_callable(
+    __name__, "pinclip.evaluate.api:evaluate"
+)  # pinclip.evaluate(...) is the pipeline step

@@ -12,3 +12,8 @@ __all__ = [
     "save_config",
     "train",
 ]
+
+
+from pinclip._facade import make_callable  # noqa: E402
+
+make_callable(__name__, "pinclip.train.api:train")  # pinclip.train(...) is the pipeline step
