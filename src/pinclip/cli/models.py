@@ -1,23 +1,33 @@
-"""`pinclip models`: list the model presets with their parameter counts."""
+"""`pinclip models`: the presets and which parts load pretrained weights; `pinclip push-to-hub`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import typer
 from rich.console import Console
 from rich.table import Table
 
 
 def list_models() -> None:
-    """List the model presets with their parameter counts (total and trainable)."""
+    """List the model presets: parameter counts and which parts start pretrained."""
     from pinclip.model import list_presets, preset_info
 
-    table = Table(title="pinclip model presets", caption="layers = image / text / fusion")
+    table = Table(
+        title="pinclip model presets",
+        caption="layers = image / text / fusion. Pretrained weights load offline from pip "
+        "packages; adapter layers, fusion layers and heads always start random: train them "
+        "(pinclip train) or load a trained model (PinCLIP.from_pretrained).",
+    )
     for column in ("preset", "params", "trainable", "width", "emb", "image", "stem", "text"):
         table.add_column(
             column, justify="left" if column in ("preset", "stem", "text") else "right"
         )
     table.add_column("layers")
+    table.add_column("pretrained parts")
     for name in list_presets():
         info = preset_info(name)
+        pretrained = [part for part, source in info["pretrained_parts"].items() if source]
         table.add_row(
             name,
             f"{info['parameters'] / 1e6:.2f}M",
@@ -28,5 +38,28 @@ def list_models() -> None:
             info["stem"],
             info["text_encoder"],
             info["layers"],
+            ", ".join(pretrained) or "none (all random)",
         )
     Console().print(table)
+
+
+def push_to_hub(
+    model: Path = typer.Argument(..., help="A run dir (its best/ is pushed) or a model dir."),
+    repo_id: str = typer.Argument(..., help="Hub repo, org/name (created if missing)."),
+    report: Path = typer.Option(
+        None, "--report", help="`pinclip compare` report dir: its headline table goes in the card."
+    ),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+) -> None:
+    """Upload a model and its model card (data, objective, results, licences) to the Hub."""
+    from pinclip.model import PinCLIP
+
+    run_dir = None
+    if (model / "best" / "config.json").is_file():
+        run_dir, model = model, model / "best"
+    elif (model.parent / "config.yaml").is_file():
+        run_dir = model.parent
+    url = PinCLIP.from_pretrained(model).push_to_hub(
+        repo_id, run_dir=run_dir, report=report, private=private or None
+    )
+    Console(stderr=True).print(f"[green]pushed[/]: {url}")

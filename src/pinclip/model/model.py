@@ -14,10 +14,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from pinclip.errors import PinclipError
+
 from ._registry import preset_config
 from .config import PinCLIPConfig
 from .fusion import Fusion
 from .heads import EmbeddingHead
+from .hub import pretrained_parts
 from .image_tower import ImageTower
 from .pretrained import load_stem_weights
 from .text_tower import HFTextEncoder, TextTower, build_tokenizer
@@ -26,6 +29,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TEXT_ENCODER_DIR = "text_encoder"
 FORMAT = "pinclip-model/1"
+
+
+class ModelFileError(PinclipError, FileNotFoundError):
+    """A model folder (or Hub repo) lacks what `save_pretrained` writes."""
+
+
+class ModelFormatError(PinclipError, ValueError):
+    """A config.json that `save_pretrained` did not write (or a newer format)."""
 
 
 def image_transform(config: PinCLIPConfig, *, train: bool = False) -> Callable[[Any], torch.Tensor]:
@@ -108,17 +119,31 @@ class PinCLIP(nn.Module):
         return cls(preset_config(name, **overrides), load_pretrained=pretrained, seed=seed)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> PinCLIP:
-        """Load what `save_pretrained` wrote; needs no pretrained-weights package."""
-        directory = Path(directory)
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+    ) -> PinCLIP:
+        """Load what `save_pretrained` wrote, from a folder or a Hub repo id ("org/name").
+
+        A repo is downloaded once into the Hub cache (`HF_HOME`); with `HF_HUB_OFFLINE=1`
+        it is read from the cache only. Needs no pretrained-weights package.
+        """
+        from .hub import resolve
+
+        directory = resolve(name_or_path, revision=revision, cache_dir=cache_dir, token=token)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
-                raise FileNotFoundError(
-                    f"{directory / name} not found: pass a directory written by save_pretrained"
+                raise ModelFileError(
+                    f"{directory / name} not found: pass a directory written by save_pretrained "
+                    "or a Hub repo id (org/name)"
                 )
         data = json.loads((directory / CONFIG_FILE).read_text())
         if data.pop("format", None) != FORMAT:
-            raise ValueError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
+            raise ModelFormatError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
         config = PinCLIPConfig.from_dict(data, source=str(directory / CONFIG_FILE))
         text_dir = directory / TEXT_ENCODER_DIR
         model = cls(
@@ -126,6 +151,30 @@ class PinCLIP(nn.Module):
         )
         load_model(model, str(directory / WEIGHTS_FILE), strict=True)
         return model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        run_dir: str | Path | None = None,
+        report: str | Path | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload PinCLIP model",
+    ) -> str:
+        """Upload to the Hub: the `save_pretrained` folder plus a model card (README.md)
+        written from `run_dir` (data, objective) and `report` (the headline table)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(
+            self,
+            repo_id,
+            run_dir=run_dir,
+            report=report,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+        )
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write config.json + model.safetensors (+ the text encoder's HF config and tokenizer)."""
@@ -156,6 +205,58 @@ class PinCLIP(nn.Module):
     def image_transform(self, train: bool = False) -> Callable[[Any], torch.Tensor]:
         """PIL RGB image -> normalised tensor [3, S, S]; `train` adds augmentation."""
         return image_transform(self.config, train=train)
+
+    # ----- encode: PIL images and strings in, unit embeddings out (open_clip / ST style) ----
+    def encode_image(self, images: Any, *, batch_size: int = 64) -> torch.Tensor:
+        """Image embeddings [N, D] (L2-normalised) of PIL images or image paths."""
+        return self._encode(images=_as_list(images, "images"), batch_size=batch_size).image_emb
+
+    def encode_text(self, texts: str | Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
+        """Text embeddings [N, D] (L2-normalised) of strings."""
+        return self._encode(texts=_as_list(texts, "texts"), batch_size=batch_size).text_emb
+
+    def encode_pin(
+        self, images: Any, texts: str | Sequence[str], *, batch_size: int = 64
+    ) -> torch.Tensor:
+        """Pin embeddings [N, D] of (image, text) pairs: what related pins and boards use."""
+        images, texts = _as_list(images, "images"), _as_list(texts, "texts")
+        if len(images) != len(texts):
+            raise ValueError(f"encode_pin got {len(images)} images but {len(texts)} texts")
+        return self._encode(images=images, texts=texts, batch_size=batch_size).pin_emb
+
+    @torch.no_grad()
+    def _encode(
+        self, *, images: list | None = None, texts: list | None = None, batch_size: int
+    ) -> PinCLIPOutput:
+        from PIL import Image
+
+        transform = self.image_transform()
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        outs: dict[str, list[torch.Tensor]] = {"image_emb": [], "text_emb": [], "pin_emb": []}
+        try:
+            n = len(images if images is not None else texts)
+            for start in range(0, n, batch_size):
+                pixels = text = None
+                if images is not None:
+                    batch = [
+                        Image.open(i) if isinstance(i, (str, Path)) else i
+                        for i in images[start : start + batch_size]
+                    ]
+                    pixels = torch.stack([transform(i.convert("RGB")) for i in batch]).to(device)
+                if texts is not None:
+                    tok = self.tokenize(texts[start : start + batch_size])
+                    text = {k: v.to(device) for k, v in tok.items()}
+                out = self(images=pixels, text=text)
+                for key, parts in outs.items():
+                    value = getattr(out, key)
+                    if value is not None:
+                        parts.append(value.float().cpu())
+        finally:
+            self.train(was_training)
+        cat = {k: torch.cat(v) if v else None for k, v in outs.items()}
+        return PinCLIPOutput(**cat, image_tokens=None, text_tokens=None, text_mask=None)
 
     # ----- frozen parts (what a feature cache stores) -------------------------------------
     def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -254,8 +355,28 @@ class PinCLIP(nn.Module):
 
 
 def create_model(name: str, *, pretrained: bool = True, seed: int = 0, **overrides: Any) -> PinCLIP:
-    """timm-style alias of `PinCLIP.from_preset`."""
-    return PinCLIP.from_preset(name, pretrained=pretrained, seed=seed, **overrides)
+    """timm-style alias of `PinCLIP.from_preset`: a preset ready to *train*.
+
+    `pretrained=True` loads only the towers' pretrained weights, offline from pip packages:
+    in `small` and `base`, the image stem (EfficientNet-Lite0, ImageNet-1k) and the text
+    encoder (all-MiniLM-L6-v2); `tiny` has none. The adapter layers, the fusion layers and
+    the embedding heads always start random (a warning says so), so the pin embedding means
+    nothing until trained: for a trained model use `PinCLIP.from_pretrained(dir or
+    "org/name")`. `pinclip models` lists what each preset loads.
+    """
+    import warnings
+
+    from .hub import describe_pretrained
+
+    model = PinCLIP.from_preset(name, pretrained=pretrained, seed=seed, **overrides)
+    if pretrained:
+        warnings.warn(
+            f"create_model({name!r}, pretrained=True): {describe_pretrained(model.config)}. "
+            "Train it (pinclip train) or load a trained model with PinCLIP.from_pretrained.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return model
 
 
 def preset_info(name: str) -> dict[str, Any]:
@@ -273,4 +394,15 @@ def preset_info(name: str) -> dict[str, Any]:
         "stem_pretrained": cfg.image.pretrained,
         "text_encoder": cfg.text.encoder,
         "layers": f"{cfg.image.depth}/{cfg.text.depth}/{cfg.fusion.depth}",
+        "pretrained_parts": pretrained_parts(cfg),
     }
+
+
+def _as_list(items: Any, what: str) -> list:
+    """One item or a sequence of them -> a non-empty list."""
+    if isinstance(items, (str, Path)) or not isinstance(items, Sequence):
+        items = [items]
+    items = list(items)
+    if not items:
+        raise ValueError(f"no {what} to encode")
+    return items
