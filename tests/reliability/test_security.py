@@ -100,7 +100,7 @@ def test_escaping_image_paths_in_the_index_are_refused(server):
     for pin_id in server.escaping_pins:
         r = httpx.get(f"{server.url}/v1/pins/{pin_id}/image", headers=AUTH)
         _tried("path traversal (image path)")
-        assert r.status_code == 404 and "outside" in r.json()["error"], r.text
+        assert r.status_code == 404 and "outside" in r.json()["detail"], r.text
         assert "root:" not in r.text
     bad_id = httpx.post(
         f"{server.url}/v1/pins",
@@ -210,7 +210,7 @@ def test_decompression_bombs_are_refused_in_bounded_memory(server, bomb, endpoin
         timeout=60,
     )
     _tried("decompression bomb")
-    assert r.status_code == 413 and "pixel" in r.json()["error"], r.text
+    assert r.status_code == 413 and "pixel" in r.json()["detail"], r.text
     grown = _rss_mb(server.proc.pid) - before
     assert grown < 100, f"server memory grew {grown:.0f} MB on a refused bomb"
 
@@ -263,7 +263,7 @@ def test_malformed_multipart_is_a_4xx(server, case):
     status, response = raw(server, _multipart(body, content_type))
     _tried("malformed multipart")
     assert 400 <= status < 500, response[:400]
-    assert b'"error"' in response
+    assert b'"detail"' in response
     assert server.health()["pins"] == CATALOG_PINS
 
 

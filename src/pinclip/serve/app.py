@@ -1,25 +1,133 @@
-"""FastAPI app over a `PinService`: JSON API under /v1, the web page at /, OpenAPI at /docs."""
+"""FastAPI app over a `PinService`: a typed JSON API under /v1, the web page at /, /metrics.
+
+Every route declares its response model, so /openapi.json is a usable client contract
+(tests/serve/test_openapi.py validates every response against it). Errors have FastAPI's
+shape, `{"detail": "what to change"}` (validation errors: FastAPI's list of field errors).
+/metrics is the Prometheus text format: requests, latency, index size, pins added.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import hmac
 import logging
 import re
+import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .service import PinService, ServiceError
 
+#: Most items one /v1/embed request may carry (bounds memory and latency per request).
+MAX_EMBED_BATCH = 64
+
+
+# ----- the API's types -----------------------------------------------------------------------
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="What went wrong and what to change; for a malformed request, FastAPI's "
+        "list of field errors ({loc, msg, type})."
+    )
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    pins: int = Field(description="Pins in the index, added ones included.")
+    replayed: int = Field(description="Added pins replayed from the store at start-up.")
+
+
+class PinHit(BaseModel):
+    pin_id: str
+    title: str
+    score: float = Field(description="Cosine similarity to the query.")
+    image_url: str
+
+
+class SearchResponse(BaseModel):
+    query: str | None = None
+    results: list[PinHit]
+
 
 class TextQuery(BaseModel):
-    q: str
-    k: int = 10
+    q: str = Field(description="Text query.")
+    k: int = Field(10, description="Number of results.")
+
+
+class RelatedResponse(BaseModel):
+    pin_id: str
+    results: list[PinHit]
+
+
+class BoardHit(BaseModel):
+    board_id: str
+    title: str
+    score: float = Field(description="Share of the nearest pins' similarity that votes for it.")
+
+
+class BoardsResponse(BaseModel):
+    pin_id: str
+    boards: list[BoardHit]
+
+
+class PinCard(BaseModel):
+    pin_id: str
+    title: str
+    image_url: str
+    source: str = Field(description="'catalog' or 'added' (over the API).")
+
+
+class PinsPage(BaseModel):
+    total: int
+    offset: int
+    pins: list[PinCard]
+
+
+class AddedPin(BaseModel):
+    pin_id: str
+    title: str
+    image_url: str
+
+
+class EmbedRequest(BaseModel):
+    texts: list[str] | None = Field(None, description="Texts to embed.")
+    images: list[str] | None = Field(
+        None, description="Images to embed, each a base64-encoded image file (PNG, JPEG, ...)."
+    )
+
+
+class EmbedResponse(BaseModel):
+    count: int
+    dim: int
+    image_emb: list[list[float]] | None = Field(None, description="Unit image embeddings.")
+    text_emb: list[list[float]] | None = Field(None, description="Unit text embeddings.")
+    pin_emb: list[list[float]] | None = Field(
+        None, description="Unit pin embeddings of (image, text) pairs: both lists, same length."
+    )
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422)
+}
+_FILE = {
+    200: {
+        "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The image file.",
+    },
+    **_ERRORS,
+}
+
+
+# ----- middleware ----------------------------------------------------------------------------
 
 
 class BodyLimit:
@@ -59,37 +167,92 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class _Metrics:
+    """Prometheus metrics of one app (its own registry: several apps in a process never mix)."""
+
+    def __init__(self, service: PinService) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pinclip_http_requests",
+            "HTTP requests by route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pinclip_http_request_duration_seconds",
+            "Time to answer a request, by route template.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        index_pins = Gauge(
+            "pinclip_index_pins", "Pins in the index, added ones included.", registry=self.registry
+        )
+        index_pins.set_function(lambda: len(service.index))
+        self.pins_added = Counter(
+            "pinclip_pins_added", "Pins added over the API since start-up.", registry=self.registry
+        )
+
+    def observe(self, request: Request, status: int, seconds: float) -> None:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        self.requests.labels(request.method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def exposition(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 STATIC = Path(__file__).parent / "static"
-OPEN_PATHS = ("/", "/healthz", "/docs", "/openapi.json", "/static/")
+OPEN_PATHS = ("/", "/healthz", "/metrics", "/docs", "/openapi.json", "/static/")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+# ----- the app -------------------------------------------------------------------------------
 
 
 def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
     """The HTTP API. With `api_key`, /v1 needs header `X-API-Key` (or `?api_key=` for <img>)."""
     app = FastAPI(
-        title="pinclip", version="1", description="Search pins by text, image or pin; add pins."
+        title="pinclip",
+        version="1",
+        description="Search pins by text, image or pin; boards for a pin; add pins; embed.",
     )
     limits = service.limits
+    metrics = _Metrics(service)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        started = time.perf_counter()
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
-            return _error(413, f"request body over {limits.max_body_bytes:,} bytes")
-        if api_key and request.url.path.startswith("/v1"):
-            given = request.headers.get("x-api-key") or request.query_params.get("api_key") or ""
-            if not hmac.compare_digest(given.encode(), api_key.encode()):
-                return _error(401, "missing or wrong API key: send header X-API-Key")
-        return await call_next(request)
+            response = _error(413, f"request body over {limits.max_body_bytes:,} bytes")
+        elif (
+            api_key
+            and request.url.path.startswith("/v1")
+            and not hmac.compare_digest(
+                (
+                    request.headers.get("x-api-key") or request.query_params.get("api_key") or ""
+                ).encode(),
+                api_key.encode(),
+            )
+        ):
+            response = _error(401, "missing or wrong API key: send header X-API-Key")
+        else:
+            response = await call_next(request)
+        metrics.observe(request, response.status_code, time.perf_counter() - started)
+        return response
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, err: ServiceError):
         return _error(err.status, err.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, err: RequestValidationError):
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
-        return _error(422, "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, err: StarletteHTTPException):
@@ -97,46 +260,92 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
 
     k_query = Query(10, description=f"results, 1..{limits.max_k}")
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", "pins": len(service.index), "replayed": service.replayed}
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok", pins=len(service.index), replayed=service.replayed)
 
-    @app.get("/v1/search")
-    def search(q: str = Query(..., description="text query"), k: int = k_query) -> dict:
-        return {"query": q, "results": service.search_text(q, k)}
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "Prometheus text exposition format.",
+            }
+        },
+    )
+    def prometheus_metrics() -> Response:
+        return metrics.exposition()
 
-    @app.post("/v1/search")
-    def search_json(body: TextQuery) -> dict:
-        return {"query": body.q, "results": service.search_text(body.q, body.k)}
+    @app.get("/v1/search", response_model=SearchResponse, responses=_ERRORS)
+    def search(q: str = Query(..., description="text query"), k: int = k_query) -> SearchResponse:
+        return SearchResponse(query=q, results=service.search_text(q, k))
 
-    @app.post("/v1/search/image")
-    def search_image(file: UploadFile = File(...), k: int = k_query) -> dict:
-        return {"results": service.search_image(file.file.read(), k)}
+    @app.post("/v1/search", response_model=SearchResponse, responses=_ERRORS)
+    def search_json(body: TextQuery) -> SearchResponse:
+        return SearchResponse(query=body.q, results=service.search_text(body.q, body.k))
 
-    @app.get("/v1/pins/{pin_id}/related")
-    def related(pin_id: str, k: int = k_query) -> dict:
-        return {"pin_id": pin_id, "results": service.related(pin_id, k)}
+    @app.post("/v1/search/image", response_model=SearchResponse, responses=_ERRORS)
+    def search_image(file: UploadFile = File(...), k: int = k_query) -> SearchResponse:
+        return SearchResponse(results=service.search_image(file.file.read(), k))
 
-    @app.get("/v1/pins/{pin_id}/boards")
-    def boards(pin_id: str, k: int = Query(5, description=f"boards, 1..{limits.max_k}")) -> dict:
-        return {"pin_id": pin_id, "boards": service.boards(pin_id, k)}
+    @app.get("/v1/pins", response_model=PinsPage, responses=_ERRORS)
+    def list_pins(
+        offset: int = Query(0, ge=0, description="first pin (catalog order, added pins last)"),
+        limit: int = Query(40, ge=1, le=limits.max_k, description=f"pins, 1..{limits.max_k}"),
+    ) -> PinsPage:
+        with service.lock:
+            meta = service.index.meta
+            rows = meta.iloc[offset : offset + limit]
+            total = len(meta)
+        pins = [_card(row) for _, row in rows.iterrows()]
+        return PinsPage(total=total, offset=offset, pins=pins)
 
-    @app.get("/v1/pins/{pin_id}/image")
+    @app.get("/v1/pins/{pin_id}", response_model=PinCard, responses=_ERRORS)
+    def get_pin(pin_id: str) -> PinCard:
+        with service.lock:
+            row = service.index.meta.iloc[service.row(pin_id)]
+        return _card(row)
+
+    @app.get("/v1/pins/{pin_id}/related", response_model=RelatedResponse, responses=_ERRORS)
+    def related(pin_id: str, k: int = k_query) -> RelatedResponse:
+        return RelatedResponse(pin_id=pin_id, results=service.related(pin_id, k))
+
+    @app.get("/v1/pins/{pin_id}/boards", response_model=BoardsResponse, responses=_ERRORS)
+    def boards(
+        pin_id: str, k: int = Query(5, description=f"boards, 1..{limits.max_k}")
+    ) -> BoardsResponse:
+        return BoardsResponse(pin_id=pin_id, boards=service.boards(pin_id, k))
+
+    @app.get("/v1/pins/{pin_id}/image", response_class=FileResponse, responses=_FILE)
     def pin_image(pin_id: str) -> FileResponse:
         return FileResponse(service.image_path(pin_id))
 
-    @app.get("/v1/catalog/{path:path}")
+    @app.get("/v1/catalog/{path:path}", response_class=FileResponse, responses=_FILE)
     def catalog_file(path: str) -> FileResponse:
         return FileResponse(service.catalog_file(path))
 
-    @app.post("/v1/pins", status_code=201)
+    @app.post(
+        "/v1/pins",
+        status_code=201,
+        response_model=AddedPin,
+        responses={**_ERRORS, 403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+    )
     def add_pin(
         file: UploadFile = File(..., description="the pin's image"),
         title: str = Form("", max_length=500),
         description: str = Form("", max_length=5000),
         pin_id: str | None = Form(None),
-    ) -> dict:
-        return service.add_pin(file.file.read(), title, description, pin_id)
+    ) -> AddedPin:
+        added = AddedPin(**service.add_pin(file.file.read(), title, description, pin_id))
+        metrics.pins_added.inc()
+        return added
+
+    @app.post("/v1/embed", response_model=EmbedResponse, responses=_ERRORS)
+    def embed(body: EmbedRequest) -> EmbedResponse:
+        """Embed texts and/or images in one batch. Both lists, of the same length, are
+        (image, text) pairs and give all three embeddings; one list gives its own."""
+        return _embed(service, body)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -145,8 +354,57 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
     return app
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
+def _card(row) -> PinCard:
+    return PinCard(
+        pin_id=str(row["pin_id"]),
+        title=str(row["title"] or ""),
+        image_url=f"/v1/pins/{row['pin_id']}/image",
+        source=str(row["source"] or "catalog"),
+    )
+
+
+def _embed(service: PinService, body: EmbedRequest) -> EmbedResponse:
+    texts, images = body.texts or [], body.images or []
+    if not texts and not images:
+        raise ServiceError(422, "send texts, images (base64) or both")
+    if texts and images and len(texts) != len(images):
+        raise ServiceError(
+            422, f"{len(images)} images but {len(texts)} texts: pairs need equal lengths"
+        )
+    count = max(len(texts), len(images))
+    if count > MAX_EMBED_BATCH:
+        raise ServiceError(422, f"{count} items > {MAX_EMBED_BATCH} per request; split the batch")
+    too_long = [i for i, t in enumerate(texts) if len(t) > service.limits.max_query_chars]
+    if too_long:
+        raise ServiceError(
+            422, f"texts[{too_long[0]}] is over {service.limits.max_query_chars} characters"
+        )
+    embedder = service.embedder
+    pixels = None
+    if images:
+        decoded = []
+        for i, data in enumerate(images):
+            try:
+                raw = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise ServiceError(422, f"images[{i}] is not valid base64") from None
+            try:
+                decoded.append(embedder.preprocess(service.decode_image(raw)))
+            except ServiceError as err:
+                raise ServiceError(err.status, f"images[{i}]: {err.message}") from None
+        pixels = np.stack(decoded).astype(np.float32)
+    out: dict[str, np.ndarray] = {}
+    if pixels is not None and texts:
+        out = embedder.embed_pins(pixels, list(texts))
+    elif pixels is not None:
+        out = {"image_emb": embedder.embed_images(pixels)}
+    else:
+        out = {"text_emb": embedder.embed_texts(list(texts))}
+    return EmbedResponse(
+        count=count,
+        dim=int(embedder.config.embed_dim),
+        **{k: np.asarray(v, dtype=np.float64).round(7).tolist() for k, v in out.items()},
+    )
 
 
 def is_loopback(host: str) -> bool:
