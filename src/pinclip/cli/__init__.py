@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(catalog.app, name="catalog")
 app.command("models")(models.list_models)
+app.command("push-to-hub")(models.push_to_hub)
 app.command("train")(train.train)
 app.command("demo")(demo.demo)
 app.command("evaluate")(evaluate.evaluate)
@@ -28,7 +29,16 @@ app.command("serve")(serve.serve)
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    log_level: str = typer.Option(
+        None,
+        "--log-level",
+        envvar="PINCLIP_LOG_LEVEL",
+        help="DEBUG, INFO (default), WARNING or ERROR: what log lines pinclip prints.",
+    ),
 ) -> None:
+    from pinclip.log import setup_logging
+
+    setup_logging(log_level)
     if version:
         from pinclip import __version__
 
@@ -37,4 +47,16 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The console script: an expected failure anywhere (`PinclipError`, e.g. a missing extra)
+    is one red `error:` line and exit 2; anything else is a bug and keeps its traceback."""
+    from pinclip.errors import PinclipError
+
+    from ._errors import fail
+
+    try:
+        app()
+    except PinclipError as err:
+        try:
+            fail(err)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None

@@ -79,7 +79,8 @@ class TrainConfig:
     keep_last: int = 2
     device: str = "auto"  # auto, cpu, cuda
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
-    tensorboard: bool = True
+    tensorboard: bool = True  # RUN/tensorboard/ (the 'tensorboard' extra; warns if missing)
+    mlflow: str | None = None  # an MLflow tracking URI: log params and metrics there
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

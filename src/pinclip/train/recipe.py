@@ -11,7 +11,6 @@ scheduler, RNG and the step (which fixes the data order) are in every checkpoint
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -33,6 +32,7 @@ from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_che
 from .config import TrainConfig, save_config
 from .data import TrainingData, batch_plan, load_training_data, rank_slice
 from .features import PinInputs
+from .tracking import open_trackers
 
 
 class TrainingError(RuntimeError):
@@ -160,7 +160,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     loss_cfg = cfg.loss.for_model(model.config.matryoshka_dims)
     use_bf16 = device.type == "cuda"
-    log = _MetricsLog(run_dir, step, enabled=is_main, tensorboard=cfg.tensorboard)
+    log = open_trackers(cfg, run_dir, step, enabled=is_main)  # metrics.jsonl, TensorBoard, MLflow
 
     started, loss_value = time.perf_counter(), float("nan")
     with _progress_bar(console, is_main) as progress:
@@ -354,46 +354,3 @@ def _check_ranks_in_sync(model: torch.nn.Module) -> None:
     dist.all_gather(gathered, checksum)
     if any(not torch.equal(g, gathered[0]) for g in gathered):
         raise TrainingError(f"ranks diverged: parameter checksums {[g.item() for g in gathered]}")
-
-
-class _MetricsLog:
-    """metrics.jsonl (truncated to the resumed step, so a resume never duplicates lines) + TensorBoard."""
-
-    def __init__(self, run_dir: Path, step: int, *, enabled: bool, tensorboard: bool) -> None:
-        self.enabled = enabled
-        self.writer = None
-        if not enabled:
-            return
-        path = run_dir / "metrics.jsonl"
-        kept = []
-        if path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line and json.loads(line)["step"] <= step
-            ]
-        path.write_text("".join(line + "\n" for line in kept))
-        self.fh = path.open("a")
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(run_dir / "tensorboard")
-            except ImportError:
-                pass
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        self.fh.write(json.dumps(record) + "\n")
-        self.fh.flush()
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step":
-                    self.writer.add_scalar(key, value, record["step"])
-
-    def close(self) -> None:
-        if self.enabled:
-            self.fh.close()
-            if self.writer is not None:
-                self.writer.close()

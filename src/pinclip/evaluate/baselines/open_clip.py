@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from pinclip.evaluate.data import EvalData
+from pinclip.log import quiet_root_records
 from pinclip.model.pretrained import LITE0_MEAN, LITE0_STD
 from pinclip.train.config import TrainConfig
 
@@ -80,23 +81,21 @@ def create_open_clip(run_dir: Path, config: dict | None = None, *, pretrained: b
     open_clip.add_model_config(registered)
     from transformers.utils import logging as hf_logging
 
-    hf_level, root_level = hf_logging.get_verbosity(), logging.getLogger().level
+    hf_level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # MiniLM's unused BERT pooler is reported, on purpose dropped
-    logging.getLogger().setLevel(
-        logging.ERROR
-    )  # "initialized partially": the trunk is loaded below
+    # open_clip warns "initialized partially" on the root logger: the trunk is loaded below
     try:
-        model, train_tf, eval_tf = open_clip.create_model_and_transforms(
-            CONFIG_NAME,
-            pretrained=None,
-            pretrained_text=pretrained,
-            output_dict=True,
-            image_mean=LITE0_MEAN,
-            image_std=LITE0_STD,
-        )
+        with quiet_root_records(open_clip, below=logging.ERROR):
+            model, train_tf, eval_tf = open_clip.create_model_and_transforms(
+                CONFIG_NAME,
+                pretrained=None,
+                pretrained_text=pretrained,
+                output_dict=True,
+                image_mean=LITE0_MEAN,
+                image_std=LITE0_STD,
+            )
     finally:
         hf_logging.set_verbosity(hf_level)
-        logging.getLogger().setLevel(root_level)
     if pretrained:
         from pinclip.model.pretrained import efficientnet_lite0_classifier
 
@@ -183,6 +182,7 @@ def train_open_clip(
     console: Console | None = None,
 ) -> Path:
     """Train the open_clip baseline on `cfg`'s catalog, warm pins, epochs, batch size and lr."""
+    import open_clip_train
     from open_clip import ClipLoss
     from open_clip_train.scheduler import cosine_lr
     from open_clip_train.train import train_one_epoch
@@ -237,7 +237,6 @@ def train_open_clip(
         wandb=False,
     )
     writer = _JsonlWriter(run_dir / "metrics.jsonl")
-    logging.getLogger().setLevel(logging.WARNING)  # open_clip logs every step at INFO
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     trainable = sum(p.numel() for _, p in named)
@@ -248,18 +247,19 @@ def train_open_clip(
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("open_clip train", total=epochs)
         for epoch in range(epochs):
-            train_one_epoch(
-                model,
-                {"train": _DataInfo(loader)},
-                ClipLoss(),
-                epoch,
-                optimizer,
-                None,
-                scheduler,
-                None,
-                args,
-                tb_writer=writer,
-            )
+            with quiet_root_records(open_clip_train):  # it logs every step at INFO
+                train_one_epoch(
+                    model,
+                    {"train": _DataInfo(loader)},
+                    ClipLoss(),
+                    epoch,
+                    optimizer,
+                    None,
+                    scheduler,
+                    None,
+                    args,
+                    tb_writer=writer,
+                )
             writer.flush()
             progress.advance(task)
     from safetensors.torch import save_model
