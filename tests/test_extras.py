@@ -130,8 +130,7 @@ def core_venv(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", wheels, source],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]

@@ -82,8 +82,8 @@ def resolve(
     except LocalEntryNotFoundError as err:
         raise HubError(
             f"{name_or_path} is not in the local Hub cache and the Hub cannot be reached "
-            f"(HF_HUB_OFFLINE set or no network): download it once online, or pass a local "
-            f"folder ({err})"
+            f"(HF_HUB_OFFLINE set or no network), nor is it a local folder: download it once "
+            f"online, or pass the folder save_pretrained wrote ({err})"
         ) from None
     except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as err:
         raise HubError(f"{name_or_path}: {err.__class__.__name__}: {err}") from None
