@@ -21,11 +21,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pinclip.errors import ConfigError
 from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.model import PinCLIP
+from pinclip.progress import Progress  # a Rich bar, or plain lines when stderr is a log
 from pinclip.retrieval import embed_pins, related_pins_recall
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
