@@ -65,11 +65,14 @@ def test_a_missing_module_names_its_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ModuleNotFoundError
     with pytest.raises(MissingExtraError, match=r"pinclip serve needs the 'serve' extra"):
         require_extra("serve", "pinclip serve")
+    import pinclip
     import pinclip.serve
 
-    monkeypatch.delitem(sys.modules, "pinclip.serve.index", raising=False)
+    monkeypatch.delitem(sys.modules, "pinclip.serve.service", raising=False)
     with pytest.raises(MissingExtraError, match=r"pip install 'pinclip\[serve\]'"):
-        pinclip.serve.build_index  # noqa: B018
+        pinclip.serve.PinService  # noqa: B018
+    with pytest.raises(MissingExtraError, match=r"pinclip.build_index needs the 'serve' extra"):
+        pinclip.build_index("embeddings.parquet", "index")
 
 
 # ----- the fresh venv ------------------------------------------------------------------------

@@ -170,6 +170,7 @@ def serve(
     except (FileNotFoundError, ValueError, CatalogError) as err:
         fail(err)
     console.print(
-        f"{len(service.index)} pins ({service.replayed} added pins replayed); open http://{host}:{port}/"
+        f"{len(service.index)} pins ({service.replayed} added pins replayed); open "
+        f"http://{host}:{port}/ (API: /docs, /openapi.json; Prometheus: /metrics)"
     )
     run(service, host=host, port=port, api_key=api_key)
