@@ -62,6 +62,14 @@ class Faiss:
         elif kind == "faiss_hnsw":
             self.index = faiss.IndexHNSWFlat(DIM, m, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efConstruction = ef_construction
+        elif kind.startswith("factory:"):  # any faiss index_factory string, e.g. IVF4096,SQ8
+            spec, _, k_factor = kind.removeprefix("factory:").partition("@k")
+            self.index = faiss.index_factory(DIM, spec, faiss.METRIC_INNER_PRODUCT)
+            self.params = faiss.ParameterSpace()
+            train = min(n, 160_000)
+            self.index.train(base[np.random.default_rng(1).choice(n, train, replace=False)])
+            if k_factor:  # re-ranking shortlist = k_factor * k
+                faiss.downcast_index(self.index).k_factor = float(k_factor)
         else:  # IVF-PQ (32 bytes a vector) with exact re-ranking of its shortlist
             nlist = int(np.sqrt(n))
             self.ivf = faiss.IndexIVFPQ(
@@ -75,7 +83,9 @@ class Faiss:
         self.index.add(base)
 
     def set(self, param: int) -> None:
-        if self.kind == "faiss_hnsw":
+        if self.kind.startswith("factory:"):
+            self.params.set_index_parameter(self.index, "nprobe", param)
+        elif self.kind == "faiss_hnsw":
             self.index.hnsw.efSearch = param
         elif self.kind == "faiss_ivfpq":
             self.ivf.nprobe = param
@@ -133,6 +143,7 @@ SWEEP = {
     "hnswlib": [16, 32, 64, 128, 256],
     "usearch": [16, 32, 64, 128, 256],
     "faiss_ivfpq": [4, 8, 16, 32, 64],
+    "factory": [8, 16, 32, 64, 128],
 }
 
 
@@ -165,7 +176,7 @@ def bench_size(n: int, libs: list[str], m: int, efc: int, n_queries: int) -> dic
         build = time.perf_counter() - start
         faiss.omp_set_num_threads(1)
         sweep = []
-        for p in SWEEP[lib]:
+        for p in SWEEP[lib.split(":")[0]]:
             index.set(p)
             found, qps = single_query_qps(index, queries)
             sweep.append({"param": p, "recall@10": recall(found, truth), "qps": qps})
@@ -226,13 +237,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--libs", default="faiss_hnsw,faiss_ivfpq,hnswlib,usearch")
+    ap.add_argument(
+        "--factories",
+        default="",
+        help="';'-separated faiss index_factory strings to add (nprobe swept), each optionally "
+        "with '@kN' for a re-ranking shortlist of N*k, e.g. 'IVF4096,SQ8;IVF4096,PQ32,Refine(SQ8)@k16'",
+    )
     ap.add_argument("--m", type=int, default=16, help="HNSW graph degree (all three HNSWs)")
     ap.add_argument("--ef-construction", type=int, default=80)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--name", default="ann", help="results name: bench/results/NAME.{json,md,png}")
     args = ap.parse_args()
+    libs = [lib for lib in args.libs.split(",") if lib]
+    libs += [f"factory:{f}" for f in args.factories.split(";") if f]
     results = [
-        bench_size(int(n), args.libs.split(","), args.m, args.ef_construction, args.queries)
+        bench_size(int(n), libs, args.m, args.ef_construction, args.queries)
         for n in args.sizes.split(",")
     ]
     rows = []

@@ -1,6 +1,7 @@
 """pinclip.serve: embed a catalog, export to ONNX/int8, index with faiss, serve over HTTP.
 
-embed_catalog(model_dir, catalog_dir, out)         -> out/embeddings.parquet (resumable; core)
+embed_catalog(model_dir, catalog_dir, out)         -> out/ parts + manifest (resumable, Ray; core)
+open_embeddings(out) / iter_embeddings(out, cols)  -> one pyarrow dataset / streamed batches
 export_onnx(model_dir, out, samples, int8=True)    -> ExportReport (parity-checked; [export])
 build_index(embeddings, out, catalog_dir=...)      -> (PinIndex, info with recall@10, qps; [serve])
 PinService.open(index_dir, model_dir) + create_app -> the FastAPI app ([serve])
@@ -21,6 +22,9 @@ from pinclip.errors import require_extra
 _EXPORTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "embed_catalog": ("pinclip.serve.api", ()),
     "read_embeddings": ("pinclip.serve.embed", ()),
+    "open_embeddings": ("pinclip.serve.embed", ()),
+    "iter_embeddings": ("pinclip.serve.embed", ()),
+    "resolve_device": ("pinclip.serve.embedder", ()),
     "TorchEmbedder": ("pinclip.serve.embedder", ()),
     "OnnxEmbedder": ("pinclip.serve.embedder", ("export",)),
     "load_embedder": ("pinclip.serve.embedder", ()),

@@ -1,10 +1,16 @@
-"""Embed a whole catalog into `embeddings.parquet`, resumable after a kill.
+"""Embed a whole catalog into parquet parts plus a manifest, resumable, locally or on Ray.
 
 The catalog's pins are cut into fixed parts of `part_size` rows. Each finished part is
-written atomically (temp file + rename) and only then recorded in `manifest.json` (also
-atomic), so a killed job restarts at the first unrecorded part: no row is lost or written
-twice. When all parts exist they are concatenated, in order, into `embeddings.parquet`.
-`engine="ray"` hands the missing parts to Ray Data workers instead of a local loop.
+written whole (locally: temp file + rename; an object store publishes a whole object at
+once) and only then recorded in `manifest.json`, so a killed job restarts at the first
+unrecorded part: no row is lost or written twice. The parts are never concatenated: the
+output directory *is* the data set (`open_embeddings` reads it as one pyarrow dataset,
+`iter_embeddings` streams one column at a time), so 10^8 pins never sit in memory.
+
+The output may be a local path or any fsspec URL (`s3://bucket/emb`, `gs://...`,
+`file:///shared/emb`): with `engine="ray"` every worker, on whichever node, writes its
+parts there. `ray_address` (or `RAY_ADDRESS`) joins an existing cluster and leaves its
+resources to it; without one a local Ray with `workers` CPUs is started.
 """
 
 from __future__ import annotations
@@ -14,44 +20,82 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from pinclip.atomic import write_with
 from pinclip.data.catalog import read_catalog
+from pinclip.errors import PinclipError, require
 
-from .embedder import Embedder, load_embedder
+from .embedder import Embedder, load_embedder, resolve_backend, resolve_device
 
-EMBEDDINGS_FILE = "embeddings.parquet"
 MANIFEST_FILE = "manifest.json"
 PARTS_DIR = "parts"
 KEYS = ("image_emb", "text_emb", "pin_emb")
 
 
+class EmbeddingsError(PinclipError):
+    """An embeddings location that is missing, unfinished or not written by `pinclip embed`."""
+
+
 @dataclass
 class EmbedJob:
-    """What a part needs: the model, the catalog and the rows to embed."""
+    """What a part needs: the model, the catalog and where the parts go."""
 
     model_dir: str
     catalog_dir: str
-    out: str
-    backend: str
+    out: str  # local path or fsspec URL
+    backend: str  # torch | onnx (already resolved from auto)
+    device: str  # cpu | cuda[:N] | mps (already resolved from auto)
     batch_size: int
     part_size: int
     workers: int
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write, fsync, rename: readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class Location:
+    """A directory on a local disk or behind an fsspec URL, written one whole file at a time."""
+
+    def __init__(self, url: str | Path) -> None:
+        import fsspec
+
+        self.url = str(url)
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.local = "file" in _protocols(self.fs)
+
+    def path(self, *names: str) -> str:
+        return "/".join([self.root.rstrip("/"), *names])
+
+    def exists(self, *names: str) -> bool:
+        return self.fs.exists(self.path(*names))
+
+    def makedirs(self, *names: str) -> None:
+        self.fs.makedirs(self.path(*names), exist_ok=True)
+
+    def write(self, name: str, writer: Callable[[object], None]) -> None:
+        """Write `name` with `writer(file)`; readers see the old file or the new one."""
+        if self.local:
+            write_with(self.path(name), writer)
+        else:  # object stores publish an object only once its upload completes
+            with self.fs.open(self.path(name), "wb") as fh:
+                writer(fh)
+
+    def read_text(self, name: str) -> str:
+        with self.fs.open(self.path(name), "r") as fh:
+            return fh.read()
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def part_name(part: int) -> str:
+    return f"{PARTS_DIR}/part-{part:05d}.parquet"
 
 
 def embeddings_table(pin_ids: list[str], emb: dict[str, np.ndarray]) -> pa.Table:
@@ -63,21 +107,68 @@ def embeddings_table(pin_ids: list[str], emb: dict[str, np.ndarray]) -> pa.Table
     return pa.table(cols)
 
 
-def read_embeddings(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    """pin ids and [N, D] float32 arrays of an embeddings parquet file."""
-    table = pq.read_table(path)
-    missing = [c for c in ("pin_id", *KEYS) if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; write it with `pinclip embed`")
-    out = {}
-    for key in KEYS:
-        col = table[key].combine_chunks()
-        out[key] = (
-            col.values.to_numpy(zero_copy_only=False).reshape(len(col), -1).astype(np.float32)
+def vectors(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """[N, D] float32 view of a fixed-size-list column (no copy for one chunk)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(len(column), -1).astype(np.float32, copy=False)
+
+
+# ----- reading ------------------------------------------------------------------------------
+def open_embeddings(path: str | Path) -> pads.Dataset:
+    """The embeddings of `pinclip embed` as one pyarrow dataset, parts in pin order.
+
+    `path` is the output directory (or URL) holding manifest.json, or a single parquet file.
+    An unfinished run is refused: re-run the same `pinclip embed` command to finish it.
+    """
+    location = Location(path)
+    if str(path).endswith(".parquet"):
+        if not location.fs.isfile(location.root):
+            raise EmbeddingsError(f"{path} not found: write it with `pinclip embed`")
+        return _checked(pads.dataset(location.root, filesystem=location.fs, format="parquet"), path)
+    if not location.exists(MANIFEST_FILE):
+        raise EmbeddingsError(
+            f"{path}: no {MANIFEST_FILE}; pass the output directory of `pinclip embed`"
         )
-    return table["pin_id"].to_pylist(), out
+    manifest = json.loads(location.read_text(MANIFEST_FILE))
+    n_parts, done = manifest["n_parts"], set(manifest["done"])
+    if len(done) < n_parts:
+        raise EmbeddingsError(
+            f"{path} is unfinished: {len(done)} of {n_parts} parts embedded; re-run the same "
+            "`pinclip embed` command to finish it"
+        )
+    files = [location.path(part_name(p)) for p in range(n_parts)]
+    return _checked(pads.dataset(files, filesystem=location.fs, format="parquet"), path)
 
 
+def _checked(dataset: pads.Dataset, path: str | Path) -> pads.Dataset:
+    missing = [c for c in ("pin_id", *KEYS) if c not in dataset.schema.names]
+    if missing:
+        raise EmbeddingsError(f"{path}: missing column(s) {missing}; write it with `pinclip embed`")
+    return dataset
+
+
+def iter_embeddings(
+    path: str | Path, columns: tuple[str, ...] = ("pin_id", "pin_emb"), batch_rows: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """Stream `columns` in pin order, `batch_rows` at a time; other columns are never read."""
+    dataset = open_embeddings(path)
+    for fragment in dataset.get_fragments():  # in file (= pin) order
+        yield from fragment.to_batches(columns=list(columns), batch_size=batch_rows)
+
+
+def count_embeddings(path: str | Path) -> int:
+    return open_embeddings(path).count_rows()
+
+
+def read_embeddings(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """pin ids and [N, D] float32 arrays of all three embeddings, in memory (small catalogs)."""
+    table = open_embeddings(path).to_table(columns=["pin_id", *KEYS])
+    return table["pin_id"].to_pylist(), {key: vectors(table[key]) for key in KEYS}
+
+
+# ----- writing ------------------------------------------------------------------------------
 def _pins_frame(catalog_dir: str):
     catalog, _ = read_catalog(catalog_dir, check_images=False)
     pins = catalog.pins
@@ -92,7 +183,8 @@ def _fingerprint(job: EmbedJob, pin_ids: list[str]) -> str:
         if (model_dir / name).is_file():
             h.update(str((model_dir / name).stat().st_mtime_ns).encode())
             h.update(str((model_dir / name).stat().st_size).encode())
-    h.update(json.dumps([job.backend, job.part_size, pin_ids]).encode())
+    device_kind = job.device.split(":")[0]
+    h.update(json.dumps([job.backend, device_kind, job.part_size, pin_ids]).encode())
     return h.hexdigest()[:16]
 
 
@@ -101,7 +193,10 @@ class PartRunner:
 
     def __init__(self, job: EmbedJob, embedder: Embedder | None = None) -> None:
         self.job = job
-        self.embedder = embedder or load_embedder(job.model_dir, job.backend)
+        self.location = Location(job.out)
+        self.embedder = embedder or load_embedder(
+            job.model_dir, job.backend, device=job.device, threads=None
+        )
         self.catalog, self.pin_ids, self.images, self.texts = _pins_frame(job.catalog_dir)
         self.pool = ThreadPoolExecutor(max_workers=max(1, job.workers))
 
@@ -109,7 +204,7 @@ class PartRunner:
         load = lambda i: self.embedder.preprocess(self.catalog.load_image(self.images[i]))  # noqa: E731
         return self.pool.map(load, rows)
 
-    def run(self, part: int, on_rows: Callable[[int], None] | None = None) -> Path:
+    def run(self, part: int, on_rows: Callable[[int], None] | None = None) -> str:
         job = self.job
         start, stop = part * job.part_size, min((part + 1) * job.part_size, len(self.pin_ids))
         batches = [
@@ -128,35 +223,35 @@ class PartRunner:
         table = embeddings_table(
             self.pin_ids[start:stop], {k: np.concatenate(v) for k, v in chunks.items()}
         )
-        path = Path(job.out) / PARTS_DIR / f"part-{part:05d}.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
-        return path
+        self.location.write(part_name(part), lambda fh: pq.write_table(table, fh))
+        return self.location.path(part_name(part))
 
 
 class Manifest:
-    """Which parts are done, for one fingerprint; saved atomically after every part."""
+    """Which parts are done, for one fingerprint; rewritten whole after every part."""
 
-    def __init__(self, out: Path, fingerprint: str, n_parts: int) -> None:
-        self.path = out / MANIFEST_FILE
-        self.fingerprint, self.n_parts = fingerprint, n_parts
+    def __init__(self, location: Location, fingerprint: str, n_parts: int, meta: dict) -> None:
+        self.location = location
+        self.fingerprint, self.n_parts, self.meta = fingerprint, n_parts, meta
         self.done: set[int] = set()
-        if self.path.is_file():
-            data = json.loads(self.path.read_text())
+        if location.exists(MANIFEST_FILE):
+            data = json.loads(location.read_text(MANIFEST_FILE))
             if data.get("fingerprint") == fingerprint:
-                self.done = {
-                    p for p in data["done"] if (out / PARTS_DIR / f"part-{p:05d}.parquet").is_file()
-                }
+                self.done = {p for p in data["done"] if location.exists(part_name(p))}
 
     def mark(self, part: int) -> None:
         self.done.add(part)
+        self.save()
+
+    def save(self) -> None:
         payload = {
             "fingerprint": self.fingerprint,
             "n_parts": self.n_parts,
             "done": sorted(self.done),
+            **self.meta,
         }
-        atomic_write_bytes(self.path, json.dumps(payload).encode())
+        text = json.dumps(payload, indent=1)
+        self.location.write(MANIFEST_FILE, lambda fh: fh.write(text.encode()))
 
     @property
     def todo(self) -> list[int]:
@@ -168,32 +263,46 @@ def embed_catalog(
     catalog_dir: str | Path,
     out: str | Path,
     *,
-    backend: str = "torch",
+    backend: str = "auto",
+    device: str = "auto",
     engine: str = "local",
+    ray_address: str | None = None,
     batch_size: int = 64,
     part_size: int = 512,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     max_parts: int | None = None,
-) -> Path | None:
-    """Embed every pin of a catalog into `out/embeddings.parquet`; resumes a killed run.
+) -> Path | str | None:
+    """Embed every pin of a catalog into parts under `out` (a path or an fsspec URL).
 
-    `progress(done_rows, total_rows)` is called as rows finish. `max_parts` stops after that
-    many new parts (what a test uses to simulate a kill); the result is None then.
+    Returns `out` once every part is done (read it with `open_embeddings`), None when
+    `max_parts` stopped the run early (what tests use to simulate a kill). Re-running the
+    same call resumes. `progress(done_rows, total_rows)` is called as rows finish.
     """
-    out = Path(out)
-    (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+    if engine not in ("local", "ray"):
+        raise PinclipError(f"unknown engine {engine!r}; use 'local' or 'ray'")
+    ray = _connect_ray(ray_address, workers) if engine == "ray" else None
+    if ray is not None and device == "auto":
+        device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+    device = resolve_device(device) if ray is None else device
+    backend = resolve_backend(model_dir, backend, device)
+    location = Location(out)
+    location.makedirs(PARTS_DIR)
     job = EmbedJob(
-        str(model_dir), str(catalog_dir), str(out), backend, batch_size, part_size, workers
-    )
+        str(model_dir), str(catalog_dir), location.url, backend, device, batch_size, part_size,
+        workers,
+    )  # fmt: skip
     _, pin_ids, _, _ = _pins_frame(job.catalog_dir)
+    if not pin_ids:
+        raise EmbeddingsError(f"catalog {catalog_dir} has no pins to embed")
     n_parts = -(-len(pin_ids) // part_size)
-    manifest = Manifest(out, _fingerprint(job, pin_ids), n_parts)
+    meta = {"rows": len(pin_ids), "part_size": part_size, "backend": backend, "keys": list(KEYS)}
+    manifest = Manifest(location, _fingerprint(job, pin_ids), n_parts, meta)
     todo = manifest.todo[:max_parts] if max_parts is not None else manifest.todo
     done_rows = sum(_part_rows(p, part_size, len(pin_ids)) for p in manifest.done)
     report = progress or (lambda done, total: None)
     report(done_rows, len(pin_ids))
-    if engine == "local":
+    if ray is None:
         runner = PartRunner(job)
         for part in todo:
 
@@ -204,43 +313,53 @@ def embed_catalog(
 
             runner.run(part, step)
             manifest.mark(part)
-    elif engine == "ray":
-        for part in _run_ray(job, todo):
+    else:
+        for part in _run_ray(ray, job, todo):
             manifest.mark(part)
             done_rows += _part_rows(part, part_size, len(pin_ids))
             report(done_rows, len(pin_ids))
-    else:
-        raise ValueError(f"unknown engine {engine!r}; use 'local' or 'ray'")
     if manifest.todo:
         return None
-    return _concatenate(out, n_parts, len(pin_ids))
+    _check_complete(location, len(pin_ids))
+    return Path(out) if location.local and "://" not in str(out) else str(out)
 
 
 def _part_rows(part: int, part_size: int, total: int) -> int:
     return min(part_size, total - part * part_size)
 
 
-def _concatenate(out: Path, n_parts: int, n_rows: int) -> Path:
-    tables = [pq.read_table(out / PARTS_DIR / f"part-{p:05d}.parquet") for p in range(n_parts)]
-    table = pa.concat_tables(tables)
-    if table.num_rows != n_rows or len(set(table["pin_id"].to_pylist())) != n_rows:
-        raise RuntimeError(
-            f"{out}: parts hold {table.num_rows} rows for {n_rows} pins; delete {out} and re-run"
+def _check_complete(location: Location, n_rows: int) -> None:
+    """The parts hold one row per pin (counted from the parquet footers)."""
+    rows = open_embeddings(location.url).count_rows()
+    if rows != n_rows:
+        raise EmbeddingsError(
+            f"{location.url}: parts hold {rows} rows for {n_rows} pins; delete it and re-run"
         )
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    path = out / EMBEDDINGS_FILE
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
-    return path
+
+
+# ----- Ray ----------------------------------------------------------------------------------
+def _connect_ray(address: str | None, workers: int):
+    """Join the cluster at `address` / RAY_ADDRESS (its resources are its own), or start one."""
+    ray = require("ray", "ray", "--engine ray")
+    require("ray.data", "ray", "--engine ray")
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+    return ray
 
 
 class _RayPartEmbedder:
-    """A Ray Data actor: loads the model once, embeds whole parts, writes them atomically."""
+    """A Ray Data actor: loads the model once, embeds whole parts, writes them to the output."""
 
     def __init__(self, job: dict) -> None:
         import torch
 
-        torch.set_num_threads(1)
+        if job["device"] == "cpu":
+            torch.set_num_threads(1)
         self.runner = PartRunner(EmbedJob(**job))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -249,20 +368,24 @@ class _RayPartEmbedder:
         return {"part": batch["part"]}
 
 
-def _run_ray(job: EmbedJob, todo: list[int]) -> Iterator[int]:
-    """Run the parts on Ray Data (a local Ray is started if none is connected)."""
-    import ray
+def _run_ray(ray, job: EmbedJob, todo: list[int]) -> Iterator[int]:
+    """Run the parts on Ray Data actors (one GPU each when the device is CUDA).
 
+    A killed actor is restarted and its part re-run (parts are written whole, so a re-run
+    overwrites, never duplicates); parts already recorded are never handed out again.
+    """
     if not todo:
         return
-    if not ray.is_initialized():
-        ray.init(num_cpus=max(1, job.workers), include_dashboard=False, log_to_driver=False)
+    gpus = 1 if job.device.startswith("cuda") else 0
     ds = ray.data.from_items([{"part": p} for p in todo]).map_batches(
         _RayPartEmbedder,
         batch_size=1,
         concurrency=max(1, min(job.workers, len(todo))),
         num_cpus=1,
-        fn_constructor_kwargs={"job": job.__dict__ | {"workers": 1}},
+        num_gpus=gpus,
+        max_restarts=-1,
+        max_task_retries=-1,
+        fn_constructor_kwargs={"job": asdict(job) | {"workers": 1}},
     )
     for row in ds.iter_rows():
         yield int(row["part"])

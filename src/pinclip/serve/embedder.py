@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,12 +19,35 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pinclip.errors import PinclipError
 from pinclip.model import PinCLIP, PinCLIPConfig
 from pinclip.model.model import image_transform
 from pinclip.model.text_tower import build_tokenizer
 
 ONNX_MANIFEST = "export.json"
 PARTS = ("image", "text", "fusion")
+
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` is the best device torch sees (cuda, then mps, then cpu); others are checked."""
+    kind = device.split(":")[0]
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise PinclipError(
+            f"--device {device}: torch sees no CUDA device; use --device cpu (or auto)"
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise PinclipError(f"--device {device}: torch sees no MPS device; use --device cpu")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise PinclipError(f"unknown device {device!r}; use {DEVICES}")
+    return device
 
 
 class Embedder(Protocol):
@@ -65,33 +90,44 @@ class _Base:
 
 
 class TorchEmbedder(_Base):
-    """PyTorch eager inference of a saved PinCLIP model."""
+    """PyTorch eager inference of a saved PinCLIP model on a device (fp16 autocast on CUDA)."""
 
-    def __init__(self, model: PinCLIP) -> None:
+    def __init__(self, model: PinCLIP, device: str = "cpu") -> None:
         super().__init__(model.config, model.tokenizer)
-        self.model = model.eval()
+        self.device = torch.device(resolve_device(device))
+        self.model = model.eval().to(self.device)
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> TorchEmbedder:
-        return cls(PinCLIP.from_pretrained(model_dir))
+    def load(cls, model_dir: str | Path, device: str = "cpu") -> TorchEmbedder:
+        return cls(PinCLIP.from_pretrained(model_dir), device)
+
+    def _to(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device, non_blocking=True)
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return nullcontext()
 
     @torch.inference_mode()
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
-        with self.lock:
-            return self.model(images=torch.from_numpy(pixels)).image_emb.float().numpy()
+        with self.lock, self._autocast():
+            return self.model(images=self._to(pixels)).image_emb.float().cpu().numpy()
 
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        tok = {k: torch.from_numpy(v) for k, v in self.tokenize(texts).items()}
-        with self.lock:
-            return self.model(text=tok).text_emb.float().numpy()
+        tok = {k: self._to(v) for k, v in self.tokenize(texts).items()}
+        with self.lock, self._autocast():
+            return self.model(text=tok).text_emb.float().cpu().numpy()
 
     @torch.inference_mode()
     def embed_pins(self, pixels: np.ndarray, texts: list[str]) -> dict[str, np.ndarray]:
-        tok = {k: torch.from_numpy(v) for k, v in self.tokenize(texts).items()}
-        with self.lock:
-            out = self.model(images=torch.from_numpy(pixels), text=tok)
-        return {k: getattr(out, k).float().numpy() for k in ("image_emb", "text_emb", "pin_emb")}
+        tok = {k: self._to(v) for k, v in self.tokenize(texts).items()}
+        with self.lock, self._autocast():
+            out = self.model(images=self._to(pixels), text=tok)
+        return {
+            k: getattr(out, k).float().cpu().numpy() for k in ("image_emb", "text_emb", "pin_emb")
+        }
 
 
 def pad_text(states: np.ndarray, mask: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +156,9 @@ def fusion_feeds(*arrays: np.ndarray) -> dict[str, np.ndarray]:
 class OnnxEmbedder(_Base):
     """ONNX Runtime inference of the graphs `export_onnx` wrote (fp32 or int8 per part)."""
 
-    def __init__(self, export_dir: str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self, export_dir: str | Path, *, threads: int | None = None, device: str = "cpu"
+    ) -> None:
         import onnxruntime as ort
 
         export_dir = Path(export_dir)
@@ -142,11 +180,10 @@ class OnnxEmbedder(_Base):
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        self.providers = onnx_providers(device)
         self.sessions = {
             part: ort.InferenceSession(
-                str(export_dir / self.manifest["graphs"][part]),
-                opts,
-                providers=["CPUExecutionProvider"],
+                str(export_dir / self.manifest["graphs"][part]), opts, providers=self.providers
             )
             for part in PARTS
         }
@@ -180,16 +217,70 @@ class OnnxEmbedder(_Base):
         return {"image_emb": image_emb, "text_emb": text_emb, "pin_emb": pin_emb}
 
 
-def load_embedder(model_dir: str | Path, backend: str = "torch") -> Embedder:
-    """`torch`: a save_pretrained directory; `onnx`: an export directory (or a model dir holding `onnx/`)."""
+def onnx_providers(device: str) -> list:
+    """ONNX Runtime providers for `device`: CUDA first when asked and installed, else CPU."""
+    import onnxruntime as ort
+
+    kind, _, index = device.partition(":")
+    if kind == "auto":
+        kind = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    if kind == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+    warnings.warn(
+        f"--device {device}: this onnxruntime has no {kind.upper()} execution provider "
+        f"(it has {ort.get_available_providers()}; install onnxruntime-gpu for CUDA); "
+        "running ONNX on the CPU",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return ["CPUExecutionProvider"]
+
+
+def find_export(model_dir: str | Path) -> Path | None:
+    """The ONNX export of a model: the directory itself, or its `onnx/` subdirectory."""
     model_dir = Path(model_dir)
+    for candidate in (model_dir, model_dir / "onnx"):
+        if (candidate / ONNX_MANIFEST).is_file():
+            return candidate
+    return None
+
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def resolve_backend(model_dir: str | Path, backend: str = "auto", device: str = "cpu") -> str:
+    """`auto`: ONNX Runtime when an export exists and the device is the CPU (its int8/fp32
+    graphs are 3-5x eager there; BENCHMARKS.md §2), else PyTorch eager."""
+    if backend not in BACKENDS:
+        raise PinclipError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    export = find_export(model_dir)
+    is_model = (Path(model_dir) / "model.safetensors").is_file()
+    if export is not None and (device.split(":")[0] == "cpu" or not is_model):
+        return "onnx"
+    return "torch"
+
+
+def load_embedder(
+    model_dir: str | Path,
+    backend: str = "auto",
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> Embedder:
+    """`torch`: a save_pretrained directory; `onnx`: an export directory (or a model dir
+    holding `onnx/`); `auto`: see `resolve_backend`. `device` as in `resolve_device`."""
+    device = resolve_device(device)
+    backend = resolve_backend(model_dir, backend, device)
     if backend == "torch":
-        return TorchEmbedder.load(model_dir)
-    if backend == "onnx":
-        if (
-            not (model_dir / ONNX_MANIFEST).is_file()
-            and (model_dir / "onnx" / ONNX_MANIFEST).is_file()
-        ):
-            model_dir = model_dir / "onnx"
-        return OnnxEmbedder(model_dir)
-    raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
+        return TorchEmbedder.load(model_dir, device)
+    export = find_export(model_dir)
+    if export is None:
+        raise PinclipError(
+            f"{model_dir}: no {ONNX_MANIFEST} here or in {Path(model_dir) / 'onnx'}; write one "
+            f"with `pinclip export {model_dir} {Path(model_dir) / 'onnx'} --int8`"
+        )
+    return OnnxEmbedder(export, threads=threads, device=device)

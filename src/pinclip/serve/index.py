@@ -1,23 +1,27 @@
 """A faiss ANN index over pin embeddings, with the pins' metadata alongside.
 
 Vectors are L2-normalised and compared by inner product (= cosine). HNSW is the default
-(no training, items can be added at any time); IVF-PQ compresses large catalogs. The index
-directory is written to a temp directory and renamed into place, so a crash mid-save never
-leaves a half-written index. Faiss ids are row numbers of `meta.parquet`.
+(no training, items can be added at any time); `ivfpq` (IVF + PQ codes re-ranked on SQ8)
+holds 10^6+ pins in 28% of the raw vectors' memory at recall@10 >= 0.95. The index is built
+streaming from the embedding parts (one column, one batch at a time); its directory is
+written whole (pinclip.atomic), so a crash mid-save never leaves a half-written index.
+Faiss ids are row numbers of `meta.parquet` (then of pins added at run time).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pandas as pd
+
+from pinclip.atomic import atomic_dir, atomic_write_text, restore_dir
+from pinclip.errors import PinclipError
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.parquet"
@@ -31,47 +35,109 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+#: Index kinds: a preset name or any faiss `index_factory` string (`{nlist}`, `{m}` and
+#: `{nbits}` are filled from the catalog size). `ivfpq` is the memory option chosen by
+#: measurement at 10^6 (BENCHMARKS.md §3b): IVF + 32-byte PQ codes, then the PQ shortlist
+#: (16 x k) re-ranked on 8-bit scalar-quantized vectors: 288 B a vector, 28% of raw float32.
+KINDS = {
+    "hnsw": "HNSW32,Flat",
+    "flat": "Flat",
+    "ivfpq": "IVF{nlist},PQ{m}x{nbits},Refine(SQ8)",
+    "ivfsq8": "IVF{nlist},SQ8",
+}
+SEARCH_DEFAULTS = {"efSearch": 64, "nprobe": 32, "k_factor_rf": 16}
+TRAIN_ROWS = 160_000  # k-means wants ~39 points a list: 4,096 lists at 10^6
+
+
+def factory_string(kind: str, n: int, d: int) -> str:
+    """The faiss factory string of `kind` for `n` vectors of `d` dims."""
+    spec = KINDS.get(kind, kind)
+    nlist = max(1, min(4 * int(np.sqrt(n)), n // 39, 65_536))
+    m = next(m for m in (32, 16, 8, 4, 2, 1) if d % m == 0 and d // m >= 4 or m == 1)
+    nbits = min(8, max(1, int(np.log2(max(n, 2)))))  # PQ codebooks need >= 2**nbits points
+    return spec.format(nlist=nlist, m=m, nbits=nbits)
+
+
+def new_index(kind: str, n: int, d: int) -> tuple[faiss.Index, str]:
+    """An untrained inner-product index for `n` vectors, ids = row numbers, and its spec."""
+    spec = factory_string(kind, n, d)
+    try:
+        base = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        raise PinclipError(
+            f"index kind {kind!r} ({spec!r}) is not a faiss index_factory string: "
+            f"{str(err).splitlines()[-1]}; use one of {', '.join(KINDS)}"
+        ) from None
+    top = faiss.downcast_index(base)
+    if isinstance(top, faiss.IndexHNSW):
+        top.hnsw.efConstruction = 80
+    elif not isinstance(top, faiss.IndexRefine):
+        ivf = faiss.try_extract_index_ivf(base)
+        if ivf is not None:  # so a pin's vector can be read back for related-pins queries
+            ivf.make_direct_map()
+    return faiss.IndexIDMap2(base), spec
+
+
+def set_search_params(index: faiss.Index, params: dict[str, float]) -> dict[str, float]:
+    """Apply the search-time knobs the index has (efSearch, nprobe, k_factor_rf); returns them."""
+    space = faiss.ParameterSpace()
+    applied = {}
+    for name, value in params.items():
+        try:
+            space.set_index_parameter(index, name, value)
+            applied[name] = value
+        except RuntimeError:
+            pass  # this kind has no such knob
+    return applied
+
+
 def make_index(vectors: np.ndarray, kind: str = "hnsw", *, seed: int = 0) -> faiss.Index:
-    """An inner-product index over normalised `vectors` ([N, D] float32), ids = row numbers."""
+    """An inner-product index over normalised in-memory `vectors` ([N, D]), ids = row numbers."""
     n, d = vectors.shape
-    if kind == "hnsw":
-        base = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        base.hnsw.efConstruction = 80
-        base.hnsw.efSearch = 64
-    elif kind == "ivfpq":
-        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
-        m = next(m for m in (16, 8, 4, 2, 1) if d % m == 0)
-        nbits = min(8, int(np.log2(max(n, 2))))  # PQ codebooks need >= 2**nbits training points
-        base = faiss.IndexIVFPQ(
-            faiss.IndexFlatIP(d), d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT
-        )
-        base.cp.seed = seed
-        base.train(vectors)
-        base.nprobe = min(nlist, 16)
-    elif kind == "flat":
-        base = faiss.IndexFlatIP(d)
-    else:
-        raise ValueError(f"unknown index kind {kind!r}; use hnsw, ivfpq or flat")
-    index = faiss.IndexIDMap2(base)
+    index, _ = new_index(kind, n, d)
+    if not index.is_trained:
+        sample = np.random.default_rng(seed).choice(n, min(n, TRAIN_ROWS), replace=False)
+        index.train(vectors[np.sort(sample)])
     index.add_with_ids(vectors, np.arange(n, dtype=np.int64))
-    if kind == "ivfpq":
-        base.make_direct_map()  # so a pin's vector can be reconstructed for related-pins queries
+    set_search_params(index, SEARCH_DEFAULTS)
     return index
 
 
 def recall_at_k(
     index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int = 10
 ) -> tuple[float, float]:
-    """Recall@k of `index` against exact search over `vectors`, and its queries per second."""
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
-    k = min(k, len(vectors))
-    _, truth = exact.search(queries, k)
-    start = time.perf_counter()
-    _, got = index.search(queries, k)
-    qps = len(queries) / max(time.perf_counter() - start, 1e-9)
-    hits = sum(len(set(t) & set(g)) for t, g in zip(truth, got, strict=True))
-    return hits / truth.size, qps
+    """Recall@k of `index` against exact search over in-memory `vectors`, and its queries/s."""
+    truth = ExactTopK(queries, k)
+    truth.update(vectors, 0)
+    return truth.recall(index)
+
+
+class ExactTopK:
+    """Exact top-k of fixed queries over vectors seen one batch at a time (bounded memory)."""
+
+    def __init__(self, queries: np.ndarray, k: int) -> None:
+        self.queries, self.k = np.ascontiguousarray(queries, np.float32), k
+        self.scores = np.full((len(queries), k), -np.inf, np.float32)
+        self.ids = np.full((len(queries), k), -1, np.int64)
+
+    def update(self, batch: np.ndarray, first_row: int) -> None:
+        scores = self.queries @ batch.T
+        k = min(self.k, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        merged_s = np.concatenate([self.scores, np.take_along_axis(scores, top, 1)], axis=1)
+        merged_i = np.concatenate([self.ids, top + first_row], axis=1)
+        keep = np.argsort(-merged_s, axis=1, kind="stable")[:, : self.k]
+        self.scores = np.take_along_axis(merged_s, keep, 1)
+        self.ids = np.take_along_axis(merged_i, keep, 1)
+
+    def recall(self, index: faiss.Index) -> tuple[float, float]:
+        """Recall@k of `index` on the queries, and its queries per second (one batch call)."""
+        start = time.perf_counter()
+        _, got = index.search(self.queries, self.k)
+        qps = len(self.queries) / max(time.perf_counter() - start, 1e-9)
+        truth = [set(row[row >= 0]) for row in self.ids]
+        hits = sum(len(t & set(g)) for t, g in zip(truth, got, strict=True))
+        return hits / max(1, sum(len(t) for t in truth)), qps
 
 
 @dataclass
@@ -80,26 +146,39 @@ class SearchHit:
     score: float
 
 
+PIN_FIELDS = ("pin_id", "title", "image", "boards", "source")
+
+
 class PinIndex:
-    """The index, the pin metadata (pin_id, title, image, boards) and a pin_id -> row map."""
+    """The index, the pin metadata (pin_id, title, image, boards) and a pin_id -> row map.
+
+    Catalog rows live in one read-only frame; pins added at run time are appended to a list
+    beside it, so adding a pin never copies the catalog's metadata (nor the faiss index).
+    """
 
     def __init__(
         self, index: faiss.Index, meta: pd.DataFrame, boards: pd.DataFrame, info: dict
     ) -> None:
-        self.index, self.meta, self.boards, self.info = (
-            index,
-            meta.reset_index(drop=True),
-            boards,
-            info,
-        )
+        self.index, self.boards, self.info = index, boards, info
+        self.meta = meta.reset_index(drop=True)
+        self.added: list[dict] = []
         self.rows = {pid: i for i, pid in enumerate(self.meta["pin_id"])}
+        self._columns = {name: self.meta[name].to_numpy() for name in PIN_FIELDS}
 
     def __len__(self) -> int:
-        return len(self.meta)
+        return len(self.meta) + len(self.added)
 
     @property
     def dim(self) -> int:
         return int(self.index.d)
+
+    def field(self, row: int, name: str):
+        """One metadata field of a row (catalog or added)."""
+        base = len(self.meta)
+        return self._columns[name][row] if row < base else self.added[row - base][name]
+
+    def pin(self, row: int) -> dict:
+        return {name: self.field(row, name) for name in PIN_FIELDS}
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
         scores, ids = self.index.search(normalize(queries), k)
@@ -112,53 +191,42 @@ class PinIndex:
         return self.index.reconstruct(int(row))
 
     def add(self, pin_id: str, vector: np.ndarray, **fields: object) -> int:
-        """Add one pin without a rebuild; returns its row. Caller holds the write lock."""
+        """Add one pin without a rebuild or a copy; returns its row. Caller holds the write lock."""
         if pin_id in self.rows:
             raise KeyError(f"pin {pin_id!r} already exists")
-        row = len(self.meta)
+        row = len(self)
         self.index.add_with_ids(normalize(vector[None]), np.array([row], dtype=np.int64))
-        record = {
-            "pin_id": pin_id,
-            "title": "",
-            "image": "",
-            "boards": [],
-            "source": "added",
-        } | fields
-        self.meta = pd.concat([self.meta, pd.DataFrame([record])], ignore_index=True)
+        record = {"pin_id": pin_id, "title": "", "image": "", "boards": [], "source": "added"}
+        self.added.append(record | {k: v for k, v in fields.items() if k in PIN_FIELDS})
         self.rows[pin_id] = row
         return row
 
     def save(self, out: str | Path) -> Path:
         """Write atomically: a temp sibling directory renamed over `out`."""
-        out = Path(out)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        faiss.write_index(self.index, str(tmp / INDEX_FILE))
-        self.meta.to_parquet(tmp / META_FILE, index=False)
-        self.boards.to_parquet(tmp / BOARDS_FILE, index=False)
-        (tmp / INFO_FILE).write_text(json.dumps(self.info, indent=2) + "\n")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = out.with_name(f".{out.name}.old{os.getpid()}")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-        return out
+        meta = self.meta
+        if self.added:
+            meta = pd.concat([meta, pd.DataFrame(self.added)], ignore_index=True)
+        with atomic_dir(out) as tmp:
+            faiss.write_index(self.index, str(tmp / INDEX_FILE))
+            meta.to_parquet(tmp / META_FILE, index=False)
+            self.boards.to_parquet(tmp / BOARDS_FILE, index=False)
+            (tmp / INFO_FILE).write_text(json.dumps(self.info, indent=2) + "\n")
+        return Path(out)
 
     @classmethod
-    def load(cls, directory: str | Path) -> PinIndex:
+    def load(cls, directory: str | Path, *, mmap: bool = False) -> PinIndex:
+        """Load an index directory; `mmap` maps the faiss file instead of reading it (IVF
+        lists stay on disk until searched, so an index larger than RAM can be served)."""
         directory = Path(directory)
+        restore_dir(directory)
         if not (directory / INDEX_FILE).is_file():
-            raise FileNotFoundError(
+            raise PinclipError(
                 f"{directory / INDEX_FILE} not found: build one with `pinclip index build`"
             )
         info = json.loads((directory / INFO_FILE).read_text())
-        index = faiss.read_index(str(directory / INDEX_FILE))
-        if info.get("kind") == "hnsw":
-            faiss.downcast_index(index.index).hnsw.efSearch = info.get("ef_search", 64)
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        index = faiss.read_index(str(directory / INDEX_FILE), flags)
+        set_search_params(index, info.get("search_params", SEARCH_DEFAULTS))
         return cls(
             index,
             pd.read_parquet(directory / META_FILE),
@@ -182,7 +250,7 @@ def catalog_metadata(
     pins = catalog.pins.assign(pin_id=catalog.pins["pin_id"].astype(str)).set_index("pin_id")
     unknown = [p for p in pin_ids if p not in pins.index]
     if unknown:
-        raise ValueError(
+        raise PinclipError(
             f"{len(unknown)} embedded pins are not in catalog {catalog_dir} (e.g. {unknown[:3]}); "
             "embed and index the same catalog"
         )
@@ -203,32 +271,82 @@ def build_index(
     catalog_dir: str | Path | None = None,
     recall_queries: int = 1000,
     seed: int = 0,
+    key: str = EMBEDDING_KEY,
+    batch_rows: int = 65_536,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[PinIndex, dict]:
-    """Build, check recall@10 against exact search on a sample of pins, save atomically."""
-    from .embed import read_embeddings
+    """Build from the embedding parts, streaming: only `pin_id` and `key` are read, a batch
+    at a time, so memory is the index plus one batch (plus a training sample for IVF kinds).
+    Recall@10 against exact search (on `recall_queries` pins) is measured in the same pass.
+    """
+    from .embed import count_embeddings, iter_embeddings, open_embeddings, vectors
 
-    pin_ids, emb = read_embeddings(embeddings)
-    if len(set(pin_ids)) != len(pin_ids):
-        raise ValueError(f"{embeddings}: duplicate pin_id values; re-run `pinclip embed`")
-    vectors = normalize(emb[EMBEDDING_KEY])
-    start = time.perf_counter()
-    index = make_index(vectors, kind, seed=seed)
-    build_s = time.perf_counter() - start
+    n = count_embeddings(embeddings)
+    if n == 0:
+        raise PinclipError(f"{embeddings} holds no pins; re-run `pinclip embed`")
+    d = open_embeddings(embeddings).schema.field(key).type.list_size
     rng = np.random.default_rng(seed)
-    sample = rng.choice(len(vectors), size=min(recall_queries, len(vectors)), replace=False)
-    recall, qps = recall_at_k(index, vectors, vectors[sample], k=10)
+    query_rows = np.sort(rng.choice(n, size=min(recall_queries, n), replace=False))
+    index, spec = new_index(kind, n, d)
+    train_rows = None
+    if not index.is_trained:
+        train_rows = np.sort(rng.choice(n, size=min(n, TRAIN_ROWS), replace=False))
+    start = time.perf_counter()
+    pin_ids, queries, train = _first_pass(
+        iter_embeddings(embeddings, ("pin_id", key), batch_rows), key, query_rows, train_rows
+    )
+    if len(set(pin_ids)) != len(pin_ids):
+        raise PinclipError(f"{embeddings}: duplicate pin_id values; re-run `pinclip embed`")
+    if train is not None:
+        index.train(train)
+        del train
+    truth = ExactTopK(queries, 10)
+    row = 0
+    report = progress or (lambda done, total: None)
+    for batch in iter_embeddings(embeddings, (key,), batch_rows):
+        x = normalize(vectors(batch[key]))
+        index.add_with_ids(x, np.arange(row, row + len(x), dtype=np.int64))
+        truth.update(x, row)
+        row += len(x)
+        report(row, n)
+    search_params = set_search_params(index, SEARCH_DEFAULTS)
+    build_s = time.perf_counter() - start
+    recall, qps = truth.recall(index)
     meta, boards = catalog_metadata(pin_ids, catalog_dir)
     info = {
         "kind": kind,
-        "dim": int(vectors.shape[1]),
-        "count": len(pin_ids),
+        "factory": spec,
+        "search_params": search_params,
+        "dim": int(d),
+        "count": n,
         "recall@10": recall,
         "qps": qps,
         "build_seconds": build_s,
-        "ef_search": 64,
         "embeddings": str(embeddings),
         "catalog": str(Path(catalog_dir).resolve()) if catalog_dir else None,
     }
     pin_index = PinIndex(index, meta, boards, info)
     pin_index.save(out)
+    info["bytes_per_vector"] = (Path(out) / INDEX_FILE).stat().st_size / n  # raw: 4 * dim
+    atomic_write_text(Path(out) / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return pin_index, info
+
+
+def _first_pass(batches, key: str, query_rows: np.ndarray, train_rows: np.ndarray | None):
+    """pin ids, the query vectors and the training sample, gathered in one streaming pass."""
+    from .embed import vectors
+
+    pin_ids: list[str] = []
+    queries, train = [], []
+    row = 0
+    for batch in batches:
+        m = batch.num_rows
+        pin_ids += batch["pin_id"].to_pylist()
+        wanted = [r for r in (query_rows, train_rows) if r is not None]
+        if any(((r >= row) & (r < row + m)).any() for r in wanted):
+            x = normalize(vectors(batch[key]))
+            queries.append(x[query_rows[(query_rows >= row) & (query_rows < row + m)] - row])
+            if train_rows is not None:
+                train.append(x[train_rows[(train_rows >= row) & (train_rows < row + m)] - row])
+        row += m
+    return pin_ids, np.concatenate(queries), (np.concatenate(train) if train_rows is not None else None)

@@ -68,7 +68,8 @@ class PinService:
         index_dir: str | Path,
         model_dir: str | Path,
         *,
-        backend: str = "torch",
+        backend: str = "auto",
+        device: str = "auto",
         catalog_dir: str | Path | None = None,
         store_dir: str | Path | None = None,
         limits: Limits | None = None,
@@ -77,7 +78,7 @@ class PinService:
         index = PinIndex.load(index_dir)
         catalog_dir = catalog_dir or index.info.get("catalog")
         store_dir = store_dir or Path(index_dir) / "added"
-        embedder = load_embedder(model_dir, backend)
+        embedder = load_embedder(model_dir, backend, device=device)
         if embedder.config.embed_dim != index.dim:
             raise ValueError(
                 f"model {model_dir} embeds in {embedder.config.embed_dim} dims but index {index_dir} "
@@ -132,16 +133,16 @@ class PinService:
     def _results(self, vector: np.ndarray, k: int, exclude: str | None = None) -> list[dict]:
         with self.lock:
             hits = self.index.search(vector[None], k + (1 if exclude else 0))[0]
-            meta = self.index.meta
+            pins = [self.index.pin(hit.row) for hit in hits]
         out = []
-        for hit in hits:
-            pin_id = meta.at[hit.row, "pin_id"]
+        for hit, pin in zip(hits, pins, strict=True):
+            pin_id = pin["pin_id"]
             if pin_id == exclude:
                 continue
             out.append(
                 {
                     "pin_id": pin_id,
-                    "title": meta.at[hit.row, "title"],
+                    "title": pin["title"],
                     "score": round(hit.score, 6),
                     "image_url": f"/v1/pins/{pin_id}/image",
                 }
@@ -175,12 +176,12 @@ class PinService:
         with self.lock:
             vector = self.index.vector(self.row(pin_id))
             hits = self.index.search(vector[None], neighbors + 1)[0]
-            meta = self.index.meta
+            pins = [self.index.pin(hit.row) for hit in hits]
         votes: dict[str, float] = defaultdict(float)
-        for hit in hits:
-            if meta.at[hit.row, "pin_id"] == pin_id:
+        for hit, pin in zip(hits, pins, strict=True):
+            if pin["pin_id"] == pin_id:
                 continue
-            for board in meta.at[hit.row, "boards"]:
+            for board in pin["boards"]:
                 votes[board] += max(hit.score, 0.0)
         total = sum(votes.values()) or 1.0
         ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
@@ -217,8 +218,7 @@ class PinService:
     # ----- files ----------------------------------------------------------------------------
     def image_path(self, pin_id: str) -> Path:
         """The pin's image file, resolved without path traversal."""
-        row = self.row(pin_id)
-        meta = self.index.meta.iloc[row]
+        meta = self.index.pin(self.row(pin_id))
         try:
             if meta["source"] == "added" and self.store is not None:
                 path = self.store.image_path(meta["image"])
