@@ -199,3 +199,43 @@ def serve(
         f"http://{host}:{port}/ (API: /docs, /openapi.json; Prometheus: /metrics)"
     )
     run(service, host=host, port=port, api_key=api_key)
+
+
+@index_app.command("export")
+def index_export(
+    embeddings: str = typer.Argument(..., help="The output directory (or URL) of `pinclip embed`."),
+    to: str = typer.Option(..., "--to", help="qdrant or lancedb."),
+    path: str = typer.Option(
+        None, "--path", help="Qdrant local-mode directory, or LanceDB directory / object-store URI."
+    ),
+    url: str = typer.Option(None, "--url", help="Qdrant server URL, e.g. http://qdrant:6333."),
+    api_key: str = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant API key."),
+    collection: str = typer.Option("pins", help="Collection (Qdrant) or table (LanceDB) name."),
+    catalog: Path = typer.Option(None, help="Catalog for the payload's titles and boards."),
+    index: Path = typer.Option(
+        None, "--index", help="A faiss index dir to compare the database's top-k with."
+    ),
+    check_queries: int = typer.Option(200, min=0, help="Pins searched to check the export."),
+) -> None:
+    """Stream the embeddings into Qdrant or LanceDB (payload + three named vectors), then
+    run the same searches there and by exact search and print recall@10."""
+    from pinclip.data.catalog import CatalogError
+    from pinclip.errors import PinclipError
+    from pinclip.serve.vectordb import VectorStore, check_export, export_vectors
+
+    try:
+        store = VectorStore(to, collection, path=path, url=url, api_key=api_key)
+        with _progress(f"exporting to {to}") as progress:
+            n = export_vectors(embeddings, store, catalog_dir=catalog, progress=progress)
+        check = (
+            check_export(embeddings, store, queries=check_queries, index_dir=index)
+            if check_queries
+            else {}
+        )
+    except (PinclipError, FileNotFoundError, ValueError, CatalogError) as err:
+        fail(err)
+    console.print(f"{n} pins in {to} collection {collection!r} ({path or url})")
+    for name, value in check.items():
+        if name != "queries":
+            console.print(f"{name}: {value:.4f} over {int(check['queries'])} pin queries")
+    console.print("[green]done[/]")
