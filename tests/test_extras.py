@@ -199,7 +199,7 @@ def test_core_install_trains_and_embeds_and_names_missing_extras(core_venv):
     assert (work / "run" / "final" / "model.safetensors").is_file()
     embedded = _run(core_venv, pinclip, "embed", work / "run" / "final", work / "syn", work / "emb")
     assert embedded.returncode == 0, embedded.stderr[-3000:]
-    assert (work / "emb" / "embeddings.parquet").is_file()
+    assert (work / "emb" / "manifest.json").is_file()  # parts + manifest, one dataset
 
     for extra, command in (
         ("serve", ["serve", "--index", work / "idx", "--model", work / "run" / "final"]),

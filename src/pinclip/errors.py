@@ -46,6 +46,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "export": ("onnx", "onnxruntime"),
     "eval": ("matplotlib", "sklearn", "open_clip"),
     "ray": ("ray",),
+    "qdrant": ("qdrant_client",),
+    "lancedb": ("lancedb",),
     "tensorboard": ("tensorboard",),
     "mlflow": ("mlflow",),
 }

@@ -14,8 +14,11 @@ from typing import Any
 from pinclip.errors import PinclipError, require_extra
 
 
-def embed_catalog(model: str | Path, catalog: str | Path, out: str | Path, **options: Any) -> Path:
-    """Embed every pin of a catalog into OUT/embeddings.parquet (`pinclip embed`; resumable)."""
+def embed_catalog(
+    model: str | Path, catalog: str | Path, out: str | Path, **options: Any
+) -> Path | str | None:
+    """Embed every pin of a catalog into parquet parts + manifest under OUT, a path or fsspec
+    URL (`pinclip embed`; resumable; `engine='ray'`, `device=`, `backend='auto'`)."""
     if options.get("backend") == "onnx":
         require_extra("export", "pinclip.embed_catalog(backend='onnx')")
     if options.get("engine") == "ray":
@@ -50,13 +53,10 @@ def build_index(
     **options: Any,
 ) -> tuple[Any, dict]:
     """A faiss index over pin embeddings (`pinclip index build`; `embeddings` may be the
-    `pinclip embed` folder); returns (PinIndex, info: count, recall@10 vs exact, queries/s)."""
+    `pinclip embed` output, read streaming); returns (PinIndex, info: count, recall@10 vs exact, queries/s)."""
     require_extra("serve", "pinclip.build_index")
     from pinclip.serve.index import build_index as run_build
 
-    embeddings = Path(embeddings)
-    if embeddings.is_dir():
-        embeddings = embeddings / "embeddings.parquet"
     return run_build(embeddings, out, kind=kind, catalog_dir=catalog_dir, **options)
 
 
@@ -85,7 +85,8 @@ def serve(
     model: str | Path,
     *,
     catalog: str | Path | None = None,
-    backend: str = "torch",
+    backend: str = "auto",
+    device: str = "auto",
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: str | None = None,
@@ -102,7 +103,7 @@ def serve(
 
     if not is_loopback(host) and not api_key:
         raise PinclipError(f"binding {host} exposes the API beyond this machine: pass api_key")
-    service = PinService.open(index, model, backend=backend, catalog_dir=catalog)
+    service = PinService.open(index, model, backend=backend, device=device, catalog_dir=catalog)
     if block:
         run(service, host=host, port=port, api_key=api_key)
         return None

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pinclip.errors import PinclipError
+from pinclip.errors import PinclipError, require
 from pinclip.model import PinCLIP, PinCLIPConfig
 from pinclip.model.model import image_transform
 from pinclip.model.text_tower import build_tokenizer
@@ -159,7 +159,7 @@ class OnnxEmbedder(_Base):
     def __init__(
         self, export_dir: str | Path, *, threads: int | None = None, device: str = "cpu"
     ) -> None:
-        import onnxruntime as ort
+        ort = require("onnxruntime", "export", "the onnx backend")
 
         export_dir = Path(export_dir)
         manifest_path = export_dir / ONNX_MANIFEST
@@ -257,9 +257,12 @@ def resolve_backend(model_dir: str | Path, backend: str = "auto", device: str = 
         raise PinclipError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
+    import importlib.util
+
     export = find_export(model_dir)
     is_model = (Path(model_dir) / "model.safetensors").is_file()
-    if export is not None and (device.split(":")[0] == "cpu" or not is_model):
+    has_ort = importlib.util.find_spec("onnxruntime") is not None  # the 'export' extra
+    if export is not None and (not is_model or (has_ort and device.split(":")[0] == "cpu")):
         return "onnx"
     return "torch"
 

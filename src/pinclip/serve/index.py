@@ -1,8 +1,8 @@
 """A faiss ANN index over pin embeddings, with the pins' metadata alongside.
 
 Vectors are L2-normalised and compared by inner product (= cosine). HNSW is the default
-(no training, items can be added at any time); `ivfpq` (IVF + PQ codes re-ranked on SQ8)
-holds 10^6+ pins in 28% of the raw vectors' memory at recall@10 >= 0.95. The index is built
+(no training, items can be added at any time); `ivfsq8` holds 10^6+ pins in 26% of the raw
+vectors' memory at recall@10 0.98 (BENCHMARKS.md §3b). The index is built
 streaming from the embedding parts (one column, one batch at a time); its directory is
 written whole (pinclip.atomic), so a crash mid-save never leaves a half-written index.
 Faiss ids are row numbers of `meta.parquet` (then of pins added at run time).
@@ -36,16 +36,17 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 
 #: Index kinds: a preset name or any faiss `index_factory` string (`{nlist}`, `{m}` and
-#: `{nbits}` are filled from the catalog size). `ivfpq` is the memory option chosen by
-#: measurement at 10^6 (BENCHMARKS.md §3b): IVF + 32-byte PQ codes, then the PQ shortlist
-#: (16 x k) re-ranked on 8-bit scalar-quantized vectors: 288 B a vector, 28% of raw float32.
+#: `{nbits}` are filled from the catalog size). Chosen by measurement at 10^6 (BENCHMARKS.md
+#: §3b): `ivfsq8` (IVF + 8-bit scalar-quantized vectors, 256 B a vector = 26% of raw float32)
+#: reaches recall@10 0.98 at ~540x exact search; `ivfpq` (IVF + PQ codes whose shortlist is
+#: re-ranked on SQ8 vectors) trades a little memory for a smaller scan per probed list.
 KINDS = {
     "hnsw": "HNSW32,Flat",
     "flat": "Flat",
-    "ivfpq": "IVF{nlist},PQ{m}x{nbits},Refine(SQ8)",
     "ivfsq8": "IVF{nlist},SQ8",
+    "ivfpq": "IVF{nlist},PQ{m}x{nbits},Refine(SQ8)",
 }
-SEARCH_DEFAULTS = {"efSearch": 64, "nprobe": 32, "k_factor_rf": 16}
+SEARCH_DEFAULTS = {"efSearch": 64, "nprobe": 16, "k_factor_rf": 32}
 TRAIN_ROWS = 160_000  # k-means wants ~39 points a list: 4,096 lists at 10^6
 
 
