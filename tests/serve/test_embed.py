@@ -78,7 +78,9 @@ def test_streaming_reads_one_column_in_order(embeddings):
     assert max(b.num_rows for b in batches) <= 20
     from pinclip.serve.embed import vectors
 
-    np.testing.assert_array_equal(np.concatenate([vectors(b["pin_emb"]) for b in batches]), emb["pin_emb"])
+    np.testing.assert_array_equal(
+        np.concatenate([vectors(b["pin_emb"]) for b in batches]), emb["pin_emb"]
+    )
 
 
 def test_output_to_an_fsspec_url(tmp_path, model_dir, catalog_dir, embeddings):

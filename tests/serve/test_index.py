@@ -31,3 +31,26 @@ def test_ivfpq_and_add_without_rebuild(tmp_path, embeddings):
     assert not list(tmp_path.glob(".ivf.*"))  # no temp directories left behind
     with pytest.raises(KeyError):
         again.add("new-pin", vector)
+
+
+@pytest.mark.parametrize("kind", ["ivfsq8", "ivfpq", "IVF{nlist},Flat"])
+def test_streamed_build_of_every_kind_and_adds_that_copy_nothing(tmp_path, embeddings, kind):
+    # 96 pins streamed 10 at a time: the same recall check and ids as one in-memory pass.
+    index, info = build_index(embeddings, tmp_path / "i", kind=kind, batch_rows=10)
+    assert info["count"] == len(index) == 96 and 0.5 <= info["recall@10"] <= 1
+    assert info["bytes_per_vector"] > 0 and info["factory"].startswith("IVF")
+    ids, emb = read_embeddings(embeddings)
+    assert index.search(emb["pin_emb"][7:8], 1)[0][0].row == 7
+    meta = index.meta
+    row = index.add("fresh", emb["pin_emb"][3] + 0.01, title="fresh")
+    assert index.meta is meta and len(meta) == 96  # the catalog rows were not copied
+    assert index.pin(row)["title"] == "fresh" and index.field(3, "pin_id") == ids[3]
+    again = PinIndex.load(tmp_path / "i")
+    assert again.info["search_params"] == info["search_params"]
+
+
+def test_unknown_kind_is_a_clear_error(tmp_path, embeddings):
+    from pinclip.errors import PinclipError
+
+    with pytest.raises(PinclipError, match="not a faiss index_factory string"):
+        build_index(embeddings, tmp_path / "x", kind="IVFbogus")

@@ -127,9 +127,7 @@ def export(
 
 @index_app.command("build")
 def index_build(
-    embeddings: str = typer.Argument(
-        ..., help="The output directory (or URL) of `pinclip embed`."
-    ),
+    embeddings: str = typer.Argument(..., help="The output directory (or URL) of `pinclip embed`."),
     out: Path = typer.Argument(..., help="Index directory (written atomically)."),
     kind: str = typer.Option(
         "hnsw",
@@ -147,7 +145,9 @@ def index_build(
 
     try:
         with _progress("indexing pins") as progress:
-            _, info = build_index(embeddings, out, kind=kind, catalog_dir=catalog, progress=progress)
+            _, info = build_index(
+                embeddings, out, kind=kind, catalog_dir=catalog, progress=progress
+            )
     except (PinclipError, FileNotFoundError, ValueError, CatalogError) as err:
         fail(err)
     console.print(
@@ -168,6 +168,15 @@ def serve(
     ),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    read_only: bool = typer.Option(
+        False,
+        "--read-only",
+        help="A replica: no pin store lock, no adding; follows the writer's log of added pins.",
+    ),
+    refresh_seconds: float = typer.Option(1.0, min=0.05, help="How often a replica looks."),
+    batch_wait_ms: float = typer.Option(
+        2.0, min=0.0, help="Micro-batching of query forwards: wait this long for more (0: off)."
+    ),
     host: str = typer.Option("127.0.0.1", help="Bind address; non-loopback needs --api-key."),
     port: int = typer.Option(8000),
     api_key: str = typer.Option(
@@ -191,7 +200,14 @@ def serve(
         )
     try:
         service = PinService.open(
-            index, model, backend=backend, device=device, catalog_dir=catalog
+            index,
+            model,
+            backend=backend,
+            device=device,
+            catalog_dir=catalog,
+            read_only=read_only,
+            refresh_s=refresh_seconds,
+            batch_wait_ms=batch_wait_ms,
         )
     except (PinclipError, FileNotFoundError, ValueError, CatalogError) as err:
         fail(err)

@@ -295,16 +295,15 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         limit: int = Query(40, ge=1, le=limits.max_k, description=f"pins, 1..{limits.max_k}"),
     ) -> PinsPage:
         with service.lock:
-            meta = service.index.meta
-            rows = meta.iloc[offset : offset + limit]
-            total = len(meta)
-        pins = [_card(row) for _, row in rows.iterrows()]
+            total = len(service.index)
+            rows = [service.index.pin(r) for r in range(offset, min(offset + limit, total))]
+        pins = [_card(row) for row in rows]
         return PinsPage(total=total, offset=offset, pins=pins)
 
     @app.get("/v1/pins/{pin_id}", response_model=PinCard, responses=_ERRORS)
     def get_pin(pin_id: str) -> PinCard:
         with service.lock:
-            row = service.index.meta.iloc[service.row(pin_id)]
+            row = service.index.pin(service.row(pin_id))
         return _card(row)
 
     @app.get("/v1/pins/{pin_id}/related", response_model=RelatedResponse, responses=_ERRORS)

@@ -350,4 +350,8 @@ def _first_pass(batches, key: str, query_rows: np.ndarray, train_rows: np.ndarra
             if train_rows is not None:
                 train.append(x[train_rows[(train_rows >= row) & (train_rows < row + m)] - row])
         row += m
-    return pin_ids, np.concatenate(queries), (np.concatenate(train) if train_rows is not None else None)
+    return (
+        pin_ids,
+        np.concatenate(queries),
+        (np.concatenate(train) if train_rows is not None else None),
+    )

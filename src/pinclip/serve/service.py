@@ -3,15 +3,25 @@
 Queries use the embedding the model aligned with pins: text -> `text_emb`, an uploaded
 image -> `image_emb`, a pin -> its `pin_emb`; the index holds fused `pin_emb`s. One lock
 guards the index (faiss HNSW is not safe to search while adding).
+
+Under concurrency, query forwards are micro-batched: requests that arrive while the model is
+busy (or within `batch_wait_ms` of the first) run as one batched forward, which on a CPU
+costs far less than one forward each. A server is the one writer of its pin store, or a
+read-only replica (`read_only=True`) that follows the writer's log and adds its new pins to
+its own index every `refresh_s` seconds; run N replicas over one index behind a balancer.
 """
 
 from __future__ import annotations
 
+import queue
 import re
 import tempfile
 import threading
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +46,49 @@ class ServiceError(Exception):
         self.message = message
 
 
+class MicroBatcher:
+    """Run `forward(items) -> [N, D]` on batches of concurrent calls, one thread, in order.
+
+    A call waits for the batch it joins: the first item starts a batch, which takes whatever
+    else is queued (up to `max_batch`), waiting at most `wait_s` for more. With no
+    concurrency a call pays at most `wait_s`; under load the batches fill while the previous
+    forward runs, so waiting is rare.
+    """
+
+    def __init__(
+        self, forward: Callable[[list], np.ndarray], *, max_batch: int = 32, wait_s: float = 0.002
+    ) -> None:
+        self.forward, self.max_batch, self.wait_s = forward, max_batch, wait_s
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.batches = 0  # forwards run (requests / batches = mean batch size)
+        self._thread = threading.Thread(target=self._loop, name="pinclip-batcher", daemon=True)
+        self._thread.start()
+
+    def __call__(self, item) -> np.ndarray:
+        future: Future = Future()
+        self.queue.put((item, future))
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            deadline = time.monotonic() + self.wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            try:
+                out = self.forward([item for item, _ in batch])
+            except BaseException as err:  # the callers see the error, the loop goes on
+                for _, future in batch:
+                    future.set_exception(err)
+                continue
+            self.batches += 1
+            for (_, future), row in zip(batch, out, strict=True):
+                future.set_result(row)
+
+
 @dataclass
 class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
@@ -53,14 +106,24 @@ class PinService:
         catalog_dir: str | Path | None = None,
         store_dir: str | Path | None = None,
         limits: Limits | None = None,
+        read_only: bool = False,
+        refresh_s: float = 1.0,
+        batch_wait_ms: float = 2.0,
+        max_batch: int = 32,
     ) -> None:
         self.index, self.embedder = index, embedder
         self.limits = limits or Limits()
         self.catalog_dir = Path(catalog_dir) if catalog_dir else None
-        self.store = PinStore(store_dir) if store_dir else None
+        self.read_only = read_only
+        self.store = PinStore(store_dir, read_only=read_only) if store_dir else None
         self.lock = threading.Lock()
         self.board_titles = dict(zip(index.boards["board_id"], index.boards["title"], strict=True))
         self.replayed = self._replay()
+        self._embed_texts, self._embed_images = self._batchers(batch_wait_ms, max_batch)
+        if read_only and self.store is not None:
+            threading.Thread(
+                target=self._follow, args=(refresh_s,), name="pinclip-follow", daemon=True
+            ).start()
 
     @classmethod
     def open(
@@ -73,8 +136,10 @@ class PinService:
         catalog_dir: str | Path | None = None,
         store_dir: str | Path | None = None,
         limits: Limits | None = None,
+        **options,
     ) -> PinService:
-        """Load index + model; added pins live in `store_dir` (default `<index_dir>/added`)."""
+        """Load index + model; added pins live in `store_dir` (default `<index_dir>/added`).
+        `options`: read_only, refresh_s, batch_wait_ms, max_batch (see the class)."""
         index = PinIndex.load(index_dir)
         catalog_dir = catalog_dir or index.info.get("catalog")
         store_dir = store_dir or Path(index_dir) / "added"
@@ -84,19 +149,46 @@ class PinService:
                 f"model {model_dir} embeds in {embedder.config.embed_dim} dims but index {index_dir} "
                 f"holds {index.dim}: serve the model the index was built with"
             )
-        return cls(index, embedder, catalog_dir=catalog_dir, store_dir=store_dir, limits=limits)
+        return cls(
+            index, embedder, catalog_dir=catalog_dir, store_dir=store_dir, limits=limits, **options
+        )
 
     def _replay(self) -> int:
-        if self.store is None:
-            return 0
+        return self._add_logged(self.store.replay()) if self.store is not None else 0
+
+    def _add_logged(self, pins) -> int:
         n = 0
-        for pin in self.store.replay():
-            if pin.pin_id not in self.index.rows:
-                self.index.add(
-                    pin.pin_id, pin.vector, title=pin.title, image=pin.image, source="added"
-                )
-                n += 1
+        for pin in pins:
+            with self.lock:
+                if pin.pin_id not in self.index.rows:
+                    self.index.add(
+                        pin.pin_id, pin.vector, title=pin.title, image=pin.image, source="added"
+                    )
+                    n += 1
         return n
+
+    def _follow(self, every_s: float) -> None:
+        """A replica's loop: add the pins the writer logged since the last look."""
+        while True:
+            time.sleep(every_s)
+            try:
+                self.replayed += self._add_logged(self.store.follow())
+            except Exception:  # a log being rotated or rebuilt: try again next round
+                continue
+
+    def _batchers(self, wait_ms: float, max_batch: int):
+        if wait_ms <= 0 or max_batch <= 1:  # no micro-batching: one forward per request
+            return (
+                lambda text: self.embedder.embed_texts([text])[0],
+                lambda pixels: self.embedder.embed_images(pixels[None])[0],
+            )
+        texts = MicroBatcher(self.embedder.embed_texts, max_batch=max_batch, wait_s=wait_ms / 1e3)
+        images = MicroBatcher(
+            lambda batch: self.embedder.embed_images(np.stack(batch)),
+            max_batch=max_batch,
+            wait_s=wait_ms / 1e3,
+        )
+        return texts, images
 
     # ----- checks ---------------------------------------------------------------------------
     def check_k(self, k: int) -> int:
@@ -157,12 +249,12 @@ class PinService:
             raise ServiceError(
                 422, f"q has {len(q)} characters > limit {self.limits.max_query_chars}"
             )
-        return self._results(self.embedder.embed_texts([q])[0], k)
+        return self._results(self._embed_texts(q), k)
 
     def search_image(self, data: bytes, k: int) -> list[dict]:
         self.check_k(k)
-        pixels = self.embedder.preprocess(self.decode_image(data))[None]
-        return self._results(self.embedder.embed_images(pixels)[0], k)
+        pixels = self.embedder.preprocess(self.decode_image(data))
+        return self._results(self._embed_images(pixels), k)
 
     def related(self, pin_id: str, k: int) -> list[dict]:
         self.check_k(k)
@@ -195,6 +287,8 @@ class PinService:
         self, data: bytes, title: str = "", description: str = "", pin_id: str | None = None
     ) -> dict:
         """Embed a new pin (image + optional text), log it durably, make it searchable."""
+        if self.read_only:
+            raise ServiceError(403, "this server is a read-only replica; add pins on the writer")
         if self.store is None:
             raise ServiceError(403, "this server has no pin store; adding pins is disabled")
         if pin_id is not None and not PIN_ID.match(pin_id):

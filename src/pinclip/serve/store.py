@@ -2,9 +2,12 @@
 
 A record is one JSON line holding the pin's fields and its embedding; its image file is
 written and fsynced first, then the line is appended and fsynced. A torn last line (a kill
-mid-write, never acknowledged) is ignored on replay. One process owns a store at a time: an
-exclusive `flock` on `<store>/.lock` (released by the kernel even after `kill -9`) makes a
-second server on the same directory fail at start instead of interleaving two logs.
+mid-write, never acknowledged) is cut off when the writer opens the log again, so the next
+record starts on a line of its own. One process writes a store at a time: an exclusive
+`flock` on `<store>/.lock` (released by the kernel even after `kill -9`) makes a second
+writer on the same directory fail at start instead of interleaving two logs. Any number of
+read-only replicas may follow the log (`read_only=True`, `follow()`): they take no lock
+and read only complete lines, so they pick up each added pin once it is durable.
 """
 
 from __future__ import annotations
@@ -62,16 +65,37 @@ def _lock_exclusively(path: Path) -> int:
     return fd
 
 
+def _cut_torn_tail(log: Path) -> None:
+    """Drop an unterminated last line (a write killed mid-way, never acknowledged)."""
+    if not log.exists() or log.stat().st_size == 0:
+        return
+    with open(log, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        f.truncate(data.rfind(b"\n") + 1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class PinStore:
-    """Append-only log + image files under one directory (default: <index>/added)."""
+    """Append-only log + image files under one directory (default: <index>/added).
+
+    `read_only=True` opens it as a replica: no lock, no writes, `follow()` for new records.
+    """
 
     _lock: int | None = None
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, read_only: bool = False) -> None:
         self.root = Path(root)
-        (self.root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         self.log = self.root / LOG_FILE
+        self.read_only = read_only
+        self._offset = 0  # bytes of the log already replayed or followed
+        if read_only:
+            return
+        (self.root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         self._lock = _lock_exclusively(self.root / LOCK_FILE)
+        _cut_torn_tail(self.log)
 
     def close(self) -> None:
         """Release the lock (also released when the process exits, however it exits)."""
@@ -108,14 +132,24 @@ class PinStore:
             _fsync_dir(self.root)
 
     def replay(self) -> Iterator[AddedPin]:
+        """Every record so far (then `follow()` continues from where this stopped)."""
+        self._offset = 0
+        return self.follow()
+
+    def follow(self) -> Iterator[AddedPin]:
+        """Records appended since the last replay/follow; a line still being written waits."""
         if not self.log.exists():
             return
-        with open(self.log, encoding="utf-8") as f:
+        with open(self.log, "rb") as f:
+            f.seek(self._offset)
             for line in f:
+                if not line.endswith(b"\n"):
+                    break  # being written (or torn): read it once it is complete
+                self._offset += len(line)
                 try:
                     r = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # torn tail of a killed write: it was never acknowledged
+                    continue  # a torn record of a killed write: it was never acknowledged
                 vector = np.frombuffer(base64.b64decode(r["vector"]), dtype=np.float32)
                 yield AddedPin(r["pin_id"], r["title"], r["text"], r["image"], vector)
 

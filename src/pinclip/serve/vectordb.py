@@ -59,7 +59,9 @@ class VectorStore:
         return lancedb.connect(self.path or self.url)
 
     # ----- search -------------------------------------------------------------------------
-    def search(self, client, queries: np.ndarray, k: int, using: str = "pin_emb") -> list[list[int]]:
+    def search(
+        self, client, queries: np.ndarray, k: int, using: str = "pin_emb"
+    ) -> list[list[int]]:
         """Row numbers (= positions in the embeddings) of the top-k pins per query."""
         out = []
         if self.target == "qdrant":
@@ -87,7 +89,9 @@ def _batches(
 ) -> Iterator[tuple[int, pa.RecordBatch, dict[str, list]]]:
     """(first row, batch of pin_id + the three embeddings, payload columns) in pin order."""
     pin_ids = [
-        pid for b in iter_embeddings(embeddings, ("pin_id",), 1 << 20) for pid in b["pin_id"].to_pylist()
+        pid
+        for b in iter_embeddings(embeddings, ("pin_id",), 1 << 20)
+        for pid in b["pin_id"].to_pylist()
     ]
     meta, _ = catalog_metadata(pin_ids, catalog_dir)
     titles, boards = meta["title"].tolist(), meta["boards"].tolist()
@@ -229,7 +233,9 @@ def check_export(
         from .index import PinIndex
 
         faiss_ids = PinIndex.load(index_dir).index.search(q, k)[1]
-        result[f"overlap@{k}_vs_faiss"] = _overlap(got, [set(r[r >= 0].tolist()) for r in faiss_ids])
+        result[f"overlap@{k}_vs_faiss"] = _overlap(
+            got, [set(r[r >= 0].tolist()) for r in faiss_ids]
+        )
         result[f"faiss_recall@{k}_vs_exact"] = _overlap([list(r) for r in faiss_ids], truth)
     return result
 
