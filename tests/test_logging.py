@@ -55,7 +55,6 @@ def test_library_code_never_sets_the_root_logger_level_or_prints():
         for p in SRC.rglob("*.py")
         if "cli" not in p.relative_to(SRC).parts
         for n, line in enumerate(p.read_text().splitlines(), 1)
-        if "getLogger().setLevel" in line.replace(" ", "")
-        or line.lstrip().startswith("print(")
+        if "getLogger().setLevel" in line.replace(" ", "") or line.lstrip().startswith("print(")
     ]
     assert not offenders, offenders

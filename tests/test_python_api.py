@@ -12,7 +12,6 @@ import pinclip
 
 def test_step_names_are_callable_even_after_their_subpackage_is_imported():
     import pinclip.evaluate.tasks  # noqa: F401  (the import system sets pinclip.evaluate = module)
-
     import pinclip.serve.embed  # noqa: F401
     import pinclip.train.config  # noqa: F401
 
