@@ -7,14 +7,12 @@ import yaml
 from typer.testing import CliRunner
 
 from pinclip.cli import app
-from pinclip.data.builders.synthetic import build_synthetic_catalog
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_trains_both_compares_reports_and_prints_serve_command(tmp_path):
-    catalog = tmp_path / "catalog"
-    build_synthetic_catalog(catalog, pins=240, seed=0, size=32, progress=False)
+def test_demo_trains_both_compares_reports_and_prints_serve_command(tiny_catalog, tmp_path):
+    catalog = tiny_catalog
     configs = tmp_path / "configs"
     configs.mkdir()
     for name, nbr in (("emoji-small.yaml", 1.0), ("emoji-clip-only.yaml", 0.0)):

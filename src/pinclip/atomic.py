@@ -5,17 +5,21 @@ path in the same directory, flushed and fsynced, renamed over the final name wit
 `os.replace`, and the directory is fsynced so the rename itself survives a power loss.
 A failure at any point removes the temp path and leaves the previous version in place.
 
-Folders are swapped in two renames (old → `.name.old-*`, new → name): a reader can miss
-the folder for that instant, so readers of a swapped folder retry once (`read_dir`
-callers in pinclip do) — but a kill can never leave a half-written folder at `name`,
-and `restore_dir` brings back the old folder if a kill fell between the two renames.
+Folders are swapped in one atomic exchange where the OS has one (Linux `renameat2`
+with `RENAME_EXCHANGE`): readers see the old folder or the new one, never none. Elsewhere
+(or on a filesystem without it) the swap is two renames (old → `.name.old-*`, new → name),
+so a reader can miss the folder for that instant, and `restore_dir` brings back the old
+folder if a kill fell between the two renames. Either way a kill never leaves a
+half-written folder at `name`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,12 +92,25 @@ def _fsync_tree(root: Path) -> None:
         fsync_dir(folder)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux renameat2 RENAME_EXCHANGE); False if the
+    OS or filesystem cannot, leaving both untouched."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without it (musl before 1.2.?, old glibc)
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """`with atomic_dir(out) as tmp: write files into tmp` — then tmp replaces `out` whole.
 
     The old folder is kept until the new one is in place, then removed; on error the temp
-    folder is removed and `out` is untouched.
+    folder is removed and `out` is untouched. Readers see the old or the new folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,11 +120,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         yield tmp
         _fsync_tree(tmp)
         old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
+        if path.exists() and _exchange(tmp, path):
+            old = tmp  # the exchange left the previous folder at the temp name
+        else:
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+            os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -35,7 +35,16 @@ def require(module: str, extra: str, what: str = "this command"):
         raise MissingExtraError(extra, module, what) from None
 
 
-class ConfigError(PinclipError, ValueError):
+class InputError(PinclipError, ValueError):
+    """What the user passed is not what the command needs (a bad value, the wrong kind of
+    file, inconsistent data)."""
+
+
+class NotFoundError(PinclipError, FileNotFoundError):
+    """A path the user passed does not hold what the command needs (e.g. not a model dir)."""
+
+
+class ConfigError(InputError):
     """A config file, preset or override is invalid; the message says what to change."""
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "recall_at_k",
     "related_pins_hits",
     "related_pins_recall",
+    "related_pins_topk",
     "retrieval_metrics",
 ]
 
@@ -96,6 +97,14 @@ def related_pins_hits(
     return hits, n_rel
 
 
+def related_pins_topk(
+    query_emb: torch.Tensor, candidate_emb: torch.Tensor, query_pins: np.ndarray, k: int
+) -> np.ndarray:
+    """Related-pins search: the top-k pins for each query pin (`query_emb[i]` is pin
+    `query_pins[i]`) among every pin (`candidate_emb`), the query pin itself excluded."""
+    return exact_topk(query_emb, candidate_emb, k, exclude=query_pins)
+
+
 def related_pins_recall(
     query_emb: torch.Tensor,
     candidate_emb: torch.Tensor,
@@ -109,7 +118,7 @@ def related_pins_recall(
     `graph`. The report's related-pins tasks run the same search and hits, at depth 50."""
     if len(query_pins) == 0:
         return 0.0
-    top = exact_topk(query_emb, candidate_emb, k, exclude=query_pins)
+    top = related_pins_topk(query_emb, candidate_emb, query_pins, k)
     hits, n_rel = related_pins_hits(graph, query_pins, top)
     return float(retrieval_metrics(hits, n_rel, ks=(k,))[f"recall@{k}"].mean())
 

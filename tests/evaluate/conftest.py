@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pinclip.data.builders.synthetic import build_synthetic_catalog
 from pinclip.train import load_config, train
 
 
 @pytest.fixture(scope="session")
-def eval_catalog(tmp_path_factory) -> Path:
-    """240 pins, 50 boards; the first 12 boards are marked curated, pins get a `group`."""
-    root = tmp_path_factory.mktemp("catalog") / "syn"
-    build_synthetic_catalog(root, pins=240, seed=0, size=32, progress=False)
+def eval_catalog(tiny_catalog, tmp_path_factory) -> Path:
+    """The shared tiny catalog (240 pins, 50 boards) with the first 12 boards marked
+    curated and a `group` per pin."""
+    root = tmp_path_factory.mktemp("eval-catalog") / "syn"
+    shutil.copytree(tiny_catalog, root)
     boards = pd.read_parquet(root / "boards.parquet")
     boards.loc[:11, "kind"] = "curated"
     boards.to_parquet(root / "boards.parquet", index=False)

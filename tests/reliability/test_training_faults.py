@@ -18,18 +18,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pinclip.data.builders.synthetic import build_synthetic_catalog
 from pinclip.train import load_config, train
 from pinclip.train.checkpoint import list_checkpoints, load_latest_checkpoint
 
 from .conftest import record
-
-
-@pytest.fixture(scope="module")
-def train_catalog(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train") / "syn"
-    build_synthetic_catalog(root, pins=240, seed=0, size=32, progress=False)
-    return root
 
 
 def _overrides(catalog: Path, cache: Path, max_steps: int, ckpt_every: int) -> list[str]:
@@ -76,8 +68,9 @@ train(load_config(None, sys.argv[2:]))
 """
 
 
-def test_kill_mid_checkpoint_write_leaves_no_half_checkpoint(train_catalog, tmp_path):
-    overrides = _overrides(train_catalog, tmp_path / "cache", max_steps=6, ckpt_every=2)
+@pytest.mark.slow
+def test_kill_mid_checkpoint_write_leaves_no_half_checkpoint(tiny_catalog, tmp_path):
+    overrides = _overrides(tiny_catalog, tmp_path / "cache", max_steps=6, ckpt_every=2)
     reference = tmp_path / "ref"
     train(load_config(None, [*overrides, f"run_dir={reference}"]))
 
@@ -110,10 +103,10 @@ def _latest_step(run_dir: Path) -> int:
 
 
 @pytest.mark.soak
-def test_five_sigkills_then_resume_equals_uninterrupted(train_catalog, tmp_path):
+def test_five_sigkills_then_resume_equals_uninterrupted(tiny_catalog, tmp_path):
     """SIGKILL at 5 random moments (mid-step, mid-validation or mid-save), resuming each time."""
     max_steps = 16
-    overrides = _overrides(train_catalog, tmp_path / "cache", max_steps=max_steps, ckpt_every=1)
+    overrides = _overrides(tiny_catalog, tmp_path / "cache", max_steps=max_steps, ckpt_every=1)
     overrides[overrides.index(f"val_every={max_steps}")] = "val_every=4"
     reference = tmp_path / "ref"
     train(load_config(None, [*overrides, f"run_dir={reference}"]))

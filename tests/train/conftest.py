@@ -1,19 +1,8 @@
-"""A tiny synthetic catalog shared by the training tests (built once per session)."""
+"""Training-test overrides over the shared tiny catalog (tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from pinclip.data.builders.synthetic import build_synthetic_catalog
-
-
-@pytest.fixture(scope="session")
-def tiny_catalog(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("catalog") / "syn"
-    build_synthetic_catalog(root, pins=240, seed=0, size=32, progress=False)
-    return root
 
 
 @pytest.fixture

@@ -34,8 +34,13 @@ def test_tiny_run_writes_everything_a_user_opens(tiny_overrides, tmp_path):
     assert model.config.name == "tiny"
 
 
-def test_lambda_zero_runs_without_neighbor_terms(tiny_overrides):
-    train(load_config(None, tiny_overrides + ["loss.nbr_weight=0", "max_steps=2"]))
+def test_lambda_zero_runs_without_neighbor_terms(tiny_overrides, tmp_path):
+    result = train(load_config(None, tiny_overrides + ["loss.nbr_weight=0", "max_steps=2"]))
+    steps = [r for r in _records(tmp_path / "run") if "loss" in r]
+    assert result.steps == 2 and len(steps) == 2
+    assert all("it" in r and "fuse" in r for r in steps)  # image-text and fusion terms only
+    assert not any(k.startswith("nbr") for r in steps for k in r)  # neighbors never embedded
+    assert all(r["loss"] == pytest.approx(r["it"] + 0.5 * r["fuse"], rel=1e-5) for r in steps)
 
 
 def test_missing_catalog_is_a_clear_error(tiny_overrides, tmp_path):

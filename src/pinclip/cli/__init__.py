@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
+
+from pinclip.errors import PinclipError
 
 from . import catalog, demo, evaluate, models, serve, train
+from ._errors import fail
+
+
+class _Commands(TyperGroup):
+    """Runs every command: an expected failure (a PinclipError) is one `error:` line and
+    exit 2; anything else is a bug and shows its traceback (exit 1)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PinclipError as err:
+            fail(err)
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="pinclip",
     help="Train, evaluate and serve graph-aware multimodal embeddings (PinCLIP recipe).",
     no_args_is_help=True,

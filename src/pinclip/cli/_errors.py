@@ -1,4 +1,8 @@
-"""How every command reports an expected failure: one red line on stderr, exit code 2."""
+"""How every command reports an expected failure: one red line on stderr, exit code 2.
+
+`pinclip.cli.app` catches `PinclipError` (and only it) around every command and calls
+`fail`; any other exception is a bug and keeps its traceback (exit 1).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 stderr = Console(stderr=True)
 
 
 def fail(err: Exception | str) -> NoReturn:
-    """Print `error: <err>` and exit 2 (bad input or config: no traceback)."""
-    from rich.markup import escape
+    """Print `error: <err>` and exit 2 (bad input or config: no traceback).
 
-    stderr.print(f"[red]error:[/] {escape(str(err))}")  # "pinclip[serve]" is not markup
+    The message is plain text, never Rich markup (a path or `pinclip[serve]` is printed as
+    is), and is not wrapped mid-path."""
+    stderr.print(Text.assemble(("error: ", "bold red"), str(err)), soft_wrap=True)
     raise typer.Exit(2) from None

@@ -7,15 +7,16 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from pinclip.data.catalog import REJECTS_FILE, CatalogError, ValidationReport, check_catalog
+from pinclip.data.catalog import REJECTS_FILE, ValidationReport, check_catalog
 from pinclip.data.images import DEFAULT_MAX_PIXELS
 from pinclip.data.importer import import_catalog
 
 from .catalog_build import app as build_app
 
-app = typer.Typer(help="Check, import and build catalogs (DESIGN.md §2).", no_args_is_help=True)
+app = typer.Typer(
+    help="Check, import and build catalogs (the format: docs/catalog.md).", no_args_is_help=True
+)
 app.add_typer(build_app, name="build")
 
 console = Console()
@@ -50,11 +51,6 @@ def print_report(report: ValidationReport, rejects_path: Path) -> None:
     console.print(f"{len(report.rejects):,} rejected rows written to {rejects_path}")
 
 
-def _fail(error: CatalogError) -> None:
-    errors.print(Text.assemble(("error: ", "bold red"), str(error)), soft_wrap=True)
-    raise typer.Exit(2)
-
-
 @app.command("check")
 def check(
     root: Path = typer.Argument(..., help="Catalog directory."),
@@ -68,18 +64,15 @@ def check(
 ) -> None:
     """Validate a catalog; exit 0 if it could be read (whatever was rejected), 2 if not."""
     rejects_path = rejects or root / REJECTS_FILE
-    try:
-        report = check_catalog(
-            root,
-            rejects=rejects_path,
-            check_images=images,
-            max_pixels=max_pixels,
-            allow_absolute_paths=allow_absolute_paths,
-            workers=workers,
-            progress=True,
-        )
-    except CatalogError as e:
-        _fail(e)
+    report = check_catalog(
+        root,
+        rejects=rejects_path,
+        check_images=images,
+        max_pixels=max_pixels,
+        allow_absolute_paths=allow_absolute_paths,
+        workers=workers,
+        progress=True,
+    )
     print_report(report, rejects_path)
 
 
@@ -117,22 +110,19 @@ def import_(
         for k, v in (("name", name), ("license", license_), ("attribution", attribution))
         if v is not None
     }
-    try:
-        out, report = import_catalog(
-            out,
-            pins=pins,
-            boards=boards,
-            edges=edges,
-            images=images,
-            link=link,
-            allow_absolute_paths=allow_absolute_paths,
-            max_pixels=max_pixels,
-            workers=workers,
-            progress=True,
-            meta=meta,
-            overwrite=force,
-        )
-    except CatalogError as e:
-        _fail(e)
+    out, report = import_catalog(
+        out,
+        pins=pins,
+        boards=boards,
+        edges=edges,
+        images=images,
+        link=link,
+        allow_absolute_paths=allow_absolute_paths,
+        max_pixels=max_pixels,
+        workers=workers,
+        progress=True,
+        meta=meta,
+        overwrite=force,
+    )
     print_report(report, out / REJECTS_FILE)
     console.print(f"catalog written to {out}")

@@ -76,24 +76,18 @@ def mdi(
 ) -> None:
     """Real data: Material Design Icons, their categories as curated boards, simulated user boards."""
     from pinclip.data.builders.mdi import build_mdi_catalog
-    from pinclip.errors import PinclipError
-
-    from ._errors import fail
 
     started = time.perf_counter()
-    try:
-        root = build_mdi_catalog(
-            out,
-            package=package,
-            size=size,
-            user_boards=user_boards,
-            seed=seed,
-            limit=limit,
-            workers=workers,
-            overwrite=overwrite,
-        )
-    except PinclipError as e:
-        fail(e)
+    root = build_mdi_catalog(
+        out,
+        package=package,
+        size=size,
+        user_boards=user_boards,
+        seed=seed,
+        limit=limit,
+        workers=workers,
+        overwrite=overwrite,
+    )
     _done(root, started)
 
 

@@ -93,9 +93,11 @@ def _train_both(configs: Path, overrides: list[str], beat) -> dict:
 
 
 def _print_comparison(runs: dict) -> None:
+    rel = next(iter(runs.values()))[2]["relevance"]
+    boards = "a curated board" if rel == "curated" else "any board"
     table = Table(
-        title="Cold-start related pins (held-out pins, all pins as candidates, relevant = shares "
-        "any board; the report's headline below counts curated boards only)"
+        title=f"Cold-start related pins (held-out pins, all pins as candidates, relevant = shares "
+        f"{boards}: the report's headline figure)"
     )
     for column in (
         "model",

@@ -11,8 +11,6 @@ from rich.table import Table
 
 from pinclip.errors import require_extra
 
-from ._errors import fail
-
 console = Console(stderr=True)
 
 
@@ -49,21 +47,18 @@ def evaluate(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
 ) -> None:
-    """Score a PinCLIP model on every retrieval task of DESIGN.md §7, on its run's split."""
+    """Score a PinCLIP model on every retrieval task (docs/evaluation.md), on its run's split."""
     require_extra("eval", "pinclip evaluate")
     from pinclip.evaluate.compare import evaluate_model
 
-    try:
-        result, path = evaluate_model(
-            run_or_model,
-            catalog=catalog,
-            out=out,
-            n_resamples=bootstrap,
-            seed=seed,
-            console=console,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        fail(err)
+    result, path = evaluate_model(
+        run_or_model,
+        catalog=catalog,
+        out=out,
+        n_resamples=bootstrap,
+        seed=seed,
+        console=console,
+    )
     _print_result(result)
     console.print(f"results: {path}")
 
@@ -87,18 +82,15 @@ def compare(
     from pinclip.evaluate.compare import compare as run_compare
     from pinclip.evaluate.report import HEADLINE_METRIC, metrics_table
 
-    try:
-        report, results = run_compare(
-            models,
-            split_from=split_from,
-            out_dir=out,
-            catalog=catalog,
-            n_resamples=bootstrap,
-            seed=seed,
-            console=console,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        fail(err)
+    report, results = run_compare(
+        models,
+        split_from=split_from,
+        out_dir=out,
+        catalog=catalog,
+        n_resamples=bootstrap,
+        seed=seed,
+        console=console,
+    )
     rel = "curated" if results and results[0].get("related_cold", "curated") is not None else "all"
     df = metrics_table(results, rel)
     table = Table(title=f"{HEADLINE_METRIC} [95% CI], relevance = {rel} boards")
@@ -136,12 +128,9 @@ def train_open_clip(
     """Train the open_clip baseline with open_clip's own loop on the same data and budget."""
     require_extra("eval", "pinclip train-open-clip")
     from pinclip.evaluate.baselines.open_clip import train_open_clip as run
-    from pinclip.train import ConfigError, load_config
+    from pinclip.train import load_config
 
-    try:
-        cfg = load_config(config, overrides or [])
-    except ConfigError as err:
-        fail(err)
+    cfg = load_config(config, overrides or [])
     path = run(
         cfg,
         out,

@@ -67,27 +67,22 @@ def embed(
         require_extra("export", "pinclip embed --backend onnx")
     if engine == "ray":
         require_extra("ray", "pinclip embed --engine ray")
-    from pinclip.data.catalog import CatalogError
-    from pinclip.errors import PinclipError
     from pinclip.serve import embed_catalog
 
-    try:
-        with _progress("embedding pins") as progress:
-            path = embed_catalog(
-                model,
-                catalog,
-                out,
-                backend=backend,
-                device=device,
-                engine=engine,
-                ray_address=ray_address,
-                batch_size=batch_size,
-                part_size=part_size,
-                workers=workers,
-                progress=progress,
-            )
-    except (PinclipError, FileNotFoundError, ValueError, CatalogError) as err:
-        fail(err)
+    with _progress("embedding pins") as progress:
+        path = embed_catalog(
+            model,
+            catalog,
+            out,
+            backend=backend,
+            device=device,
+            engine=engine,
+            ray_address=ray_address,
+            batch_size=batch_size,
+            part_size=part_size,
+            workers=workers,
+            progress=progress,
+        )
     console.print(f"[green]done[/]: {path}")
 
 
@@ -105,14 +100,11 @@ def export(
 ) -> None:
     """Export image tower, text tower and fusion to ONNX; checks parity (cosine >= 0.99)."""
     require_extra("export", "pinclip export")
-    from pinclip.serve import ParityError, catalog_samples, export_onnx
+    from pinclip.serve import catalog_samples, export_onnx
 
     if format != "onnx":
-        fail(ValueError(f"unknown format {format!r}; only onnx is supported"))
-    try:
-        report = export_onnx(model, out, catalog_samples(catalog, samples), int8=int8)
-    except (ParityError, FileNotFoundError, ValueError) as err:
-        fail(err)
+        fail(f"unknown format {format!r}; only onnx is supported")
+    report = export_onnx(model, out, catalog_samples(catalog, samples), int8=int8)
     console.print(f"graphs: {report.graphs}")
     console.print(
         "parity (min cosine vs PyTorch): "
@@ -139,17 +131,12 @@ def index_build(
 ) -> None:
     """Build a faiss index streaming from the embedding parts; report recall@10 vs exact."""
     require_extra("serve", "pinclip index build")
-    from pinclip.data.catalog import CatalogError
-    from pinclip.errors import PinclipError
     from pinclip.serve import build_index
 
-    try:
-        with _progress("indexing pins") as progress:
-            _, info = build_index(
-                embeddings, out, kind=kind, catalog_dir=catalog, progress=progress
-            )
-    except (PinclipError, FileNotFoundError, ValueError, CatalogError) as err:
-        fail(err)
+    with _progress("indexing pins") as progress:
+        _, info = build_index(
+            embeddings, out, kind=kind, catalog_dir=catalog, progress=progress
+        )
     console.print(
         f"{info['kind']} index ({info['factory']}) of {info['count']} pins: recall@10 "
         f"{info['recall@10']:.4f} vs exact, {info['qps']:.0f} queries/s, "
@@ -187,8 +174,6 @@ def serve(
     require_extra("serve", "pinclip serve")
     if backend == "onnx":
         require_extra("export", "pinclip serve --backend onnx")
-    from pinclip.data.catalog import CatalogError
-    from pinclip.errors import PinclipError
     from pinclip.serve import PinService, run
     from pinclip.serve.app import is_loopback
 
@@ -198,19 +183,16 @@ def serve(
                 f"binding {host} exposes the API beyond this machine: pass --api-key (or PINCLIP_API_KEY)"
             )
         )
-    try:
-        service = PinService.open(
-            index,
-            model,
-            backend=backend,
-            device=device,
-            catalog_dir=catalog,
-            read_only=read_only,
-            refresh_s=refresh_seconds,
-            batch_wait_ms=batch_wait_ms,
-        )
-    except (PinclipError, FileNotFoundError, ValueError, CatalogError) as err:
-        fail(err)
+    service = PinService.open(
+        index,
+        model,
+        backend=backend,
+        device=device,
+        catalog_dir=catalog,
+        read_only=read_only,
+        refresh_s=refresh_seconds,
+        batch_wait_ms=batch_wait_ms,
+    )
     console.print(
         f"{len(service.index)} pins ({service.replayed} added pins replayed); open "
         f"http://{host}:{port}/ (API: /docs, /openapi.json; Prometheus: /metrics)"
@@ -236,21 +218,16 @@ def index_export(
 ) -> None:
     """Stream the embeddings into Qdrant or LanceDB (payload + three named vectors), then
     run the same searches there and by exact search and print recall@10."""
-    from pinclip.data.catalog import CatalogError
-    from pinclip.errors import PinclipError
     from pinclip.serve.vectordb import VectorStore, check_export, export_vectors
 
-    try:
-        store = VectorStore(to, collection, path=path, url=url, api_key=api_key)
-        with _progress(f"exporting to {to}") as progress:
-            n = export_vectors(embeddings, store, catalog_dir=catalog, progress=progress)
-        check = (
-            check_export(embeddings, store, queries=check_queries, index_dir=index)
-            if check_queries
-            else {}
-        )
-    except (PinclipError, FileNotFoundError, ValueError, CatalogError) as err:
-        fail(err)
+    store = VectorStore(to, collection, path=path, url=url, api_key=api_key)
+    with _progress(f"exporting to {to}") as progress:
+        n = export_vectors(embeddings, store, catalog_dir=catalog, progress=progress)
+    check = (
+        check_export(embeddings, store, queries=check_queries, index_dir=index)
+        if check_queries
+        else {}
+    )
     console.print(f"{n} pins in {to} collection {collection!r} ({path or url})")
     for name, value in check.items():
         if name != "queries":

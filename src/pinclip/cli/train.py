@@ -8,8 +8,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ._errors import fail
-
 console = Console(stderr=True)
 
 
@@ -25,16 +23,11 @@ def train(
     ),
 ) -> None:
     """Train a PinCLIP model; works the same under `torchrun --nproc_per_node N`."""
-    from pinclip.data.catalog import CatalogError
-    from pinclip.errors import PinclipError
-    from pinclip.train import ConfigError, TrainingError, load_config
+    from pinclip.train import load_config
     from pinclip.train import train as run_training
 
-    try:
-        cfg = load_config(config, overrides or [])
-        result = run_training(cfg, resume=resume, console=console)
-    except (ConfigError, CatalogError, TrainingError, PinclipError) as err:
-        fail(err)
+    cfg = load_config(config, overrides or [])
+    result = run_training(cfg, resume=resume, console=console)
     if os.environ.get("RANK", "0") != "0":
         return
     console.print(

@@ -1,4 +1,4 @@
-"""The catalog on disk (DESIGN.md §2): typed reader, deterministic writer, validation entry points.
+"""The catalog on disk (format: docs/catalog.md): typed reader, deterministic writer, validation entry points.
 
 A catalog is a directory with pins.parquet, boards.parquet, pin_board.parquet, images/ and
 catalog.json. `read_catalog` returns only the good rows plus a `ValidationReport` of every
@@ -8,7 +8,6 @@ bad one; `write_catalog` gives byte-identical parquet for identical input.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
+from pinclip.atomic import atomic_write_text, write_with
 
 from .images import DEFAULT_MAX_PIXELS, ImageError, check_image, load_image, resolve_image_path
 from .validate import (
@@ -97,10 +98,6 @@ class Catalog:
         return load_image(self.image_path(image), max_pixels=max_pixels)
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
     """No pandas index or metadata; text typed `string` (also all-null text columns, integer ids)."""
     table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
@@ -113,23 +110,11 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
 
 
 def _write_parquet(path: Path, df: pd.DataFrame) -> None:
-    tmp = _atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(_to_arrow(df), f, **PARQUET_OPTIONS)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_with(path, lambda f: pq.write_table(_to_arrow(df), f, **PARQUET_OPTIONS))
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = _atomic_path(path)
-    tmp.write_text(
-        json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def write_catalog(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pinclip.errors import PinclipError
+
 # Pillow refuses images over 2 * Image.MAX_IMAGE_PIXELS (~179 Mpx) itself; ours is stricter.
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -28,7 +30,7 @@ TRUNCATED_IMAGE = "truncated or corrupt image"
 IMAGE_TOO_LARGE = "image over pixel limit"
 
 
-class ImageError(Exception):
+class ImageError(PinclipError):
     """An image that cannot be used; `reason` is a fixed string, the message says what to do."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from pinclip.atomic import atomic_open
+from pinclip.errors import PinclipError
+
 from .images import ImageError, check_files, resolve_image_str
 
 # Reasons found in the tables themselves (image reasons live in pinclip.data.images).
@@ -56,7 +59,7 @@ KINDS = {"pins": {"organic", "ad"}, "boards": {"curated", "user"}}
 STRING_COLUMNS = frozenset({"pin_id", "board_id", "image", "title", "description", "link", "kind"})
 
 
-class CatalogError(Exception):
+class CatalogError(PinclipError):
     """The catalog cannot be read at all (missing directory, file or required column)."""
 
 
@@ -92,14 +95,11 @@ class ValidationReport:
         return dict(Counter((r.file, r.reason) for r in self.rejects))
 
     def write_jsonl(self, path: Path) -> Path:
-        """Write one JSON object per rejected row (atomically: temp file + rename)."""
+        """Write one JSON object per rejected row (atomically, `pinclip.atomic`)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             for r in self.rejects:
                 f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
         return path
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pinclip.errors import InputError
 from pinclip.progress import Progress
 
 from .baselines import Embedder, PinCLIPEmbedder, create_baseline
@@ -58,7 +59,7 @@ def build_embedders(specs: list[str]) -> list[Embedder]:
         out.append(emb)
     names = [e.name for e in out]
     if len(set(names)) != len(names):
-        raise ValueError(f"two models share a name in {names}: label them, e.g. 'ours=runs/a'")
+        raise InputError(f"two models share a name in {names}: label them, e.g. 'ours=runs/a'")
     return out
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from rich.console import Console
 
 from pinclip.data.catalog import Catalog
+from pinclip.errors import NotFoundError
 from pinclip.graph import PinBoardGraph, Split
 from pinclip.train.config import TrainConfig, load_config
 from pinclip.train.data import load_split
@@ -75,6 +76,11 @@ class EvalData:
         """The relevance definitions this catalog supports (no curated boards: only 'all')."""
         return RELEVANCE if self.curated_boards.any() else ("all",)
 
+    @property
+    def headline_relevance(self) -> str:
+        """The relevance the headline figures use: curated boards where the catalog has them."""
+        return self.relevances[0]
+
     @classmethod
     def from_config(cls, cfg: TrainConfig, source: str = "") -> EvalData:
         """Load the catalog and split exactly as `pinclip train` does for `cfg` (no sampler)."""
@@ -95,7 +101,7 @@ class EvalData:
         overrides = [f"data.catalog={catalog}"] if catalog else []
         if run_dir is None:
             if catalog is None:
-                raise FileNotFoundError(
+                raise NotFoundError(
                     f"{path}: not a run dir (no config.yaml here or in its parent); "
                     "pass --catalog DIR to evaluate a bare model on that catalog's default split"
                 )

@@ -334,7 +334,7 @@ def write_report(
     (out / "results").mkdir(parents=True, exist_ok=True)
     ours = ours or results[0].name
     relevances = data.relevances
-    main_rel = relevances[0]
+    main_rel = data.headline_relevance
     for r in results:
         r.save(out / "results" / f"{_slug(r.name)}.json")
     plots: dict[str, Path | None] = {}

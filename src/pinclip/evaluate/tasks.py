@@ -1,4 +1,4 @@
-"""The retrieval tasks of DESIGN.md §7, scored for one embedder on one split.
+"""The retrieval tasks (docs/evaluation.md), scored for one embedder on one split.
 
 | task               | query                              | candidates  | relevant                |
 |--------------------|------------------------------------|-------------|-------------------------|
@@ -27,6 +27,7 @@ from a board's title, which warm pins of that board would otherwise crowd out.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from pinclip.retrieval import exact_topk, related_pins_hits, retrieval_metrics
+from pinclip.errors import InputError
+from pinclip.retrieval import exact_topk, related_pins_hits, related_pins_topk, retrieval_metrics
 
 from .baselines.base import Embedder, PinEmbeddings, check_embeddings
 from .bootstrap import mean_ci
@@ -178,10 +180,17 @@ def evaluate_embedder(
     *,
     n_resamples: int = 1000,
     seed: int = 0,
+    tasks: Collection[str] | None = None,
     console: Console | None = None,
 ) -> EvalResult:
-    """Score `embedder` on every task of DESIGN.md §7 over the split in `data`."""
+    """Score `embedder` on every task (or only `tasks`, names of `TASKS`) over the split in
+    `data`. This is the one scoring path: the report, `pinclip evaluate` and the demo's
+    quick table all read their figures from it."""
     console = console or Console(quiet=True)
+    unknown = set(tasks or ()) - set(TASKS)
+    if unknown:
+        raise InputError(f"unknown task(s) {sorted(unknown)}; known: {', '.join(TASKS)}")
+    wanted = set(TASKS if tasks is None else tasks)
     emb = check_embeddings(embedder.embed_pins(data), data.n_pins, embedder.name)
     cold, warm = data.split.cold, data.split.warm
     results: dict[tuple[str, str], TaskResult] = {}
@@ -195,19 +204,23 @@ def evaluate_embedder(
         "related_warm": (emb.pin, warm),
     }
     for task, (queries, pins) in related.items():
+        if task not in wanted:
+            continue
         if queries is None:
             skipped[task] = "the model has no image-only path"
             continue
         if len(pins) == 0:
             skipped[task] = "no such pins in this split"
             continue
-        top = exact_topk(queries[pins], emb.pin, DEPTH, exclude=pins)
+        top = related_pins_topk(queries[pins], emb.pin, pins, DEPTH)
         for rel in data.relevances:
             hits, n_rel = related_pins_hits(data.relevance_graph(rel), pins, top)
             results[(task, rel)] = _score(task, rel, pins, top, hits, n_rel, n_resamples, seed)
 
     cross = {"text_to_image": (emb.text, emb.image), "image_to_text": (emb.image, emb.text)}
     for task, (queries, candidates) in cross.items():
+        if task not in wanted:
+            continue
         if queries is None or candidates is None:
             skipped[task] = "the model lacks a modality this task needs"
             continue
@@ -222,44 +235,45 @@ def evaluate_embedder(
                 hits, n_rel = related_pins_hits(data.relevance_graph(rel), cold, top)
                 results[(task, rel)] = _score(task, rel, cold, top, hits, n_rel, n_resamples, seed)
 
-    titles = data.board_titles
-    board_emb = embedder.embed_texts(titles) if len(cold) else None
+    board_tasks = sorted(wanted & {"board_to_pins", "boards_for_cold"})
+    board_emb = embedder.embed_texts(data.board_titles) if len(cold) and board_tasks else None
     if board_emb is None:
-        skipped["board_to_pins"] = "the model embeds no free text"
-        skipped["boards_for_cold"] = "the model embeds no free text"
+        skipped |= {task: "the model embeds no free text" for task in board_tasks}
     else:
         board_emb = board_emb.float()
         for rel in data.relevances:
             graph = data.relevance_graph(rel)
             boards = np.arange(graph.n_boards)  # board indices of the relevance graph
             index = boards if rel == "all" else np.flatnonzero(data.curated_boards)  # their titles
-            top = exact_topk(
-                board_emb[torch.as_tensor(index)], emb.pin[torch.as_tensor(cold)], DEPTH
-            )
-            retrieved = cold[top]
-            hits, n_rel = _board_hits(graph, boards, cold, retrieved)
-            results[("board_to_pins", rel)] = _score(
-                "board_to_pins", rel, index, retrieved, hits, n_rel, n_resamples, seed
-            )
-            # which boards would this new pin be saved to: its pin embedding vs board titles
-            top = exact_topk(
-                emb.pin[torch.as_tensor(cold)], board_emb[torch.as_tensor(index)], DEPTH
-            )
-            member = graph.pin_board[cold].tocsr()
-            hits = (
-                np.stack(
-                    [
-                        np.isin(top[i], member.indices[member.indptr[i] : member.indptr[i + 1]])
-                        for i in range(len(cold))
-                    ]
+            if "board_to_pins" in wanted:
+                top = exact_topk(
+                    board_emb[torch.as_tensor(index)], emb.pin[torch.as_tensor(cold)], DEPTH
                 )
-                if len(cold)
-                else np.zeros((0, top.shape[1]), dtype=bool)
-            )
-            n_rel = np.diff(member.indptr).astype(np.int64)
-            results[("boards_for_cold", rel)] = _score(
-                "boards_for_cold", rel, cold, top, hits, n_rel, n_resamples, seed
-            )
+                retrieved = cold[top]
+                hits, n_rel = _board_hits(graph, boards, cold, retrieved)
+                results[("board_to_pins", rel)] = _score(
+                    "board_to_pins", rel, index, retrieved, hits, n_rel, n_resamples, seed
+                )
+            if "boards_for_cold" in wanted:
+                # which boards would this new pin be saved to: its pin embedding vs board titles
+                top = exact_topk(
+                    emb.pin[torch.as_tensor(cold)], board_emb[torch.as_tensor(index)], DEPTH
+                )
+                member = graph.pin_board[cold].tocsr()
+                hits = (
+                    np.stack(
+                        [
+                            np.isin(top[i], member.indices[member.indptr[i] : member.indptr[i + 1]])
+                            for i in range(len(cold))
+                        ]
+                    )
+                    if len(cold)
+                    else np.zeros((0, top.shape[1]), dtype=bool)
+                )
+                n_rel = np.diff(member.indptr).astype(np.int64)
+                results[("boards_for_cold", rel)] = _score(
+                    "boards_for_cold", rel, cold, top, hits, n_rel, n_resamples, seed
+                )
     console.print(
         f"evaluated {embedder.name}: {len(results)} task × relevance results"
         + (f", skipped {', '.join(skipped)}" if skipped else "")

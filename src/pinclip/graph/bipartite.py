@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pinclip.errors import InputError
+
 if TYPE_CHECKING:
     from pinclip.data.catalog import Catalog
 
@@ -22,7 +24,7 @@ def _index_of(ids: np.ndarray, what: str) -> pd.Index:
     index = pd.Index(ids)
     if not index.is_unique:
         dup = index[index.duplicated()][0]
-        raise ValueError(f"duplicate {what} id {str(dup)!r}: {what} ids must be unique")
+        raise InputError(f"duplicate {what} id {str(dup)!r}: {what} ids must be unique")
     return index
 
 
@@ -31,7 +33,7 @@ def _lookup(index: pd.Index, values: np.ndarray, what: str) -> np.ndarray:
     pos = index.get_indexer(values)
     if (pos < 0).any():
         row = int(np.flatnonzero(pos < 0)[0])
-        raise ValueError(
+        raise InputError(
             f"edge row {row}: unknown {what} id {str(values[row])!r}; "
             f"every edge must point to a {what} listed in {what}_ids"
         )

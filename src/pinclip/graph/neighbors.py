@@ -8,13 +8,13 @@ read into every data-loader worker.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from pinclip.atomic import atomic_dir
+from pinclip.errors import NotFoundError
 
 _ARRAYS = ("indptr", "indices", "counts")
 META_FILE = "meta.json"
@@ -75,20 +75,13 @@ class NeighborLists:
 
     # ---- disk --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write atomically to directory ``path`` (``*.npy`` + ``meta.json``)."""
+        """Write atomically to directory ``path`` (``*.npy`` + ``meta.json``): readers see the
+        previous lists or the new ones, never none and never half (`pinclip.atomic.atomic_dir`)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             for name in _ARRAYS:
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
             (tmp / META_FILE).write_text(json.dumps(self.params, sort_keys=True, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -99,7 +92,7 @@ class NeighborLists:
             n for n in (*(f"{a}.npy" for a in _ARRAYS), META_FILE) if not (path / n).exists()
         ]
         if missing:
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"{path} is not a neighbor-list directory (missing {', '.join(missing)}); "
                 "compute it again with random_walk_neighbors"
             )

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pinclip.errors import ConfigError
+
 from .bipartite import PinBoardGraph
 from .cache import NeighborCache
 from .neighbors import NeighborLists
@@ -139,9 +141,9 @@ def compute_random_walk_neighbors(
     identical for any ``n_jobs``.
     """
     if top_k < 1 or n_walks < 1 or walk_length < 1:
-        raise ValueError("top_k, n_walks and walk_length must all be >= 1")
+        raise ConfigError("top_k, n_walks and walk_length must all be >= 1")
     if not 0.0 <= restart_prob <= 1.0:
-        raise ValueError(f"restart_prob must be in [0, 1], got {restart_prob}")
+        raise ConfigError(f"restart_prob must be in [0, 1], got {restart_prob}")
     params = dict(
         algorithm=ALGORITHM,
         top_k=top_k,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pinclip.errors import ConfigError
+
 from .bipartite import PinBoardGraph
 
 DEFAULT_ALPHA = 0.5
@@ -21,7 +23,7 @@ DEFAULT_ALPHA = 0.5
 def board_weights(graph: PinBoardGraph, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """float64 [n_boards]: board-step weight ``(size-1)^-alpha``, 0 for boards with < 2 pins."""
     if alpha < 0:
-        raise ValueError(f"alpha must be >= 0 (it down-weights large boards), got {alpha}")
+        raise ConfigError(f"alpha must be >= 0 (it down-weights large boards), got {alpha}")
     others = graph.board_size.astype(np.float64) - 1.0
     weights = np.zeros_like(others)
     has_other = others >= 1

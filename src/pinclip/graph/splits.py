@@ -20,6 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pinclip.atomic import write_with
+from pinclip.errors import ConfigError, InputError
+
 from .bipartite import PinBoardGraph
 
 SPLIT_NAMES = ("warm", "val", "cold")
@@ -58,14 +61,10 @@ class Split:
     def save(self, path: str | Path) -> Path:
         """Write ``pin_id → split`` as parquet (params in the file's metadata)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         names = np.asarray(SPLIT_NAMES)[self.labels]
         table = pa.table({"pin_id": pa.array(self.train_graph.pin_ids), "split": names})
         table = table.replace_schema_metadata({"pinclip.split": json.dumps(self.params)})
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)
-        return path
+        return write_with(path, lambda f: pq.write_table(table, f))
 
     @classmethod
     def load(cls, path: str | Path, graph: PinBoardGraph) -> Split:
@@ -74,21 +73,21 @@ class Split:
         table = pq.read_table(path)
         for col in ("pin_id", "split"):
             if col not in table.column_names:
-                raise ValueError(f"{path}: missing column {col!r}; write splits with Split.save")
+                raise InputError(f"{path}: missing column {col!r}; write splits with Split.save")
         ids = table.column("pin_id").to_numpy(zero_copy_only=False)
         names = table.column("split").to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(~np.isin(names, SPLIT_NAMES))
         if bad.size:
             row = int(bad[0])
-            raise ValueError(
+            raise InputError(
                 f"{path}: row {row}: split {str(names[row])!r} is not one of {SPLIT_NAMES}"
             )
         pos = pd.Index(graph.pin_ids).get_indexer(ids)
         if (pos < 0).any():
             row = int(np.flatnonzero(pos < 0)[0])
-            raise ValueError(f"{path}: row {row}: pin_id {str(ids[row])!r} is not in the graph")
+            raise InputError(f"{path}: row {row}: pin_id {str(ids[row])!r} is not in the graph")
         if len(np.unique(pos)) != graph.n_pins or len(pos) != graph.n_pins:
-            raise ValueError(
+            raise InputError(
                 f"{path}: lists {len(pos)} pins but the graph has {graph.n_pins}; "
                 "a split must label every pin of the graph exactly once"
             )
@@ -118,14 +117,14 @@ def split_pins(
 ) -> Split:
     """Hold out ``cold_frac`` and ``val_frac`` of all pins (see the module docstring)."""
     if cold_frac < 0 or val_frac < 0 or cold_frac + val_frac >= 1:
-        raise ValueError(
+        raise ConfigError(
             f"need cold_frac, val_frac >= 0 with sum < 1, got {cold_frac} and {val_frac}"
         )
     n_cold = int(round(cold_frac * graph.n_pins))
     n_val = int(round(val_frac * graph.n_pins))
     eligible = np.flatnonzero(graph.has_co_board_neighbor())
     if n_cold + n_val > len(eligible):
-        raise ValueError(
+        raise ConfigError(
             f"cannot hold out {n_cold} cold + {n_val} val pins: only {len(eligible)} of "
             f"{graph.n_pins} pins share a board with another pin; lower cold_frac/val_frac"
         )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +22,10 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 from rich.progress import track
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
+
+from pinclip.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from .model import PinCLIP
@@ -93,11 +94,8 @@ class FeatureCache:
         return self.root / kind / key[:2] / f"{key}.safetensors"
 
     def _write(self, kind: str, key: str, tensors: dict[str, torch.Tensor]) -> None:
-        path = self._path(kind, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: v.to(self.dtype).contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written entry
+        data = save({k: v.to(self.dtype).contiguous() for k, v in tensors.items()})
+        atomic_write_bytes(self._path(kind, key), data)  # a crash never leaves half an entry
 
     def __contains__(self, kind_key: tuple[str, str]) -> bool:
         return self._path(*kind_key).is_file()

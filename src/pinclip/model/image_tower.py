@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pinclip.errors import ConfigError
+
 from .config import PinCLIPConfig
 from .layers import run_transformer, transformer
 
@@ -47,7 +49,7 @@ def create_stem(name: str, *, pretrained_online: bool = False) -> tuple[nn.Modul
     reductions = stem.feature_info.reduction()
     missing = [s for s in STRIDES if s not in reductions]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"timm model {name!r} has no feature map at stride(s) {missing} "
             f"(its strides: {reductions}); choose a CNN backbone with stride 16 and 32 stages"
         )

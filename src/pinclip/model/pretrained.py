@@ -17,12 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from pinclip.errors import ConfigError, InputError, PinclipError
+
 from .config import LITE0_PIP, MINILM_PIP
 
 LITE0_MEAN = LITE0_STD = (0.5, 0.5, 0.5)
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(PinclipError, FileNotFoundError):
     """Pretrained weights are not available offline; the message says what to install or pass."""
 
 
@@ -50,14 +52,14 @@ def map_by_order(source: dict[str, torch.Tensor], target: nn.Module) -> dict[str
     src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
     dst = [(k, v) for k, v in target.state_dict().items() if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
-        raise ValueError(
+        raise InputError(
             f"cannot map weights by order: the file has {len(src)} tensors, "
             f"the model {type(target).__name__} expects {len(dst)}"
         )
     mapped = {}
     for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
         if sv.shape != dv.shape:
-            raise ValueError(
+            raise InputError(
                 f"weight mapping mismatch: {sk} {tuple(sv.shape)} -> {dk} {tuple(dv.shape)}"
             )
         mapped[dk] = sv.to(dv.dtype)
@@ -96,7 +98,7 @@ def load_stem_weights(stem: nn.Module, stem_name: str, source: str) -> None:
 
     if source == LITE0_PIP:
         if stem_name != "tf_efficientnet_lite0":
-            raise ValueError(
+            raise ConfigError(
                 f"image.pretrained={LITE0_PIP!r} only fits image.stem='tf_efficientnet_lite0', "
                 f"not {stem_name!r}; use 'timm' (online), a weights file or null"
             )
@@ -110,7 +112,7 @@ def load_stem_weights(stem: nn.Module, stem_name: str, source: str) -> None:
     stem_state = stem.state_dict()
     missing = [k for k in stem_state if k not in full_state]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"weights for stem {stem_name!r} lack {len(missing)} tensors: {missing[:3]}"
         )
     stem.load_state_dict({k: full_state[k] for k in stem_state})

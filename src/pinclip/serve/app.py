@@ -24,6 +24,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pinclip.errors import InputError
+
 from .service import PinService, ServiceError
 
 #: Most items one /v1/embed request may carry (bounds memory and latency per request).
@@ -424,7 +426,7 @@ def run(
     import uvicorn
 
     if not is_loopback(host) and not api_key:
-        raise ValueError(f"binding {host} exposes the API beyond this machine: pass --api-key")
+        raise InputError(f"binding {host} exposes the API beyond this machine: pass --api-key")
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["filters"] = {"redact": {"()": RedactSecrets}}
     for handler in log_config["handlers"].values():

@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from pinclip.atomic import atomic_dir
+from pinclip.errors import InputError, PinclipError
 from pinclip.model import PinCLIP
 
 from .embedder import (
@@ -37,7 +39,7 @@ OPSET = 17
 PARITY_THRESHOLD = 0.99
 
 
-class ParityError(RuntimeError):
+class ParityError(PinclipError):
     """The exported graphs disagree with PyTorch: do not serve them."""
 
 
@@ -233,7 +235,7 @@ def quantize_image_static(
     if option == "stem-late":
         stem = [n for n in stem if not any(e in n for e in EARLY_STEM)]
     elif option != "stem-all":
-        raise ValueError(f"unknown image int8 option {option!r}; use one of {IMAGE_OPTIONS}")
+        raise InputError(f"unknown image int8 option {option!r}; use one of {IMAGE_OPTIONS}")
     quantize_static(
         str(pre),
         str(dst),
@@ -263,7 +265,7 @@ def quantize_matmul_dynamic(src: Path, dst: Path, option: str = "matmul-all") ->
             if n.op_type == "MatMul" and "/output/dense" in n.name and "attention" not in n.name
         ]
     elif option != "matmul-all":
-        raise ValueError(f"unknown MatMul int8 option {option!r}; use one of {TEXT_OPTIONS}")
+        raise InputError(f"unknown MatMul int8 option {option!r}; use one of {TEXT_OPTIONS}")
     quantize_dynamic(
         str(src),
         str(dst),
@@ -321,37 +323,37 @@ def export_onnx(
     """
     model_dir, out = Path(model_dir), Path(out)
     if len(samples) < 2:
-        raise ValueError("export needs at least 2 catalog samples for calibration and parity")
+        raise InputError("export needs at least 2 catalog samples for calibration and parity")
     reference = TorchEmbedder.load(model_dir)
     pixels = np.stack([reference.preprocess(img) for img, _ in samples]).astype(np.float32)
     texts = [t for _, t in samples]
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    graphs = export_fp32(reference.model, tmp, torch.from_numpy(pixels[:2]), texts[:2])
-    shutil.copy(model_dir / "config.json", tmp / "config.json")
-    if (model_dir / "text_encoder").is_dir():
-        shutil.copytree(model_dir / "text_encoder", tmp / "text_encoder")
-    timings: dict[str, float] = {}
-    choice: dict[str, str] = {}
-    if int8:
-        calibration = pixels[: max(1, len(pixels) // 2)]
-        graphs, choice = _quantize_parts(
-            tmp, graphs, reference, pixels, calibration, texts, timings, threshold
-        )
-    (tmp / ONNX_MANIFEST).write_text(json.dumps({"graphs": graphs, "int8": int8}, indent=2) + "\n")
-    scores = parity(reference, OnnxEmbedder(tmp), pixels, texts)
-    bad = {k: v for k, v in scores.items() if v < threshold}
-    if bad:
-        raise ParityError(
-            f"ONNX export of {model_dir} disagrees with PyTorch on {len(samples)} catalog pins: "
-            f"min cosine {bad} < {threshold} (graphs left in {tmp} for inspection); "
-            "try without --int8"
-        )
-    report = ExportReport(str(out), graphs, int8, scores, timings, choice)
-    (tmp / ONNX_MANIFEST).write_text(json.dumps(asdict(report), indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:  # `out` is the previous export until this one passes parity
+        graphs = export_fp32(reference.model, tmp, torch.from_numpy(pixels[:2]), texts[:2])
+        shutil.copy(model_dir / "config.json", tmp / "config.json")
+        if (model_dir / "text_encoder").is_dir():
+            shutil.copytree(model_dir / "text_encoder", tmp / "text_encoder")
+        timings: dict[str, float] = {}
+        choice: dict[str, str] = {}
+        if int8:
+            calibration = pixels[: max(1, len(pixels) // 2)]
+            graphs, choice = _quantize_parts(
+                tmp, graphs, reference, pixels, calibration, texts, timings, threshold
+            )
+        manifest = json.dumps({"graphs": graphs, "int8": int8}, indent=2) + "\n"
+        (tmp / ONNX_MANIFEST).write_text(manifest)
+        scores = parity(reference, OnnxEmbedder(tmp), pixels, texts)
+        bad = {k: v for k, v in scores.items() if v < threshold}
+        if bad:
+            failed = out.with_name(out.name + ".failed")
+            shutil.rmtree(failed, ignore_errors=True)
+            shutil.copytree(tmp, failed)
+            raise ParityError(
+                f"ONNX export of {model_dir} disagrees with PyTorch on {len(samples)} catalog "
+                f"pins: min cosine {bad} < {threshold} (graphs left in {failed} for "
+                "inspection); try without --int8"
+            )
+        report = ExportReport(str(out), graphs, int8, scores, timings, choice)
+        (tmp / ONNX_MANIFEST).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
 
 

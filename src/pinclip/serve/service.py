@@ -29,6 +29,7 @@ import numpy as np
 
 from pinclip.data.catalog import pin_text
 from pinclip.data.images import ImageError, load_image, resolve_image_path
+from pinclip.errors import InputError, PinclipError
 
 from .embedder import Embedder, load_embedder
 from .index import PinIndex
@@ -37,7 +38,7 @@ from .store import AddedPin, PinStore
 PIN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-class ServiceError(Exception):
+class ServiceError(PinclipError):
     """A client error: `status` is the HTTP code, the message says what to change."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -145,7 +146,7 @@ class PinService:
         store_dir = store_dir or Path(index_dir) / "added"
         embedder = load_embedder(model_dir, backend, device=device)
         if embedder.config.embed_dim != index.dim:
-            raise ValueError(
+            raise InputError(
                 f"model {model_dir} embeds in {embedder.config.embed_dim} dims but index {index_dir} "
                 f"holds {index.dim}: serve the model the index was built with"
             )

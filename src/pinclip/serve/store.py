@@ -22,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pinclip.errors import PinclipError
+
 LOG_FILE = "pins.jsonl"
 IMAGES_DIR = "images"
 LOCK_FILE = ".lock"
 
 
-class StoreInUseError(ValueError):
+class StoreInUseError(PinclipError):
     """Another process holds the store's lock: two writers would corrupt the log and index."""
 
 

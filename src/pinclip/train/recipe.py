@@ -23,7 +23,7 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pinclip.errors import ConfigError
+from pinclip.errors import ConfigError, PinclipError
 from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.model import PinCLIP
 from pinclip.progress import Progress  # a Rich bar, or plain lines when stderr is a log
@@ -36,7 +36,7 @@ from .features import PinInputs
 from .tracking import open_trackers
 
 
-class TrainingError(RuntimeError):
+class TrainingError(PinclipError):
     """The run cannot go on (e.g. a NaN loss); the message says what to try."""
 
 

@@ -6,14 +6,35 @@ It uses the catalog's parquet settings, so the same rows give byte-identical fil
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 from pathlib import Path
 from types import TracebackType
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pinclip.atomic import atomic_open
 from pinclip.data.catalog import PARQUET_OPTIONS
+from pinclip.errors import PinclipError
+
+
+class OutputNotEmptyError(PinclipError, FileExistsError):
+    """A builder's output directory already holds files and overwrite was not asked for."""
+
+
+def fresh_output_dir(out: str | Path, overwrite: bool) -> Path:
+    """The builder's output directory, empty: refuse a non-empty one unless `overwrite`."""
+    root = Path(out)
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise OutputNotEmptyError(
+                f"{root} is not empty; choose a new directory or pass --overwrite"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -28,8 +49,9 @@ class TableStream:
         self.path = Path(path)
         self.schema = schema
         self.rows = 0
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._writer = pq.ParquetWriter(self._tmp, schema, **PARQUET_OPTIONS)
+        self._file = contextlib.ExitStack()  # the atomic file: committed on close, else dropped
+        fh = self._file.enter_context(atomic_open(self.path, "wb"))
+        self._writer = pq.ParquetWriter(fh, schema, **PARQUET_OPTIONS)
 
     def write(self, columns: dict) -> None:
         table = pa.Table.from_pydict(columns, schema=self.schema)
@@ -38,7 +60,7 @@ class TableStream:
 
     def close(self) -> None:
         self._writer.close()
-        self._tmp.replace(self.path)
+        self._file.close()
 
     def __enter__(self) -> TableStream:
         return self
@@ -53,4 +75,4 @@ class TableStream:
             self.close()
         else:
             self._writer.close()
-            self._tmp.unlink(missing_ok=True)
+            self._file.__exit__(exc_type, exc, tb)  # removes the temp file, keeps the old one

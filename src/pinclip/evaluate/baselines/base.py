@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from pinclip.errors import InputError
 from pinclip.evaluate.data import EvalData
 
 
@@ -87,5 +88,5 @@ def list_baselines() -> list[str]:
 def create_baseline(name: str, **kwargs) -> Embedder:
     """A registered baseline by name (`list_baselines()`)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(list_baselines())}")
+        raise InputError(f"unknown baseline {name!r}; known: {', '.join(list_baselines())}")
     return _REGISTRY[name](**kwargs)

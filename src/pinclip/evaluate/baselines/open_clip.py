@@ -28,6 +28,7 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
+from pinclip.errors import NotFoundError
 from pinclip.evaluate.data import EvalData
 from pinclip.log import quiet_root_records
 from pinclip.model.pretrained import LITE0_MEAN, LITE0_STD
@@ -74,7 +75,7 @@ def create_open_clip(run_dir: Path, config: dict | None = None, *, pretrained: b
         run_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2) + "\n")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train one with `pinclip train-open-clip`")
+        raise NotFoundError(f"{path} not found: train one with `pinclip train-open-clip`")
     registered = run_dir / "open_clip_models"
     registered.mkdir(exist_ok=True)
     (registered / f"{CONFIG_NAME}.json").write_text(path.read_text())
@@ -306,7 +307,7 @@ class OpenCLIPEmbedder(Embedder):
         )
         weights = self.path / WEIGHTS_FILE
         if not weights.is_file():
-            raise FileNotFoundError(f"{weights} not found: train it with `pinclip train-open-clip`")
+            raise NotFoundError(f"{weights} not found: train it with `pinclip train-open-clip`")
         load_model(self.model, str(weights))
         self.model.eval()
         self._pins: dict[int, PinEmbeddings] = {}

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from pinclip.errors import NotFoundError
 from pinclip.evaluate.data import EvalData, find_run_dir
 from pinclip.model import PinCLIP
 from pinclip.retrieval import embed_pins
@@ -22,7 +23,7 @@ def model_dir(path: str | Path, checkpoint: str = "best") -> Path:
         return path
     if (path / checkpoint / "config.json").is_file():
         return path / checkpoint
-    raise FileNotFoundError(
+    raise NotFoundError(
         f"{path}: neither a model dir (config.json) nor a run dir with {checkpoint}/config.json"
     )
 
