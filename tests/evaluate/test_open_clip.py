@@ -29,4 +29,5 @@ def test_open_clip_trains_on_warm_pins_and_evaluates(eval_catalog, tmp_path):
     emb = check_embeddings(model.embed_pins(data), data.n_pins, "open_clip")
     assert emb.pin.shape[1] == 32  # the tiny preset's embed_dim: same output size as ours
     result = evaluate_embedder(model, data, n_resamples=100)
-    assert not result.skipped
+    # every task runs; the only skip is the image-only task, the synthetic catalog has no such pins
+    assert set(result.skipped) <= {"related_cold_textless"}, result.skipped
