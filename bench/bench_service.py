@@ -74,7 +74,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: Path, model: Path, backend: str, port: int, log: Path) -> subprocess.Popen:
+def start_server(
+    index: Path, model: Path, backend: str, port: int, log: Path, extra: list[str] | None = None
+) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("pinclip")
     cmd = [
         str(exe),
@@ -89,6 +91,7 @@ def start_server(index: Path, model: Path, backend: str, port: int, log: Path) -
         "127.0.0.1",
         "--port",
         str(port),
+        *(extra or []),
     ]
     proc = subprocess.Popen(
         cmd,

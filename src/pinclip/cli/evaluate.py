@@ -46,6 +46,7 @@ def evaluate(
     out: Path = typer.Option(None, "--out", help="Results JSON; default RUN/eval/results.json."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
+    device: str = typer.Option("cpu", help="PinCLIP models run on: cpu, cuda, cuda:N, mps, auto."),
 ) -> None:
     """Score a PinCLIP model on every retrieval task (docs/evaluation.md), on its run's split."""
     require_extra("eval", "pinclip evaluate")
@@ -57,6 +58,7 @@ def evaluate(
         out=out,
         n_resamples=bootstrap,
         seed=seed,
+        device=device,
         console=console,
     )
     _print_result(result)
@@ -76,6 +78,7 @@ def compare(
     catalog: Path = typer.Option(None, "--catalog", help="Override the run's catalog dir."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, help="Bootstrap and plot seed."),
+    device: str = typer.Option("cpu", help="PinCLIP models run on: cpu, cuda, cuda:N, mps, auto."),
 ) -> None:
     """Run models and baselines on one split; write report.md, report.html and PNG plots."""
     require_extra("eval", "pinclip compare")
@@ -89,6 +92,7 @@ def compare(
         catalog=catalog,
         n_resamples=bootstrap,
         seed=seed,
+        device=device,
         console=console,
     )
     rel = "curated" if results and results[0].get("related_cold", "curated") is not None else "all"

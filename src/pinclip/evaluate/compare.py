@@ -29,7 +29,7 @@ def parse_spec(spec: str) -> tuple[str | None, str]:
     return (label, what) if sep and label and not Path(spec).exists() else (None, spec)
 
 
-def build_embedders(specs: list[str]) -> list[Embedder]:
+def build_embedders(specs: list[str], device: str = "cpu") -> list[Embedder]:
     """Embedders for specs; the pretrained encoders are loaded once and shared by `minilm+lite0`."""
     shared: dict[str, Embedder] = {}
 
@@ -51,7 +51,7 @@ def build_embedders(specs: list[str]) -> list[Embedder]:
         elif what.startswith("open_clip:"):
             emb = OpenCLIPEmbedder(what.removeprefix("open_clip:"))
         elif Path(what).exists():
-            emb = PinCLIPEmbedder(what)
+            emb = PinCLIPEmbedder(what, device=device)
         else:
             emb = create_baseline(what)  # raises with the list of known names
         if label:
@@ -92,11 +92,12 @@ def evaluate_model(
     n_resamples: int = 1000,
     seed: int = 0,
     console: Console | None = None,
+    device: str = "cpu",
 ) -> tuple[EvalResult, Path]:
     """Every task for one PinCLIP run or model dir on its run's split; writes the JSON."""
     data = EvalData.from_run(path, catalog)
     result = evaluate_models(
-        [PinCLIPEmbedder(path, name=Path(path).name)],
+        [PinCLIPEmbedder(path, name=Path(path).name, device=device)],
         data,
         n_resamples=n_resamples,
         seed=seed,
@@ -116,10 +117,11 @@ def compare(
     n_resamples: int = 1000,
     seed: int = 0,
     console: Console | None = None,
+    device: str = "cpu",
 ) -> tuple[Path, list[EvalResult]]:
     """Score every spec on `split_from`'s split and write the report; returns (report.md, results)."""
     data = EvalData.from_run(split_from, catalog)
-    embedders = build_embedders(specs)
+    embedders = build_embedders(specs, device)
     results = evaluate_models(embedders, data, n_resamples=n_resamples, seed=seed, console=console)
     report = write_report(results, data, out_dir, ours=ours, n_resamples=n_resamples, seed=seed)
     return report, results

@@ -21,33 +21,12 @@ from PIL import Image
 
 from pinclip.errors import PinclipError, require
 from pinclip.model import PinCLIP, PinCLIPConfig
+from pinclip.model.devices import resolve_device
 from pinclip.model.model import image_transform
 from pinclip.model.text_tower import build_tokenizer
 
 ONNX_MANIFEST = "export.json"
 PARTS = ("image", "text", "fusion")
-
-
-DEVICES = "auto, cpu, cuda, cuda:N or mps"
-
-
-def resolve_device(device: str = "auto") -> str:
-    """`auto` is the best device torch sees (cuda, then mps, then cpu); others are checked."""
-    kind = device.split(":")[0]
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise PinclipError(
-            f"--device {device}: torch sees no CUDA device; use --device cpu (or auto)"
-        )
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise PinclipError(f"--device {device}: torch sees no MPS device; use --device cpu")
-    if kind not in ("cpu", "cuda", "mps"):
-        raise PinclipError(f"unknown device {device!r}; use {DEVICES}")
-    return device
 
 
 class Embedder(Protocol):

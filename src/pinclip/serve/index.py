@@ -46,7 +46,7 @@ KINDS = {
     "ivfsq8": "IVF{nlist},SQ8",
     "ivfpq": "IVF{nlist},PQ{m}x{nbits},Refine(SQ8)",
 }
-SEARCH_DEFAULTS = {"efSearch": 64, "nprobe": 16, "k_factor_rf": 32}
+SEARCH_DEFAULTS = {"efSearch": 64, "nprobe": 16, "k_factor_rf": 64}
 TRAIN_ROWS = 160_000  # k-means wants ~39 points a list: 4,096 lists at 10^6
 
 

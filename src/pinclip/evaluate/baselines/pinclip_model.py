@@ -11,6 +11,7 @@ from rich.console import Console
 from pinclip.errors import NotFoundError
 from pinclip.evaluate.data import EvalData, find_run_dir
 from pinclip.model import PinCLIP
+from pinclip.model.devices import resolve_device
 from pinclip.retrieval import embed_pins
 
 from .base import Embedder, PinEmbeddings, register_baseline
@@ -38,10 +39,12 @@ class PinCLIPEmbedder(Embedder):
         name: str | None = None,
         checkpoint: str = "best",
         console: Console | None = None,
+        device: str = "cpu",
     ) -> None:
         self.path = model_dir(path, checkpoint)
         self.name = name or str(path)
-        self.model = PinCLIP.from_pretrained(self.path).eval()
+        self.device = torch.device(resolve_device(device))
+        self.model = PinCLIP.from_pretrained(self.path).eval().to(self.device)
         self.console = console or Console(quiet=True)
         self._pins: dict[int, PinEmbeddings] = {}
 
@@ -54,7 +57,7 @@ class PinCLIPEmbedder(Embedder):
                 self.model,
                 data,
                 cache_dir=Path(data.config.data.cache_dir),
-                device=torch.device("cpu"),
+                device=self.device,
                 console=self.console,
             )
             emb = embed_pins(self.model, inputs, np.arange(data.n_pins))
@@ -64,10 +67,15 @@ class PinCLIPEmbedder(Embedder):
     @torch.no_grad()
     def embed_texts(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
         out = [
-            self.model(text=self.model.tokenize(texts[i : i + batch_size])).text_emb.float()
+            self.model(text=self._on_device(self.model.tokenize(texts[i : i + batch_size])))
+            .text_emb.float()
+            .cpu()
             for i in range(0, len(texts), batch_size)
         ]
         return torch.cat(out) if out else torch.zeros(0, self.model.config.embed_dim)
+
+    def _on_device(self, tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in tokens.items()}
 
     def trained_on(self) -> str | None:
         run = find_run_dir(self.path)
