@@ -57,7 +57,7 @@ def test_notebook_pipeline(tmp_path):
 
     emb = pinclip.embed_catalog(best, catalog, tmp_path / "emb")
     _, info = pinclip.build_index(tmp_path / "emb", tmp_path / "index", catalog_dir=catalog)
-    assert emb.is_file() and info["count"] == 240
+    assert (emb / "manifest.json").is_file() and info["count"] == 240  # parts + manifest
     exported = pinclip.export(best, tmp_path / "onnx", catalog=catalog, samples=4)
     assert min(exported.parity.values()) >= 0.99
 
