@@ -103,9 +103,9 @@ def _write_parts(n: int, out: Path) -> Path:
     if (out / MANIFEST_FILE).is_file():
         return out
     (out / "parts").mkdir(parents=True, exist_ok=True)
-    part_size, done = 512, []
-    for start in range(0, n, 100_000):
-        x = clustered_vectors(min(100_000, n - start), seed=1 + start)
+    part_size, done, chunk = 512, [], 200 * 512  # chunks of whole parts
+    for start in range(0, n, chunk):
+        x = clustered_vectors(min(chunk, n - start), seed=1 + start)
         for i in range(0, len(x), part_size):
             rows = x[i : i + part_size]
             first = start + i
