@@ -13,7 +13,8 @@ without micro-batching. Writes bench/results/scale_serve.{json,md}.
   time) and (b) what the build did before: `read_embeddings` of every column into memory.
   Wall time and peak RSS of each.
 - service: two `pinclip serve` processes over one index, micro-batching off
-  (`--batch-wait-ms 0`, today's server) and on (2 ms); bench_service's client at
+  (`--batch-wait-ms 0`, today's server) and on (2 ms; this one a `--read-only` replica, the
+  pin store has one writer); bench_service's client at
   concurrency 1/8/32, windows interleaved between the servers and levels.
 """
 
@@ -145,7 +146,8 @@ def bench_service(repeats: int, seconds: float) -> dict:
         prepare_serving(model, catalog, SCRATCH / "serving")
     rng = np.random.default_rng(0)
     queries = [f"{WORDS[a]} {WORDS[b]}" for a, b in rng.integers(0, len(WORDS), (5000, 2))]
-    servers, procs = {"batching_off": "0", "batching_2ms": "2"}, {}
+    # Both over one index: the second is a read-only replica (one writer per pin store).
+    servers, procs = {"batching_off": ["0"], "batching_2ms": ["2", "--read-only"]}, {}
     levels = (1, 8, 32)
     rates = {s: {c: [] for c in levels} for s in servers}
     lat = {s: {c: [] for c in levels} for s in servers}
@@ -154,7 +156,7 @@ def bench_service(repeats: int, seconds: float) -> dict:
             port = free_port()
             log = SCRATCH / f"{name}.log"
             procs[name] = (
-                start_server(index, model, "torch", port, log, ["--batch-wait-ms", wait]),
+                start_server(index, model, "torch", port, log, ["--batch-wait-ms", *wait]),
                 f"http://127.0.0.1:{port}/v1/search",
             )
         for url in (u for _, u in procs.values()):
