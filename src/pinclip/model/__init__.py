@@ -7,13 +7,15 @@ out.image_emb, out.text_emb, out.pin_emb      # L2-normalised [B, D]
 
 from ._registry import list_presets, preset_config
 from .config import FusionConfig, ImageConfig, PinCLIPConfig, TextConfig
-from .feature_cache import FeatureCache
+from .feature_store import FeatureStore, FeatureStoreError, FeatureTable
 from .heads import matryoshka_slice
 from .model import PinCLIP, PinCLIPOutput, create_model, preset_info
 from .pretrained import MissingWeightsError, efficientnet_lite0_classifier
 
 __all__ = [
-    "FeatureCache",
+    "FeatureStore",
+    "FeatureStoreError",
+    "FeatureTable",
     "FusionConfig",
     "ImageConfig",
     "MissingWeightsError",

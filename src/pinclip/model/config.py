@@ -38,6 +38,9 @@ class ImageConfig:
     #: CLS starts from the stem's global-average-pooled maps (projected) instead of a learned
     #: constant, so the pooled image embedding keeps the pretrained CNN's global summary.
     global_token: bool = True
+    #: 0 keeps the stride-16 map's native grid (image_size/16); g > 0 average-pools it to
+    #: g x g first: fewer fine tokens, and a frozen-feature store that holds 4x less for it.
+    fine_grid: int = 0
 
 
 @dataclass
@@ -47,6 +50,9 @@ class TextConfig:
     #: "minilm-pip" (offline all-MiniLM-L6-v2), "scratch", a local HF model dir or a hub name.
     encoder: str = MINILM_PIP
     max_length: int = 64
+    #: Encoder states kept per text: 0 keeps every token; K > 0 keeps the masked-mean state
+    #: followed by the first K-1 token states (what a frozen-feature store then holds per pin).
+    keep_tokens: int = 0
     #: Transformer layers of model width on top of the encoder (0 = projection only).
     depth: int = 2
     heads: int = 4
@@ -106,6 +112,13 @@ class PinCLIPConfig:
         if not dims or list(dims) != sorted(set(dims)) or dims[-1] != self.embed_dim:
             raise ConfigError(
                 f"matryoshka_dims={dims} must be increasing and end with embed_dim={self.embed_dim}"
+            )
+        if self.text.keep_tokens < 0:
+            raise ValueError(f"text.keep_tokens={self.text.keep_tokens} must be >= 0 (0 keeps all)")
+        if not 0 <= self.image.fine_grid <= self.image.image_size // 16:
+            raise ValueError(
+                f"image.fine_grid={self.image.fine_grid} must be between 0 (native) and "
+                f"image_size/16={self.image.image_size // 16}"
             )
         if self.image.image_size % 32:
             raise ConfigError(f"image.image_size={self.image.image_size} must be a multiple of 32")

@@ -66,6 +66,9 @@ class ImageTower(nn.Module):
         channels = [self.stem.feature_info.channels()[i] for i in self.stem_indices]
         self.proj = nn.ModuleList(nn.Conv2d(c, w, kernel_size=1) for c in channels)
         self.grids = tuple(ic.image_size // s for s in STRIDES)
+        self.fine_grid = ic.fine_grid
+        if ic.fine_grid:
+            self.grids = (ic.fine_grid, *self.grids[1:])
         self.pos_embed = nn.ParameterList(
             nn.Parameter(torch.randn(1, w, g, g) * 0.02) for g in self.grids
         )
@@ -78,7 +81,10 @@ class ImageTower(nn.Module):
     def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The CNN stem maps (stride 16, stride 32): what a feature cache stores."""
         maps = self.stem(images)
-        return [maps[i] for i in self.stem_indices]
+        fine, *rest = [maps[i] for i in self.stem_indices]
+        if self.fine_grid:
+            fine = F.adaptive_avg_pool2d(fine, self.fine_grid)
+        return [fine, *rest]
 
     def forward(
         self, images: torch.Tensor | None = None, features: list[torch.Tensor] | None = None

@@ -88,6 +88,7 @@ class TextTower(nn.Module):
             self.encoder = HFTextEncoder(
                 load_hf_encoder(source or tc.encoder, load_weights=load_weights)
             )
+        self.keep_tokens = tc.keep_tokens
         self.proj = nn.Linear(self.encoder.hidden_size, w)
         self.blocks = transformer(w, tc.depth, tc.heads, cfg.mlp_ratio, cfg.dropout)
         self.norm = nn.LayerNorm(w)
@@ -95,7 +96,13 @@ class TextTower(nn.Module):
     def encoder_states(self, text: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The encoder's token states: what a feature cache stores when it is frozen."""
         mask = text["attention_mask"]
-        return {"hidden_states": self.encoder(text["input_ids"], mask), "attention_mask": mask}
+        states = self.encoder(text["input_ids"], mask)
+        keep = self.keep_tokens
+        if keep:  # sentence summary first, then the leading (already contextual) tokens
+            pooled = masked_mean(states, mask).unsqueeze(1)
+            states = torch.cat([pooled, states[:, : keep - 1]], dim=1)
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, : keep - 1]], dim=1)
+        return {"hidden_states": states, "attention_mask": mask}
 
     def forward(
         self,

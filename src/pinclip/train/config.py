@@ -42,7 +42,9 @@ class DataConfig:
     split_seed: int = 0
     sampler: str = "coboard"  # "coboard" or "random_walk"
     random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)  # sampler=random_walk
-    cache_dir: str = "cache"  # frozen-feature and neighbor caches, shared by runs
+    cache_dir: str = "cache"  # frozen-feature store and neighbor caches, shared by runs
+    feature_dtype: str = "fp16"  # frozen features on disk: fp16, fp32 (exact) or int8
+    feature_workers: int = 1  # processes computing the feature store (per rank)
     # "pairs": each warm anchor + one sampled board neighbor (a second row per anchor);
     # "boards": P boards × board_k of their warm pins, the positives already in the batch
     batch: str = "pairs"

@@ -1,9 +1,10 @@
-"""Model inputs for any set of pins: cached frozen features, or images and tokens on the fly.
+"""Model inputs for any set of pins: stored frozen features, or images and tokens on the fly.
 
 With a frozen stem and text encoder (the CPU default), their outputs for every pin are
-computed once into the on-disk `FeatureCache` (shared by runs and resumes) and held in
-memory as tensors, so a training step runs only the trainable parts. Unfrozen parts get
-decoded images (eval transform, so a batch is a pure function of its pins) and tokens.
+computed once into the on-disk `FeatureStore` (shared by runs, resumes and DDP ranks) and
+read back by row from memory-mapped segments, so a training step runs only the trainable
+parts and the process's memory does not grow with the catalog. Unfrozen parts get decoded
+images (eval transform, so a batch is a pure function of its pins) and tokens.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from pinclip.model import FeatureCache, PinCLIP
+from pinclip.model import FeatureStore, FeatureTable, PinCLIP
 
 from .data import TrainingData
 
 
 @dataclass
 class PinInputs:
-    image_features: list[torch.Tensor] | None  # frozen stem maps of every pin
-    text_states: dict[str, torch.Tensor] | None  # frozen encoder states of every pin
+    image_table: FeatureTable | None  # frozen stem maps of every pin, by pin index
+    text_table: FeatureTable | None  # frozen encoder states of every pin, by pin index
     tokens: dict[str, torch.Tensor] | None  # token ids when the text encoder trains
     image_loader: Any  # callable(idx) -> images tensor when the stem trains
     device: torch.device
@@ -39,73 +40,41 @@ class PinInputs:
         cache_dir: Path,
         device: torch.device,
         console: Console,
+        feature_dtype: str = "fp16",
+        workers: int = 1,
     ) -> PinInputs:
+        """Build (or reuse) the stored features of every pin of `data` for `model`."""
         cfg = model.config
-        paths = [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
-        cache = (
-            FeatureCache(cache_dir / "features", model)
-            if (cfg.freeze_stem or cfg.freeze_text_encoder)
-            else None
-        )
-        show = console.is_terminal
-        image_features = text_states = tokens = loader = None
+        store = FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
+        say = console.print if not console.quiet else False
+        image_table = text_table = tokens = loader = None
         if cfg.freeze_stem:
-            keys = cache.precompute_images(paths, progress=show)
-            image_features = _chunked(lambda k: cache.load_image_features(k), keys)
+            paths = [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
+            image_table = store.build("images", paths, workers=workers, progress=say)
         else:
             loader = _ImageLoader(data, model.image_transform(train=False))
         if cfg.freeze_text_encoder:
-            keys = cache.precompute_texts(data.texts, progress=show)
-            text_states = _chunked_text(cache, keys)
+            text_table = store.build("texts", data.texts, workers=workers, progress=say)
         else:
             tokens = model.tokenize(data.texts)
-        return cls(image_features, text_states, tokens, loader, device)
+        return cls(image_table, text_table, tokens, loader, device)
 
     def batch(self, idx: np.ndarray) -> dict[str, Any]:
         """Keyword arguments of `PinCLIP.forward` for pins `idx`."""
         t = torch.as_tensor(idx)
         out: dict[str, Any] = {}
-        if self.image_features is not None:
-            out["image_features"] = [f[t].to(self.device) for f in self.image_features]
+        if self.image_table is not None:
+            out["image_features"] = [f.to(self.device) for f in self.image_table.image_features(idx)]
         else:
             out["images"] = self.image_loader(idx).to(self.device)
-        if self.text_states is not None:
-            mask = self.text_states["attention_mask"][t]
-            length = max(int(mask.sum(1).max()), 1)
-            out["text_states"] = {
-                "hidden_states": self.text_states["hidden_states"][t, :length].to(self.device),
-                "attention_mask": mask[:, :length].to(self.device),
-            }
+        if self.text_table is not None:
+            states = self.text_table.text_states(idx)
+            out["text_states"] = {k: v.to(self.device) for k, v in states.items()}
         else:
             mask = self.tokens["attention_mask"][t]
             length = max(int(mask.sum(1).max()), 1)
             out["text"] = {k: v[t, :length].to(self.device) for k, v in self.tokens.items()}
         return out
-
-
-def _chunked(load, keys: list[str], size: int = 512) -> list[torch.Tensor]:
-    parts = [load(keys[i : i + size]) for i in range(0, len(keys), size)]
-    return [torch.cat([p[level] for p in parts]) for level in range(len(parts[0]))]
-
-
-def _chunked_text(cache: FeatureCache, keys: list[str], size: int = 512) -> dict[str, torch.Tensor]:
-    parts = [cache.load_text_states(keys[i : i + size]) for i in range(0, len(keys), size)]
-    length = max(p["hidden_states"].shape[1] for p in parts)
-    hidden = torch.cat(
-        [
-            torch.nn.functional.pad(
-                p["hidden_states"], (0, 0, 0, length - p["hidden_states"].shape[1])
-            )
-            for p in parts
-        ]
-    )
-    mask = torch.cat(
-        [
-            torch.nn.functional.pad(p["attention_mask"], (0, length - p["attention_mask"].shape[1]))
-            for p in parts
-        ]
-    )
-    return {"hidden_states": hidden, "attention_mask": mask}
 
 
 class _ImageLoader:

@@ -138,11 +138,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")  # the resolved config: what actually ran
 
-    # data: catalog, split, neighbor sampler; model inputs (frozen-tower features cached once)
+    # data: catalog, split, neighbor sampler; model inputs (frozen features stored once)
     data = load_training_data(cfg.data, run_dir=run_dir, console=say)
     model = build_model(cfg).to(device)
     inputs = PinInputs.prepare(
-        model, data, cache_dir=Path(cfg.data.cache_dir), device=device, console=say
+        model,
+        data,
+        cache_dir=Path(cfg.data.cache_dir),
+        device=device,
+        console=say,
+        feature_dtype=cfg.data.feature_dtype,
+        workers=cfg.data.feature_workers,
     )
     plan = batch_plan(cfg, data)  # pairs (anchor + sampled neighbor) or P boards × K pins
     in_batch = cfg.data.batch == "boards"
@@ -312,7 +318,7 @@ def validation_recall(model: PinCLIP, inputs: PinInputs, data: TrainingData, k: 
     val = data.split.val
     if len(val) == 0:
         return 0.0
-    pin = embed_pins(model, inputs, np.arange(data.n_pins))["pin_emb"]
+    pin = embed_pins(model, inputs, np.arange(data.n_pins), keys=("pin_emb",))["pin_emb"]
     return related_pins_recall(pin[val], pin, data.graph, val, k=k)
 
 

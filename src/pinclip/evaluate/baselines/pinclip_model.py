@@ -57,6 +57,7 @@ class PinCLIPEmbedder(Embedder):
                 self.model,
                 data,
                 cache_dir=Path(data.config.data.cache_dir),
+                feature_dtype=data.config.data.feature_dtype,
                 device=self.device,
                 console=self.console,
             )

@@ -1,0 +1,494 @@
+"""What the frozen parts compute, for a whole catalog: content-keyed, sharded, memory-mapped.
+
+A frozen stem maps an image to the same stride-16/32 maps every epoch, and a frozen text
+encoder maps a text to the same token states: compute them once and read them back by
+row with `model(image_features=..., text_states=...)`, so training runs only the rest.
+
+Layout (`root/<kind>-<namespace>/seg-<hash>/`): each segment holds up to `segment_rows`
+items as `.npy` arrays (`keys.npy` plus `map0.npy`, `map1.npy` for images; ragged
+`tokens.npy` + `offsets.npy` for texts) opened with `mmap_mode="r"`: reading a batch
+touches only its rows, and the pages are page cache the kernel can evict, so a training
+process's memory does not grow with the catalog.
+
+Keys are content hashes (the first 16 bytes of sha256 of the image bytes or the UTF-8
+text) inside a namespace that covers the frozen weights, the preprocessing and the
+storage dtype: a changed image or text gets a new key and is computed; unchanged ones are
+found in existing segments, whatever catalog or run wrote them.
+
+Builds are resumable and shareable: the missing items are cut, in catalog order, into
+fixed-size chunks; each chunk is written by one worker process into a temporary folder
+and renamed into place whole (`atomic_dir`), so a kill loses at most the chunks in flight
+and a rebuild plans exactly the chunks that were not written (identical bytes to an
+uninterrupted build). Under DDP the ranks split the chunks and meet at a barrier.
+Cached images use the eval transform (no augmentation): that is the price of caching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from pinclip.atomic import atomic_dir
+from pinclip.errors import PinclipError
+
+if TYPE_CHECKING:
+    from .model import PinCLIP
+
+__all__ = ["DTYPES", "FeatureStore", "FeatureStoreError", "FeatureTable", "module_fingerprint"]
+
+FORMAT = "pinclip-features/1"
+KEY_DTYPE = np.dtype("S16")
+#: Storage dtypes: fp16 (default), fp32 (exact), int8 (per-channel/per-token absmax scale).
+DTYPES = {"fp16": np.float16, "fp32": np.float32, "int8": np.int8}
+STALE_TEMP_SECONDS = 3600  # a temp segment untouched this long belongs to a killed build
+
+ImageInput = bytes | str | Path
+
+
+class FeatureStoreError(PinclipError):
+    """A feature store cannot be built or read; the message names the item or folder."""
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """sha256 over a module's state (names, dtypes, shapes, values)."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+# ----- encoding: float32 features -> stored arrays -----------------------------------------
+def _encode(x: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
+    """`x` [n, a, ...] as stored: a cast, or int8 with one scale per (row, a)."""
+    if dtype != "int8":
+        return {"": x.astype(DTYPES[dtype])}
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    scale = np.abs(flat).max(axis=2) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    q = np.clip(np.rint(flat / scale[..., None]), -127, 127).astype(np.int8)
+    return {"": q.reshape(x.shape), ".scale": scale.astype(np.float16)}
+
+
+def _decode_rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    x = np.asarray(arrays[""][rows], dtype=np.float32)
+    if ".scale" in arrays:
+        scale = np.asarray(arrays[".scale"][rows], dtype=np.float32)
+        x = x * scale.reshape(scale.shape + (1,) * (x.ndim - scale.ndim))
+    return x
+
+
+# ----- the frozen parts a worker runs ------------------------------------------------------
+def _read_image(item: ImageInput) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    try:
+        return Path(item).read_bytes()
+    except OSError as e:
+        raise FeatureStoreError(f"cannot read image {item}: {e.strerror or e}") from None
+
+
+def _open_image(item: ImageInput) -> Image.Image:
+    try:
+        if isinstance(item, bytes):
+            return Image.open(io.BytesIO(item)).convert("RGB")
+        from pinclip.data.images import load_image
+
+        return load_image(item)
+    except Exception as e:  # Pillow raises several types for bad files
+        where = item if isinstance(item, str | Path) else f"<{len(item)} bytes>"
+        raise FeatureStoreError(f"cannot decode image {where}: {e}") from e
+
+
+class _Frozen:
+    """The frozen part of one kind, picklable into worker processes."""
+
+    def __init__(self, model: PinCLIP, kind: str) -> None:
+        self.kind = kind
+        if kind == "images":
+            self.module: nn.Module = model.image
+            self.transform = model.image_transform(train=False)
+            self.batch_size = 64
+        else:
+            self.module = model.text
+            self.tokenizer = model.tokenizer
+            self.max_length = model.config.text.max_length
+            self.batch_size = 256
+
+    @torch.no_grad()
+    def __call__(self, items: Sequence[Any]) -> list[np.ndarray] | tuple[np.ndarray, np.ndarray]:
+        """float32 features of `items`: [maps] for images, (tokens [T, D], lengths) for texts."""
+        self.module.eval()
+        if self.kind == "images":
+            x = torch.stack([self.transform(_open_image(i)) for i in items])
+            return [m.float().numpy() for m in self.module.stem_features(x)]
+        enc = self.tokenizer(
+            list(items),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        states = self.module.encoder_states(
+            {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        )
+        mask = states["attention_mask"].bool()
+        return states["hidden_states"][mask].float().numpy(), mask.sum(1).numpy()
+
+
+def _write_segment(
+    frozen: _Frozen, path: Path, keys: np.ndarray, items: Sequence[Any], dtype: str
+) -> int:
+    """Compute one chunk and write it as a segment folder (atomically); returns its rows."""
+    with atomic_dir(path) as tmp:
+        np.save(tmp / "keys.npy", keys)
+        bs = frozen.batch_size
+        if frozen.kind == "images":
+            files: dict[str, np.ndarray] = {}
+            for start in range(0, len(items), bs):
+                maps = frozen(items[start : start + bs])
+                for level, m in enumerate(maps):
+                    for suffix, arr in _encode(m, dtype).items():
+                        name = f"map{level}{suffix}"
+                        if name not in files:  # one preallocated file per array: bounded RAM
+                            files[name] = np.lib.format.open_memmap(
+                                tmp / f"{name}.npy",
+                                mode="w+",
+                                dtype=arr.dtype,
+                                shape=(len(items), *arr.shape[1:]),
+                            )
+                        files[name][start : start + len(arr)] = arr
+            for arr in files.values():
+                arr.flush()
+            del files
+        else:
+            parts: dict[str, list[np.ndarray]] = {}
+            lengths = []
+            for start in range(0, len(items), bs):
+                tokens, length = frozen(items[start : start + bs])
+                lengths.append(length)
+                for suffix, arr in _encode(tokens[:, None], dtype).items():
+                    parts.setdefault(suffix, []).append(arr[:, 0] if suffix == "" else arr)
+            for suffix, chunks in parts.items():
+                np.save(tmp / f"tokens{suffix}.npy", np.concatenate(chunks))
+            offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
+            np.save(tmp / "offsets.npy", offsets)
+    return len(keys)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(frozen: _Frozen, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["frozen"] = frozen
+
+
+def _worker_segment(path: Path, keys: np.ndarray, items: list, dtype: str) -> int:
+    return _write_segment(_WORKER["frozen"], path, keys, items, dtype)
+
+
+# ----- reading ------------------------------------------------------------------------------
+class _Segment:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def keys(self) -> np.ndarray:
+        return np.load(self.path / "keys.npy", mmap_mode="r")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = {
+                p.name[: -len(".npy")]: np.load(p, mmap_mode="r")
+                for p in self.path.glob("*.npy")
+                if p.name != "keys.npy"
+            }
+        return self._arrays
+
+    def field(self, name: str) -> dict[str, np.ndarray]:
+        arrays = self.arrays()
+        return {s: arrays[name + s] for s in ("", ".scale") if name + s in arrays}
+
+
+class FeatureTable:
+    """Row i holds the features of item i of the list it was built for, read on demand."""
+
+    def __init__(self, kind: str, segments: list[_Segment], seg_of: np.ndarray, row_of: np.ndarray):
+        self.kind = kind
+        self.segments = segments
+        self.seg_of = seg_of  # [N] int32: which segment holds item i
+        self.row_of = row_of  # [N] int64: its row there
+
+    def __len__(self) -> int:
+        return len(self.seg_of)
+
+    def _groups(self, idx: np.ndarray):
+        seg = self.seg_of[idx]
+        for s in np.unique(seg):
+            where = np.flatnonzero(seg == s)
+            yield self.segments[s], where, self.row_of[idx[where]]
+
+    def _width(self) -> int:
+        return int(self.segments[0].arrays()["tokens"].shape[1]) if self.segments else 0
+
+    def image_features(self, idx: np.ndarray) -> list[torch.Tensor]:
+        """Stem maps [B, C, h, w] (float32) of items `idx`, for `forward(image_features=...)`."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out: list[np.ndarray] = []
+        for segment, where, rows in self._groups(idx):
+            order = np.argsort(rows)  # memmap reads in file order
+            level = 0
+            while f"map{level}" in segment.arrays():
+                x = _decode_rows(segment.field(f"map{level}"), rows[order])
+                if len(out) <= level:
+                    out.append(np.empty((len(idx), *x.shape[1:]), np.float32))
+                out[level][where[order]] = x
+                level += 1
+        return [torch.from_numpy(x) for x in out]
+
+    def text_states(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """Right-padded encoder states and mask of items `idx`, for `forward(text_states=...)`."""
+        idx = np.asarray(idx, dtype=np.int64)
+        pieces: list[np.ndarray | None] = [None] * len(idx)
+        for segment, where, rows in self._groups(idx):
+            offsets = segment.arrays()["offsets"]
+            tokens = segment.field("tokens")
+            for i, r in zip(where, rows, strict=True):
+                pieces[i] = _decode_rows(tokens, np.arange(offsets[r], offsets[r + 1]))
+        length = max(max((len(p) for p in pieces), default=0), 1)
+        width = pieces[0].shape[1] if pieces else self._width()
+        hidden = torch.zeros(len(idx), length, width)
+        mask = torch.zeros(len(idx), length, dtype=torch.long)
+        for i, p in enumerate(pieces):
+            hidden[i, : len(p)] = torch.from_numpy(p)
+            mask[i, : len(p)] = 1
+        return {"hidden_states": hidden, "attention_mask": mask}
+
+
+# ----- the store ----------------------------------------------------------------------------
+class FeatureStore:
+    """Frozen-stem maps and frozen text-encoder states of a model, for any list of items."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        model: PinCLIP,
+        *,
+        dtype: str = "fp16",
+        segment_rows: int = 2048,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise FeatureStoreError(f"feature dtype {dtype!r}: use one of {sorted(DTYPES)}")
+        self.root = Path(root)
+        self.model = model
+        self.dtype = dtype
+        self.segment_rows = segment_rows
+        cfg = model.config
+        transform = repr(model.image_transform(train=False))
+        tok = model.tokenizer
+        text_id = f"{type(tok).__name__}:{len(tok)}:{cfg.text.max_length}:{cfg.text.keep_tokens}"
+        self._ns = {
+            "images": f"{FORMAT}|{module_fingerprint(model.image.stem)}|{transform}|"
+            f"{cfg.image.fine_grid}|{dtype}",
+            "texts": f"{FORMAT}|{module_fingerprint(model.text.encoder)}|{text_id}|{dtype}",
+        }
+
+    # ----- keys -----------------------------------------------------------------------------
+    def folder(self, kind: str) -> Path:
+        """Where segments of `kind` ("images" or "texts") live for this model and dtype."""
+        ns = hashlib.sha256(self._ns[kind].encode()).hexdigest()[:16]
+        return self.root / f"{kind}-{ns}"
+
+    def image_key(self, image: ImageInput) -> bytes:
+        return self._key("images", _read_image(image))
+
+    def text_key(self, text: str) -> bytes:
+        return self._key("texts", text.encode("utf-8"))
+
+    def _key(self, kind: str, data: bytes) -> bytes:
+        return hashlib.sha256(self._ns[kind].encode() + data).digest()[:16]
+
+    def _keys(self, kind: str, items: Sequence[Any]) -> np.ndarray:
+        key = self.image_key if kind == "images" else self.text_key
+        return np.array([key(i) for i in items], dtype=KEY_DTYPE)
+
+    # ----- index of what is stored ----------------------------------------------------------
+    def _segments(self, kind: str) -> list[_Segment]:
+        folder = self.folder(kind)
+        if not folder.is_dir():
+            return []
+        return [_Segment(p) for p in sorted(folder.glob("seg-*")) if (p / "keys.npy").is_file()]
+
+    def _index(self, kind: str) -> tuple[list[_Segment], np.ndarray, np.ndarray, np.ndarray]:
+        """(segments, sorted keys, their segment, their row)."""
+        segments = self._segments(kind)
+        keys = [s.keys() for s in segments]
+        all_keys = np.concatenate(keys) if keys else np.zeros(0, KEY_DTYPE)
+        seg = np.concatenate(
+            [np.full(len(k), i, np.int32) for i, k in enumerate(keys)] or [np.zeros(0, np.int32)]
+        )
+        row = np.concatenate([np.arange(len(k)) for k in keys] or [np.zeros(0, np.int64)])
+        order = np.argsort(all_keys, kind="stable")
+        return segments, all_keys[order], seg[order], row[order]
+
+    def table(self, kind: str, items: Sequence[Any] | np.ndarray) -> FeatureTable:
+        """Read-only view of stored features for `items` (or their keys); all must be stored."""
+        keys = items if isinstance(items, np.ndarray) else self._keys(kind, items)
+        segments, stored, seg, row = self._index(kind)
+        pos = np.searchsorted(stored, keys)
+        pos = np.minimum(pos, max(len(stored) - 1, 0))
+        found = (stored[pos] == keys) if len(stored) else np.zeros(len(keys), bool)
+        if not found.all():
+            first = int(np.flatnonzero(~found)[0])
+            raise FeatureStoreError(
+                f"{(~found).sum()} of {len(keys)} {kind} are not in the feature store "
+                f"{self.folder(kind)} (first: item {first}); build them with FeatureStore.build"
+            )
+        return FeatureTable(kind, segments, seg[pos], row[pos])
+
+    # ----- build ----------------------------------------------------------------------------
+    def build(
+        self,
+        kind: str,
+        items: Sequence[Any],
+        *,
+        workers: int = 1,
+        progress: Callable[[str], None] | bool = False,
+    ) -> FeatureTable:
+        """Compute what is missing for `items` (images: paths or bytes; texts: strings) and
+        return their table. `workers` processes compute chunks in parallel; under DDP every
+        rank calls this and they split the chunks."""
+        if kind not in ("images", "texts"):
+            raise ValueError(f"kind {kind!r}: use 'images' or 'texts'")
+        if kind == "images" and not self.model.config.freeze_stem:
+            raise FeatureStoreError(
+                "stem features can only be stored for a frozen stem (freeze_stem=True)"
+            )
+        if kind == "texts" and not self.model.config.freeze_text_encoder:
+            raise FeatureStoreError(
+                "text states can only be stored for a frozen encoder (freeze_text_encoder=True)"
+            )
+        from pinclip.distributed import get_rank, get_world_size, is_distributed
+
+        keys = self._keys(kind, items)
+        chunks = self._plan(kind, keys)
+        folder = self.folder(kind)
+        folder.mkdir(parents=True, exist_ok=True)
+        _drop_stale_temps(folder)
+        rank, world = get_rank(), get_world_size()
+        if is_distributed():
+            import torch.distributed as dist
+
+            dist.barrier()  # every rank planned against the same store state
+        mine = chunks[rank::world]
+        report = _Reporter(progress, kind, sum(len(c) for c in mine))
+        tasks = [
+            (folder / f"seg-{hashlib.sha256(keys[c].tobytes()).hexdigest()[:24]}", c) for c in mine
+        ]
+        frozen_part = _Frozen(self.model, kind)
+        if workers <= 1 or len(tasks) <= 1:
+            for path, c in tasks:
+                report(_write_segment(frozen_part, path, keys[c], [items[i] for i in c], self.dtype))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(tasks)),
+                mp_context=get_context("spawn"),  # fork after torch threads start can deadlock
+                initializer=_worker_init,
+                initargs=(frozen_part, threads),
+            ) as pool:
+                futures = [
+                    pool.submit(_worker_segment, path, keys[c], [items[i] for i in c], self.dtype)
+                    for path, c in tasks
+                ]
+                for future in as_completed(futures):
+                    report(future.result())
+        if is_distributed():
+            import torch.distributed as dist
+
+            if rank == 0 and world > 1 and chunks:
+                report.note(f"waiting for the other {world - 1} rank(s) to finish their share")
+            dist.barrier()
+        report.done()
+        return self.table(kind, keys)
+
+    def _plan(self, kind: str, keys: np.ndarray) -> list[np.ndarray]:
+        """Item indices to compute, in fixed-size chunks of the missing keys in catalog order:
+        after a kill, the chunks already written drop out whole and the rest stay the same."""
+        _, stored, _, _ = self._index(kind)
+        if len(stored):
+            pos = np.minimum(np.searchsorted(stored, keys), len(stored) - 1)
+            missing = stored[pos] != keys
+        else:
+            missing = np.ones(len(keys), bool)
+        todo = np.flatnonzero(missing)
+        _, first = np.unique(keys[todo], return_index=True)  # one item per distinct key
+        todo = todo[np.sort(first)]
+        n = self.segment_rows
+        return [todo[i : i + n] for i in range(0, len(todo), n)]
+
+    def size_bytes(self) -> int:
+        """Bytes on disk under the store's root (every kind and namespace)."""
+        return sum(p.stat().st_size for p in self.root.rglob("*.npy")) if self.root.is_dir() else 0
+
+
+def _drop_stale_temps(folder: Path) -> None:
+    """Remove temp segments a killed build left behind (a live build touches its own often)."""
+    now = time.time()
+    for tmp in folder.glob(".seg-*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
+
+class _Reporter:
+    """Progress of a build: a Rich bar on a terminal, else a plain line every few seconds."""
+
+    def __init__(self, progress: Callable[[str], None] | bool, kind: str, total: int) -> None:
+        self.kind, self.total, self.done_rows = kind, total, 0
+        self.started = self.last = time.monotonic()
+        if callable(progress):
+            self.say = progress
+        elif progress:
+            self.say = lambda line: print(line, file=sys.stderr, flush=True)
+        else:
+            self.say = None
+        if self.say and total:
+            self.say(f"feature store: computing {total:,} {kind}")
+
+    def __call__(self, rows: int) -> None:
+        self.done_rows += rows
+        now = time.monotonic()
+        if self.say and (now - self.last >= 5 or self.done_rows == self.total):
+            self.last = now
+            rate = self.done_rows / max(now - self.started, 1e-9)
+            self.say(
+                f"feature store: {self.kind} {self.done_rows:,}/{self.total:,} ({rate:.0f}/s)"
+            )
+
+    def note(self, line: str) -> None:
+        if self.say:
+            self.say(f"feature store: {line}")
+
+    def done(self) -> None:
+        if self.say and self.total:
+            seconds = time.monotonic() - self.started
+            self.say(f"feature store: {self.total:,} {self.kind} computed in {seconds:.0f} s")
