@@ -45,13 +45,17 @@ class BatchInputs(Protocol):
 
 @torch.no_grad()
 def embed_pins(
-    model: torch.nn.Module, inputs: BatchInputs, pins: np.ndarray, batch_size: int = 256
+    model: torch.nn.Module,
+    inputs: BatchInputs,
+    pins: np.ndarray,
+    batch_size: int = 256,
+    keys: tuple[str, ...] = ("image_emb", "text_emb", "pin_emb"),
 ) -> dict[str, torch.Tensor]:
-    """image_emb, text_emb and pin_emb (image + text fused) of `pins`, float32 on the CPU,
-    computed in eval mode (the model's train/eval mode is restored afterwards)."""
+    """image_emb, text_emb and pin_emb (image + text fused; those in `keys`) of `pins`,
+    float32 on the CPU, computed in eval mode (the model's train/eval mode is restored)."""
     was_training = model.training
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {"image_emb": [], "text_emb": [], "pin_emb": []}
+    parts: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     for start in range(0, len(pins), batch_size):
         out = model(**inputs.batch(pins[start : start + batch_size]))
         for key in parts:
@@ -66,11 +70,13 @@ def exact_topk(
     candidates: torch.Tensor,
     k: int,
     exclude: np.ndarray | None = None,
-    chunk: int = 1024,
+    chunk: int | None = None,
 ) -> np.ndarray:
     """Indices of the top-k candidates by dot product per query; `exclude[i]` (a candidate
-    index, e.g. the query pin itself) is never returned. Ties break by lower index."""
+    index, e.g. the query pin itself) is never returned. Ties break by lower index.
+    `chunk` queries are scored at once (default: ~4M scores, so memory stays flat in N)."""
     k = min(k, candidates.shape[0] - (exclude is not None))
+    chunk = chunk or max(1, min(1024, 2**22 // max(candidates.shape[0], 1)))
     out = []
     for start in range(0, queries.shape[0], chunk):
         scores = queries[start : start + chunk].float() @ candidates.float().T
