@@ -93,7 +93,7 @@ def main() -> None:
     size = frozen.config.image.image_size
     images = torch.randn(args.batch, 3, size, size)
     text = frozen.tokenize(captions(args.batch, seed=0))
-    with torch.no_grad():  # what FeatureCache would load from disk
+    with torch.no_grad():  # what FeatureStore would read from disk
         features = [f.clone() for f in frozen.stem_features(images)]
         states = {k: v.clone() for k, v in frozen.text_encoder_states(text).items()}
 

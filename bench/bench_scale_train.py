@@ -20,6 +20,7 @@ records the rows this attempt computed and its rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -49,10 +50,8 @@ TINY = [
 def _children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return out
 
 
@@ -143,7 +142,17 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
     pinclip = [sys.executable, "-m", "pinclip"]
     if not (catalog / "catalog.json").is_file():
         stages["catalog"] = run_stage(
-            [*pinclip, "catalog", "build", "synthetic", str(catalog), "--pins", str(n), "--seed", "0"],
+            [
+                *pinclip,
+                "catalog",
+                "build",
+                "synthetic",
+                str(catalog),
+                "--pins",
+                str(n),
+                "--seed",
+                "0",
+            ],
             work / "catalog.log",
         )
     overrides = [

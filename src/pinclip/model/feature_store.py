@@ -29,9 +29,8 @@ import hashlib
 import io
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -40,10 +39,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from PIL import Image
+from rich.console import Console
 from torch import nn
 
 from pinclip.atomic import atomic_dir
 from pinclip.errors import PinclipError
+from pinclip.progress import Progress
 
 if TYPE_CHECKING:
     from .model import PinCLIP
@@ -369,11 +370,11 @@ class FeatureStore:
         items: Sequence[Any],
         *,
         workers: int = 1,
-        progress: Callable[[str], None] | bool = False,
+        console: Console | None = None,
     ) -> FeatureTable:
         """Compute what is missing for `items` (images: paths or bytes; texts: strings) and
         return their table. `workers` processes compute chunks in parallel; under DDP every
-        rank calls this and they split the chunks."""
+        rank calls this and they split the chunks. Progress goes to `console` (None: quiet)."""
         if kind not in ("images", "texts"):
             raise ValueError(f"kind {kind!r}: use 'images' or 'texts'")
         if kind == "images" and not self.model.config.freeze_stem:
@@ -397,35 +398,41 @@ class FeatureStore:
 
             dist.barrier()  # every rank planned against the same store state
         mine = chunks[rank::world]
-        report = _Reporter(progress, kind, sum(len(c) for c in mine))
         tasks = [
             (folder / f"seg-{hashlib.sha256(keys[c].tobytes()).hexdigest()[:24]}", c) for c in mine
         ]
+        console = console or Console(quiet=True)
         frozen_part = _Frozen(self.model, kind)
-        if workers <= 1 or len(tasks) <= 1:
-            for path, c in tasks:
-                report(_write_segment(frozen_part, path, keys[c], [items[i] for i in c], self.dtype))
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(
-                max_workers=min(workers, len(tasks)),
-                mp_context=get_context("spawn"),  # fork after torch threads start can deadlock
-                initializer=_worker_init,
-                initargs=(frozen_part, threads),
-            ) as pool:
-                futures = [
-                    pool.submit(_worker_segment, path, keys[c], [items[i] for i in c], self.dtype)
-                    for path, c in tasks
-                ]
-                for future in as_completed(futures):
-                    report(future.result())
+        with Progress(console=console) as progress:
+            bar = progress.add_task(f"feature store: {kind}", total=sum(len(c) for c in mine))
+            if workers <= 1 or len(tasks) <= 1:
+                for path, c in tasks:
+                    rows = _write_segment(
+                        frozen_part, path, keys[c], [items[i] for i in c], self.dtype
+                    )
+                    progress.advance(bar, rows)
+            else:
+                threads = max(1, (os.cpu_count() or 1) // workers)
+                with ProcessPoolExecutor(
+                    max_workers=min(workers, len(tasks)),
+                    mp_context=get_context("spawn"),  # fork after torch threads start can hang
+                    initializer=_worker_init,
+                    initargs=(frozen_part, threads),
+                ) as pool:
+                    futures = [
+                        pool.submit(
+                            _worker_segment, path, keys[c], [items[i] for i in c], self.dtype
+                        )
+                        for path, c in tasks
+                    ]
+                    for future in as_completed(futures):
+                        progress.advance(bar, future.result())
         if is_distributed():
             import torch.distributed as dist
 
-            if rank == 0 and world > 1 and chunks:
-                report.note(f"waiting for the other {world - 1} rank(s) to finish their share")
+            if world > 1 and chunks:
+                console.print(f"feature store: rank {rank} done, waiting for the other ranks")
             dist.barrier()
-        report.done()
         return self.table(kind, keys)
 
     def _plan(self, kind: str, keys: np.ndarray) -> list[np.ndarray]:
@@ -457,38 +464,3 @@ def _drop_stale_temps(folder: Path) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
         except FileNotFoundError:
             pass
-
-
-class _Reporter:
-    """Progress of a build: a Rich bar on a terminal, else a plain line every few seconds."""
-
-    def __init__(self, progress: Callable[[str], None] | bool, kind: str, total: int) -> None:
-        self.kind, self.total, self.done_rows = kind, total, 0
-        self.started = self.last = time.monotonic()
-        if callable(progress):
-            self.say = progress
-        elif progress:
-            self.say = lambda line: print(line, file=sys.stderr, flush=True)
-        else:
-            self.say = None
-        if self.say and total:
-            self.say(f"feature store: computing {total:,} {kind}")
-
-    def __call__(self, rows: int) -> None:
-        self.done_rows += rows
-        now = time.monotonic()
-        if self.say and (now - self.last >= 5 or self.done_rows == self.total):
-            self.last = now
-            rate = self.done_rows / max(now - self.started, 1e-9)
-            self.say(
-                f"feature store: {self.kind} {self.done_rows:,}/{self.total:,} ({rate:.0f}/s)"
-            )
-
-    def note(self, line: str) -> None:
-        if self.say:
-            self.say(f"feature store: {line}")
-
-    def done(self) -> None:
-        if self.say and self.total:
-            seconds = time.monotonic() - self.started
-            self.say(f"feature store: {self.total:,} {self.kind} computed in {seconds:.0f} s")

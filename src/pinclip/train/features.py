@@ -46,15 +46,14 @@ class PinInputs:
         """Build (or reuse) the stored features of every pin of `data` for `model`."""
         cfg = model.config
         store = FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
-        say = console.print if not console.quiet else False
         image_table = text_table = tokens = loader = None
         if cfg.freeze_stem:
             paths = [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
-            image_table = store.build("images", paths, workers=workers, progress=say)
+            image_table = store.build("images", paths, workers=workers, console=console)
         else:
             loader = _ImageLoader(data, model.image_transform(train=False))
         if cfg.freeze_text_encoder:
-            text_table = store.build("texts", data.texts, workers=workers, progress=say)
+            text_table = store.build("texts", data.texts, workers=workers, console=console)
         else:
             tokens = model.tokenize(data.texts)
         return cls(image_table, text_table, tokens, loader, device)
@@ -64,7 +63,9 @@ class PinInputs:
         t = torch.as_tensor(idx)
         out: dict[str, Any] = {}
         if self.image_table is not None:
-            out["image_features"] = [f.to(self.device) for f in self.image_table.image_features(idx)]
+            out["image_features"] = [
+                f.to(self.device) for f in self.image_table.image_features(idx)
+            ]
         else:
             out["images"] = self.image_loader(idx).to(self.device)
         if self.text_table is not None:
