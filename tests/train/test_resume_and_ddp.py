@@ -113,3 +113,60 @@ def test_two_ranks_stay_in_sync_and_match_one_process(tiny_overrides, tmp_path):
     a, b = _weights(single), _weights(ddp)
     for name in a:
         torch.testing.assert_close(b[name], a[name], atol=1e-4, rtol=1e-3, msg=name)
+
+    def recalls(run_dir):  # each rank validated its share; the all-reduced recall is the same
+        lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [x["val_recall@10"] for x in lines if "val_recall@10" in x]
+
+    assert recalls(ddp) == pytest.approx(recalls(single), abs=1e-6) and recalls(ddp)
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "pinclip",
+        "train",
+        *args,
+    ]
+
+
+def test_two_rank_kill_and_resume_ends_with_the_uninterrupted_weights(tiny_overrides, tmp_path):
+    """2-rank DDP (gloo) with gradient accumulation, killed (launcher and both ranks, SIGKILL)
+    after a checkpoint and resumed: the final weights equal an uninterrupted 2-rank run's."""
+    overrides = tiny_overrides + [
+        "max_steps=6",
+        "ckpt_every=2",
+        "val_every=3",
+        "optim.accum_steps=2",
+        "model.overrides.freeze_stem=true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    done = subprocess.run(
+        _torchrun(*overrides, f"run_dir={whole}"), capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    cmd = _torchrun(*overrides, f"run_dir={killed}", "--resume")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while _latest_step(killed) < 2:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks at once
+    proc.wait()
+    assert not (killed / "final").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _weights(whole), _weights(killed)
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after a 2-rank kill-and-resume"

@@ -134,9 +134,7 @@ def index_build(
     from pinclip.serve import build_index
 
     with _progress("indexing pins") as progress:
-        _, info = build_index(
-            embeddings, out, kind=kind, catalog_dir=catalog, progress=progress
-        )
+        _, info = build_index(embeddings, out, kind=kind, catalog_dir=catalog, progress=progress)
     console.print(
         f"{info['kind']} index ({info['factory']}) of {info['count']} pins: recall@10 "
         f"{info['recall@10']:.4f} vs exact, {info['qps']:.0f} queries/s, "

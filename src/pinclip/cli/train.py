@@ -21,12 +21,19 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the run directory's latest checkpoint."
     ),
+    device: str = typer.Option(
+        None, "--device", help="auto, cpu, cuda, cuda:N or mps (the config's `device`)."
+    ),
+    precision: str = typer.Option(
+        None, "--precision", help="auto, fp32, bf16 or fp16 (the config's `precision`)."
+    ),
 ) -> None:
     """Train a PinCLIP model; works the same under `torchrun --nproc_per_node N`."""
     from pinclip.train import load_config
     from pinclip.train import train as run_training
 
-    cfg = load_config(config, overrides or [])
+    flags = [f"{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
+    cfg = load_config(config, [*(overrides or []), *flags])
     result = run_training(cfg, resume=resume, console=console)
     if os.environ.get("RANK", "0") != "0":
         return

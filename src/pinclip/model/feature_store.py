@@ -210,6 +210,9 @@ class _Segment:
         self.path = path
         self._arrays: dict[str, np.ndarray] | None = None
 
+    def __getstate__(self) -> dict:  # to worker processes: reopen the maps, never copy them
+        return {"path": self.path, "_arrays": None}
+
     def keys(self) -> np.ndarray:
         return np.load(self.path / "keys.npy", mmap_mode="r")
 

@@ -51,6 +51,10 @@ class DataConfig:
     board_k: int = 4  # batch=boards: warm pins drawn per board
     curated_weight: float = 1.0  # batch=boards: draw weight of a curated board vs a user board
     board_size_power: float = 0.5  # batch=boards: a board is drawn ∝ (its warm pins)^power
+    loader_workers: int = (
+        -1
+    )  # DataLoader processes; -1: <= 4 on a GPU with trainable towers, else 0
+    prefetch: int = 2  # micro-batches each loader worker makes ahead
 
 
 @dataclass
@@ -79,7 +83,8 @@ class TrainConfig:
     val_every: int = 0  # steps; 0: once per epoch
     ckpt_every: int = 0  # steps; 0: once per epoch
     keep_last: int = 2
-    device: str = "auto"  # auto, cpu, cuda
+    device: str = "auto"  # auto (CUDA if visible, else CPU), cpu, cuda, cuda:N, mps
+    precision: str = "auto"  # auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (+ grad scaler)
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
     tensorboard: bool = True  # RUN/tensorboard/ (the 'tensorboard' extra; warns if missing)
     mlflow: str | None = None  # an MLflow tracking URI: log params and metrics there

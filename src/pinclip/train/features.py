@@ -4,12 +4,12 @@ With a frozen stem and text encoder (the CPU default), their outputs for every p
 computed once into the on-disk `FeatureStore` (shared by runs, resumes and DDP ranks) and
 read back by row from memory-mapped segments, so a training step runs only the trainable
 parts and the process's memory does not grow with the catalog. Unfrozen parts get decoded
-images (eval transform, so a batch is a pure function of its pins) and tokens.
+images (eval transform, so a batch is a pure function of its pins) and tokens, made per
+batch (in `train.loader`'s worker processes during training).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,11 @@ from .data import TrainingData
 class PinInputs:
     image_table: FeatureTable | None  # frozen stem maps of every pin, by pin index
     text_table: FeatureTable | None  # frozen encoder states of every pin, by pin index
-    tokens: dict[str, torch.Tensor] | None  # token ids when the text encoder trains
-    image_loader: Any  # callable(idx) -> images tensor when the stem trains
+    images: list[str] | None  # image files, decoded per batch when the stem trains
+    texts: list[str] | None  # texts, tokenized per batch when the text encoder trains
+    transform: Any  # the eval transform (when the stem trains)
+    tokenizer: Any  # the model's tokenizer (when the text encoder trains)
+    max_length: int
     device: torch.device
 
     @classmethod
@@ -46,47 +49,71 @@ class PinInputs:
         """Build (or reuse) the stored features of every pin of `data` for `model`."""
         cfg = model.config
         store = FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
-        image_table = text_table = tokens = loader = None
+        image_table = text_table = images = texts = None
         if cfg.freeze_stem:
             paths = [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
             image_table = store.build("images", paths, workers=workers, console=console)
         else:
-            loader = _ImageLoader(data, model.image_transform(train=False))
+            images = [str(data.catalog.image_path(p)) for p in data.catalog.pins["image"]]
         if cfg.freeze_text_encoder:
             text_table = store.build("texts", data.texts, workers=workers, console=console)
         else:
-            tokens = model.tokenize(data.texts)
-        return cls(image_table, text_table, tokens, loader, device)
+            texts = list(data.texts)
+        return cls(
+            image_table,
+            text_table,
+            images,
+            texts,
+            model.image_transform(train=False),
+            model.tokenizer,
+            cfg.text.max_length,
+            device,
+        )
 
-    def batch(self, idx: np.ndarray) -> dict[str, Any]:
-        """Keyword arguments of `PinCLIP.forward` for pins `idx`."""
-        t = torch.as_tensor(idx)
+    @property
+    def all_stored(self) -> bool:
+        """True when every input is read from the store (nothing to decode or tokenize)."""
+        return self.images is None and self.texts is None
+
+    def cpu_batch(self, idx: np.ndarray) -> dict[str, Any]:
+        """Keyword arguments of `PinCLIP.forward` for pins `idx`, on the CPU."""
         out: dict[str, Any] = {}
         if self.image_table is not None:
-            out["image_features"] = [
-                f.to(self.device) for f in self.image_table.image_features(idx)
-            ]
+            out["image_features"] = self.image_table.image_features(idx)
         else:
-            out["images"] = self.image_loader(idx).to(self.device)
+            from pinclip.data.images import load_image
+
+            out["images"] = torch.stack([self.transform(load_image(self.images[i])) for i in idx])
         if self.text_table is not None:
-            states = self.text_table.text_states(idx)
-            out["text_states"] = {k: v.to(self.device) for k, v in states.items()}
+            out["text_states"] = self.text_table.text_states(idx)
         else:
-            mask = self.tokens["attention_mask"][t]
-            length = max(int(mask.sum(1).max()), 1)
-            out["text"] = {k: v[t, :length].to(self.device) for k, v in self.tokens.items()}
+            enc = self.tokenizer(
+                [self.texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            out["text"] = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         return out
 
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A `cpu_batch` on the device; on CUDA through pinned memory, non-blocking."""
 
-class _ImageLoader:
-    """Decode and transform a batch of pin images with a thread pool (Pillow releases the GIL)."""
+        def move(x: Any) -> Any:
+            if isinstance(x, dict):
+                return {k: move(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [move(v) for v in x]
+            if self.device.type == "cuda":
+                return (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
+            return x.to(self.device)
 
-    def __init__(self, data: TrainingData, transform) -> None:
-        self.catalog = data.catalog
-        self.images = data.catalog.pins["image"].tolist()
-        self.transform = transform
-        self.pool = ThreadPoolExecutor(max_workers=2)
+        return move(batch)
 
-    def __call__(self, idx: np.ndarray) -> torch.Tensor:
-        load = lambda i: self.transform(self.catalog.load_image(self.images[i]))  # noqa: E731
-        return torch.stack(list(self.pool.map(load, idx)))
+    def batch(self, idx: np.ndarray) -> dict[str, Any]:
+        """Keyword arguments of `PinCLIP.forward` for pins `idx`, on the device."""
+        return self.to_device(self.cpu_batch(idx))
+
+    def __getstate__(self) -> dict[str, Any]:  # to loader workers: never the device
+        return {**self.__dict__, "device": torch.device("cpu")}

@@ -11,11 +11,13 @@ scheduler, RNG and the step (which fixes the data order) are in every checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,12 +29,13 @@ from pinclip.errors import ConfigError, PinclipError
 from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.model import PinCLIP
 from pinclip.progress import Progress  # a Rich bar, or plain lines when stderr is a log
-from pinclip.retrieval import embed_pins, related_pins_recall
+from pinclip.retrieval import embed_pins, exact_topk, related_pins_hits, retrieval_metrics
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
-from .data import TrainingData, batch_plan, load_training_data, rank_slice
+from .data import TrainingData, batch_plan, load_training_data
 from .features import PinInputs
+from .loader import default_workers, micro_batches
 from .tracking import open_trackers
 
 
@@ -50,18 +53,56 @@ class RunResult:
 
 
 # ----- set-up steps ------------------------------------------------------------------------
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`device` of the config as a torch device: auto (CUDA if visible, else CPU), cpu,
+    cuda (this rank's GPU under torchrun), cuda:N, mps; a device that is not there is an error."""
+    if name == "auto":
+        return (
+            torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        )
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name}: no CUDA device is visible; use device=cpu or auto")
+        index = local_rank if name == "cuda" else name.split(":", 1)[1]
+        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={name}: {torch.cuda.device_count()} CUDA device(s) visible (cuda:0 …)"
+            )
+        return torch.device("cuda", int(index))
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("device=mps: Apple's MPS backend is not available here")
+        return torch.device("mps")
+    raise ConfigError(f"device={name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
 def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     """(rank, world size, device): one process, or one per GPU/CPU rank under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1 and cfg.device.startswith("cuda:"):
+        raise ConfigError("under torchrun use device=cuda (each rank takes its LOCAL_RANK GPU)")
+    if world > 1 and cfg.device == "mps":
+        raise ConfigError("device=mps runs one process; DDP needs cpu (gloo) or cuda (nccl)")
+    device = resolve_device(cfg.device, local)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `precision` (None: fp32, no autocast); auto = bf16 on CUDA."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise ConfigError(f"precision={precision!r}: use auto, fp32, bf16 or fp16")
+    return dtypes[precision]
 
 
 def build_model(cfg: TrainConfig) -> PinCLIP:
@@ -96,7 +137,9 @@ def build_optimizer(
     return optimizer, scheduler
 
 
-def _resume(run_dir: Path, model: PinCLIP, optimizer, scheduler) -> tuple[int, float] | None:
+def _resume(
+    run_dir: Path, model: PinCLIP, optimizer, scheduler, scaler
+) -> tuple[int, float] | None:
     """Restore the newest complete checkpoint; (step, best val recall), None if there is none."""
     state = load_latest_checkpoint(run_dir)
     if state is None:
@@ -104,8 +147,12 @@ def _resume(run_dir: Path, model: PinCLIP, optimizer, scheduler) -> tuple[int, f
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
+    if state["rng"].get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["step"], state["best_val_recall"]
 
 
@@ -153,21 +200,40 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     plan = batch_plan(cfg, data)  # pairs (anchor + sampled neighbor) or P boards × K pins
     in_batch = cfg.data.batch == "boards"
     accum = cfg.optim.accum_steps
-    total = cfg.max_steps or max(cfg.epochs * plan.steps_per_epoch // accum, 1)
-    val_every = cfg.val_every or plan.steps_per_epoch
-    ckpt_every = cfg.ckpt_every or plan.steps_per_epoch
+    # every count below is in optimizer steps (one step = `accum` micro-batches)
+    steps_per_epoch = max(plan.steps_per_epoch // accum, 1)
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    val_every = cfg.val_every or steps_per_epoch
+    ckpt_every = cfg.ckpt_every or steps_per_epoch
 
     # optimizer and schedule; then pick up where a previous run of this run dir stopped
     optimizer, scheduler = build_optimizer(cfg, model, total)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    # fp16 needs loss scaling (its range underflows small gradients); bf16 and fp32 do not
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     trainable = [p for p in model.parameters() if p.requires_grad]
     step, best = 0, -1.0
-    if resume and (restored := _resume(run_dir, model, optimizer, scheduler)) is not None:
+    if resume and (restored := _resume(run_dir, model, optimizer, scheduler, scaler)) is not None:
         step, best = restored
         say.print(f"resumed {run_dir} at step {step}")
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     loss_cfg = cfg.loss.for_model(model.config.matryoshka_dims)
-    use_bf16 = device.type == "cuda"
     log = open_trackers(cfg, run_dir, step, enabled=is_main)  # metrics.jsonl, TensorBoard, MLflow
+
+    # the loader: micro-batches from the resumed step on, made ahead by worker processes
+    workers = default_workers(inputs) if cfg.data.loader_workers < 0 else cfg.data.loader_workers
+    batches = micro_batches(
+        plan,
+        data,
+        inputs,
+        start=step * accum,
+        stop=total * accum,
+        rank=rank,
+        world=world,
+        with_neighbors=loss_cfg.nbr_weight > 0 and not in_batch,
+        workers=workers,
+        prefetch=cfg.data.prefetch,
+    )
 
     started, loss_value = time.perf_counter(), float("nan")
     with _progress_bar(console, is_main) as progress:
@@ -177,39 +243,50 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
             model.train()
             optimizer.zero_grad(set_to_none=True)
             # 1. forward + backward over `accum` micro-batches; their gradients add up
+            summed: dict[str, float] = {}
+            waited = 0.0  # seconds this step waited for the loader
             for micro in range(accum):
-                # the global batch is a pure function of (seed, step); this rank takes its share
-                anchors, neighbors = plan.global_batch(step * accum + micro, data)
-                mine, my_neighbors = (
-                    rank_slice(anchors, rank, world),
-                    rank_slice(neighbors, rank, world),
-                )
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                # the global batch is a pure function of (seed, step); this rank gets its share
+                t_wait = time.perf_counter()
+                mb = next(batches)
+                waited += time.perf_counter() - t_wait
+                # DDP all-reduces gradients only on the last micro-batch (no_sync before it)
+                last = micro == accum - 1
+                with (
+                    contextlib.nullcontext() if world == 1 or last else ddp.no_sync(),
+                    torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+                ):
                     loss, parts = _step_loss(
                         ddp,
                         inputs,
                         data,
-                        mine,
-                        my_neighbors,
+                        mb.mine,
+                        mb.my_neighbors,
                         loss_cfg,
-                        anchors if in_batch else neighbors,
+                        mb.anchors if in_batch else mb.neighbors,
                         in_batch=in_batch,
+                        batch=inputs.to_device(mb.inputs),
                     )
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at step {step}; the last good checkpoint is kept in "
-                        f"{run_dir / 'checkpoints'}. Try a lower optim.lr or optim.grad_clip, then --resume."
-                    )
-                (loss / accum).backward()  # DDP all-reduces (averages) gradients here
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"loss became {loss.item()} at step {step}; the last good checkpoint is kept in "
+                            f"{run_dir / 'checkpoints'}. Try a lower optim.lr or optim.grad_clip, then --resume."
+                        )
+                    scaler.scale(loss / accum).backward()
+                for key, value in parts.items():
+                    summed[key] = summed.get(key, 0.0) + value / accum
             # 2. clip the gradient norm, step the optimizer and the learning-rate schedule
+            scaler.unscale_(optimizer)  # clip the true gradients (a no-op without fp16)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)  # skipped if fp16 gradients overflowed; the scale then drops
+            scaler.update()
             scheduler.step()
             step += 1
-            # 3. log what one process on the whole global batch would log
-            parts = _mean_over_ranks(parts, world)
+            # 3. log what one process on the whole global batch would log (mean of micro-batches)
+            parts = _mean_over_ranks(summed, world)
             loss_value = parts.pop("loss")
-            rate = cfg.batch_size * accum / (time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            rate = cfg.batch_size * accum / seconds
             progress.update(
                 task, completed=step, info=f"loss {loss_value:.3f}  {rate:.0f} samples/s"
             )
@@ -220,20 +297,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                     "lr": scheduler.get_last_lr()[0],
                     "grad_norm": float(grad_norm),
                     "samples_per_s": rate,
+                    "loader_wait_share": waited / seconds,
                     **parts,
                 }
             )
             # 4. validate: best/ is the model with the best related-pins recall on val pins
             if step % val_every == 0 or step == total:
-                recall = validation_recall(model, inputs, data) if is_main else 0.0
+                recall = validation_recall(model, inputs, data, rank=rank, world=world)
                 log.write({"step": step, "val_recall@10": recall})
                 if is_main and recall > best:
                     best = recall
                     atomic_save_pretrained(model, run_dir / "best")
             # 5. checkpoint everything an exact resume needs; a failed write keeps the last one
             if is_main and (step % ckpt_every == 0 or step == total):
-                _save_checkpoint(cfg, run_dir, step, best, model, optimizer, scheduler, console)
-            # 6. ranks wait for each other (rank 0 validated and wrote alone)
+                _save_checkpoint(
+                    cfg, run_dir, step, best, model, optimizer, scheduler, scaler, console
+                )
+            # 6. ranks wait for each other (rank 0 wrote the checkpoint alone)
             if world > 1:
                 dist.barrier()
     if world > 1:
@@ -255,6 +335,7 @@ def _step_loss(
     all_neighbors: np.ndarray,
     *,
     in_batch: bool = False,
+    batch: dict | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The PinCLIP loss of this rank's micro-batch, and its float parts for logging.
 
@@ -269,7 +350,9 @@ def _step_loss(
     neighbors are not embedded at all; with `loss.nbr_detach` they are embedded in a second,
     gradient-free forward (no backward through them). Board-aware batches (`in_batch`) hold
     their positives: `all_neighbors` are then every rank's anchors and there is one forward.
-    Image-only pins (`has_text` False) skip the terms that read their text.
+    Image-only pins (`has_text` False) skip the terms that read their text. `batch` is the
+    forward inputs of [anchors, neighbor-or-self] (anchors alone for λ = 0 or `in_batch`) when
+    the loader made them; otherwise they are read here.
     """
     b = len(anchors)
     has_text = torch.as_tensor(data.has_text[anchors])
@@ -283,19 +366,21 @@ def _step_loss(
     )
     if in_batch:  # P boards × K pins: the neighbors are the other anchors of the batch
         co_board = data.split.train_graph.co_board_mask(anchors, all_neighbors)
-        out = model(**inputs.batch(anchors))
+        out = model(**(batch if batch is not None else inputs.batch(anchors)))
         return pinclip_loss(
             out, None, co_board=torch.as_tensor(co_board), neighbors_in_batch=True, **common
         )
     has_nbr = neighbors >= 0
     nbr_or_self = np.where(has_nbr, neighbors, anchors)
     use_nbr = loss_cfg.nbr_weight > 0
+    if batch is None:
+        batch = inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors)
     if use_nbr and loss_cfg.nbr_detach:
-        anchor_out = model(**inputs.batch(anchors))
+        anchor_out = model(**_rows(batch, slice(0, b)))
         with torch.no_grad():
-            neighbor_out = model(**inputs.batch(nbr_or_self))
+            neighbor_out = model(**_rows(batch, slice(b, 2 * b)))
     else:
-        out = model(**inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors))
+        out = model(**batch)
         anchor_out = out.rows(slice(0, b))
         neighbor_out = out.rows(slice(b, 2 * b)) if use_nbr else None
     co_board = data.split.train_graph.co_board_mask(
@@ -312,25 +397,71 @@ def _step_loss(
     )
 
 
-def validation_recall(model: PinCLIP, inputs: PinInputs, data: TrainingData, k: int = 10) -> float:
+def validation_recall(
+    model: PinCLIP,
+    inputs: PinInputs,
+    data: TrainingData,
+    k: int = 10,
+    *,
+    rank: int = 0,
+    world: int = 1,
+) -> float:
     """Related-pins Recall@k of the validation pins (fused pin_emb) against every pin;
-    relevant = shares a board in the full graph (the report's related_warm/cold search)."""
+    relevant = shares a board in the full graph (the report's related_warm/cold search).
+
+    Under DDP every rank embeds its share of the pins and scores its share of the queries;
+    the embeddings are all-gathered and the recall sums all-reduced, so each rank returns
+    what one process computes (no rank waits at a barrier while rank 0 embeds everything)."""
     val = data.split.val
     if len(val) == 0:
         return 0.0
-    pin = embed_pins(model, inputs, np.arange(data.n_pins), keys=("pin_emb",))["pin_emb"]
-    return related_pins_recall(pin[val], pin, data.graph, val, k=k)
+    mine = np.array_split(np.arange(data.n_pins), world)[rank]
+    pin = embed_pins(model, inputs, mine, keys=("pin_emb",))["pin_emb"]
+    if world > 1:
+        pin = _all_gather_rows(pin, [len(p) for p in np.array_split(np.arange(data.n_pins), world)])
+    queries = np.array_split(val, world)[rank]
+    top = exact_topk(pin[queries], pin, k, exclude=queries)
+    hits, n_rel = related_pins_hits(data.graph, queries, top)
+    recall = retrieval_metrics(hits, n_rel, ks=(k,))[f"recall@{k}"]
+    totals = torch.tensor([recall.sum(), len(recall)], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(totals)
+    return float(totals[0] / totals[1]) if totals[1] else 0.0
+
+
+def _rows(batch: Any, rows: slice) -> Any:
+    """Rows of a forward-inputs dict (tensors, lists and dicts of tensors)."""
+    if isinstance(batch, dict):
+        return {k: _rows(v, rows) for k, v in batch.items()}
+    if isinstance(batch, list):
+        return [_rows(v, rows) for v in batch]
+    return batch[rows]
+
+
+def _all_gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Every rank's rows of `x` (rank r has `sizes[r]` rows), concatenated in rank order."""
+    padded = torch.zeros(max(sizes), *x.shape[1:], dtype=x.dtype)
+    padded[: len(x)] = x
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # dropout on the GPU resumes exactly
+    return state
 
 
-def _save_checkpoint(cfg, run_dir, step, best, model, optimizer, scheduler, console) -> None:
+def _save_checkpoint(
+    cfg, run_dir, step, best, model, optimizer, scheduler, scaler, console
+) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),  # {} unless fp16
         "rng": _rng_state(),
         "step": step,
         "best_val_recall": best,

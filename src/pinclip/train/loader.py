@@ -1,0 +1,116 @@
+"""A run's micro-batches as a torch DataLoader: workers read, decode and tokenize ahead.
+
+Item `s` of the dataset is micro-batch `s` of the run: the global batch of `BatchPlan`
+(a pure function of the seed and `s`), this rank's share of it, and the model inputs of
+those pins on the CPU. The sampler is the range of micro-batches still to run, so a
+resumed run continues with exactly the batches an uninterrupted one would draw, whatever
+the number of workers; each rank's loader yields only its own share (sharded by rank).
+
+With trainable towers, worker processes decode and transform images and tokenize text
+while the main process trains (`pin_memory` on CUDA, `prefetch` batches per worker);
+with every tower's features in the store a batch is a few memory-mapped reads and the
+main process reads them itself (`workers=0`), as it does on the CPU, unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import BatchPlan, TrainingData, rank_slice
+from .features import PinInputs
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of this rank: global anchors/neighbors and this rank's inputs."""
+
+    index: int  # micro-batch number of the run (step * accum + micro)
+    anchors: np.ndarray  # every rank's anchors (the global batch)
+    neighbors: np.ndarray  # every rank's neighbors (-1: none)
+    mine: np.ndarray  # this rank's anchors
+    my_neighbors: np.ndarray  # this rank's neighbors
+    inputs: dict[str, Any]  # PinCLIP.forward kwargs of [mine, neighbor-or-self] (CPU)
+
+    def pin_memory(self) -> MicroBatch:
+        """What the DataLoader's pin-memory thread calls (CUDA runs): page-locked inputs."""
+        from torch.utils.data._utils.pin_memory import pin_memory
+
+        return dataclasses.replace(self, inputs=pin_memory(self.inputs))
+
+
+class _MicroBatches(Dataset):
+    def __init__(
+        self,
+        plan: BatchPlan,
+        data: TrainingData,
+        inputs: PinInputs,
+        rank: int,
+        world: int,
+        with_neighbors: bool,
+    ) -> None:
+        self.plan, self.data, self.inputs = plan, data, inputs
+        self.rank, self.world, self.with_neighbors = rank, world, with_neighbors
+
+    def __getitem__(self, index: int) -> MicroBatch:
+        anchors, neighbors = self.plan.global_batch(index, self.data)
+        mine = rank_slice(anchors, self.rank, self.world)
+        my_neighbors = rank_slice(neighbors, self.rank, self.world)
+        pins = mine
+        if self.with_neighbors:
+            pins = np.concatenate([mine, np.where(my_neighbors >= 0, my_neighbors, mine)])
+        return MicroBatch(
+            index, anchors, neighbors, mine, my_neighbors, self.inputs.cpu_batch(pins)
+        )
+
+
+def _collate(item: MicroBatch) -> MicroBatch:
+    return item  # one item is already one micro-batch
+
+
+def default_workers(inputs: PinInputs) -> int:
+    """Decoding processes when an accelerator trains (up to 4); 0 when every input is stored
+    (memory-mapped reads) or on the CPU, where workers would take the cores the step uses."""
+    if inputs.all_stored or inputs.device.type == "cpu":
+        return 0
+    return min(4, os.cpu_count() or 1)
+
+
+def micro_batches(
+    plan: BatchPlan,
+    data: TrainingData,
+    inputs: PinInputs,
+    *,
+    start: int,
+    stop: int,
+    rank: int = 0,
+    world: int = 1,
+    with_neighbors: bool = True,
+    workers: int = 0,
+    prefetch: int = 2,
+) -> Iterator[MicroBatch]:
+    """Micro-batches `start … stop-1` of this rank, produced `prefetch` ahead per worker."""
+    loader = DataLoader(
+        _MicroBatches(plan, data, inputs, rank, world, with_neighbors),
+        batch_size=None,
+        sampler=range(start, stop),
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=inputs.device.type == "cuda",
+        prefetch_factor=prefetch if workers else None,
+        # spawn: forking a process whose torch threads already run can deadlock them
+        multiprocessing_context="spawn" if workers else None,
+        worker_init_fn=_worker_init if workers else None,
+    )
+    return iter(loader)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode; the main process keeps the cores for compute
