@@ -1,31 +1,20 @@
-"""A tiny synthetic catalog and seconds-long run overrides for the GPU suite."""
+"""Run overrides for the GPU suite, over the shared tiny catalog (tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from pinclip.data.builders.synthetic import build_synthetic_catalog
-
-
-@pytest.fixture(scope="session")
-def tiny_catalog(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("catalog") / "syn"
-    build_synthetic_catalog(root, pins=240, seed=0, size=32, progress=False)
-    return root
 
 
 @pytest.fixture
 def tiny_overrides(tiny_catalog, tmp_path) -> list[str]:
+    """The tiny preset with dropout (its CUDA RNG must resume too), a few steps on the GPU."""
+    common = {"data.build_if_missing": "null", "model.preset": "tiny", "batch_size": 16}
     return [
         f"data.catalog={tiny_catalog}",
         f"data.cache_dir={tmp_path / 'cache'}",
-        "data.build_if_missing=null",
         f"run_dir={tmp_path / 'run'}",
-        "model.preset=tiny",
-        "model.overrides.dropout=0.1",  # dropout on the GPU: its RNG must resume too
-        "batch_size=16",
+        *(f"{k}={v}" for k, v in common.items()),
+        "model.overrides.dropout=0.1",
         "tensorboard=false",
         "optim.warmup_steps=2",
     ]

@@ -77,6 +77,20 @@ def test_sigkill_and_resume_ends_with_the_same_weights(tiny_overrides, tmp_path)
     )
 
 
+def _torchrun(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "pinclip",
+        "train",
+        *args,
+    ]
+
+
 def test_two_ranks_stay_in_sync_and_match_one_process(tiny_overrides, tmp_path):
     # A frozen stem keeps BatchNorm in eval mode, so per-rank batches normalise like the global one.
     overrides = tiny_overrides + [
@@ -89,18 +103,7 @@ def test_two_ranks_stay_in_sync_and_match_one_process(tiny_overrides, tmp_path):
     train(load_config(None, overrides + [f"run_dir={single}"]))
 
     ddp = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "pinclip",
-        "train",
-        *overrides,
-        f"run_dir={ddp}",
-    ]
+    cmd = _torchrun(*overrides, f"run_dir={ddp}")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -119,20 +122,6 @@ def test_two_ranks_stay_in_sync_and_match_one_process(tiny_overrides, tmp_path):
         return [x["val_recall@10"] for x in lines if "val_recall@10" in x]
 
     assert recalls(ddp) == pytest.approx(recalls(single), abs=1e-6) and recalls(ddp)
-
-
-def _torchrun(*args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "pinclip",
-        "train",
-        *args,
-    ]
 
 
 def test_two_rank_kill_and_resume_ends_with_the_uninterrupted_weights(tiny_overrides, tmp_path):
