@@ -126,3 +126,15 @@ def test_batched_queries_equal_one_at_a_time(index_dir, model_dir, tmp_path):
         np.testing.assert_allclose(got[q], ref, atol=1e-5)  # padding in a batch changes nothing
     assert service.search_text("red heart", 3)[0]["pin_id"]
     service.store.close()
+
+
+def test_torn_tail_longer_than_the_read_window_is_cut(tmp_path):
+    from pinclip.serve.store import _cut_torn_tail
+
+    log = tmp_path / "pins.jsonl"
+    log.write_bytes(b'{"a": 1}\n' + b"x" * 100)  # a torn record longer than the window
+    _cut_torn_tail(log, window=16)
+    assert log.read_bytes() == b'{"a": 1}\n'
+    log.write_bytes(b"y" * 50)  # nothing complete at all
+    _cut_torn_tail(log, window=16)
+    assert log.read_bytes() == b""

@@ -67,15 +67,23 @@ def _lock_exclusively(path: Path) -> int:
     return fd
 
 
-def _cut_torn_tail(log: Path) -> None:
+def _cut_torn_tail(log: Path, window: int = 1 << 20) -> None:
     """Drop an unterminated last line (a write killed mid-way, never acknowledged)."""
-    if not log.exists() or log.stat().st_size == 0:
+    size = log.stat().st_size if log.exists() else 0
+    if size == 0:
         return
     with open(log, "rb+") as f:
-        data = f.read()
-        if data.endswith(b"\n"):
+        start = max(0, size - window)  # a record is ~1-2 KB: the tail window holds its start
+        f.seek(start)
+        tail = f.read()
+        if tail.endswith(b"\n"):
             return
-        f.truncate(data.rfind(b"\n") + 1)
+        cut = tail.rfind(b"\n")
+        if cut < 0 and start > 0:  # a torn line longer than the window: look at it all
+            f.seek(0)
+            tail, start = f.read(), 0
+            cut = tail.rfind(b"\n")
+        f.truncate(start + cut + 1)
         f.flush()
         os.fsync(f.fileno())
 
