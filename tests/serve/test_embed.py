@@ -120,6 +120,12 @@ def test_devices_are_checked(model_dir):
     if not torch.cuda.is_available():
         with pytest.raises(PinclipError, match="no CUDA device"):
             resolve_device("cuda")
+    # `--device` of evaluate/compare reaches the PinCLIP models through the same check.
+    from pinclip.evaluate.baselines.pinclip_model import PinCLIPEmbedder
+
+    assert PinCLIPEmbedder(model_dir, device="cpu").device.type == "cpu"
+    with pytest.raises(PinclipError, match="unknown device"):
+        PinCLIPEmbedder(model_dir, device="tpu")
 
 
 @pytest.mark.skipif(
