@@ -30,7 +30,7 @@ def run(catalog: str, workers: int, args: argparse.Namespace, work: Path) -> dic
         "-m",
         "pinclip",
         "train",
-        "model.preset=base",
+        f"model.preset={args.preset}",
         f"data.catalog={catalog}",
         "data.build_if_missing=null",
         f"data.cache_dir={work / 'cache'}",
@@ -65,6 +65,7 @@ def run(catalog: str, workers: int, args: argparse.Namespace, work: Path) -> dic
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--catalog", default="data/emoji")
+    p.add_argument("--preset", default="base", help="a preset with trainable towers")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
@@ -73,7 +74,7 @@ def main() -> None:
         result = {f"workers_{w}": run(args.catalog, w, args, Path(tmp)) for w in (0, args.workers)}
     rows = [[k, v["loader_wait_share"], v["samples_per_s"]] for k, v in result.items()]
     table = markdown_table(["loader", "loader wait share of a step", "samples/s"], rows)
-    write_result("loader_wait", result, table)
+    write_result(f"loader_wait_{args.preset}", result, table)
     print(table)
 
 
