@@ -9,14 +9,17 @@ import pytest
 import torch
 
 from pinclip.errors import ConfigError
+from pinclip.model.devices import resolve_device
 from pinclip.train import load_config, train
 from pinclip.train.checkpoint import list_checkpoints, load_checkpoint
-from pinclip.train.recipe import autocast_dtype, resolve_device
+from pinclip.train.recipe import autocast_dtype
 
 
 def test_device_names() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto", local_rank=0) == (
+        "cuda:0" if torch.cuda.is_available() else "cpu"
+    )
     with pytest.raises(ConfigError, match="use auto, cpu, cuda, cuda:N or mps"):
         resolve_device("tpu")
     if not torch.cuda.is_available():

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainin
 from pinclip.errors import ConfigError, PinclipError
 from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.model import PinCLIP
+from pinclip.model.devices import resolve_device
 from pinclip.progress import Progress  # a Rich bar, or plain lines when stderr is a log
 from pinclip.retrieval import embed_pins, exact_topk, related_pins_hits, retrieval_metrics
 
@@ -53,31 +54,6 @@ class RunResult:
 
 
 # ----- set-up steps ------------------------------------------------------------------------
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`device` of the config as a torch device: auto (CUDA if visible, else CPU), cpu,
-    cuda (this rank's GPU under torchrun), cuda:N, mps; a device that is not there is an error."""
-    if name == "auto":
-        return (
-            torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-        )
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={name}: no CUDA device is visible; use device=cpu or auto")
-        index = local_rank if name == "cuda" else name.split(":", 1)[1]
-        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device={name}: {torch.cuda.device_count()} CUDA device(s) visible (cuda:0 …)"
-            )
-        return torch.device("cuda", int(index))
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError("device=mps: Apple's MPS backend is not available here")
-        return torch.device("mps")
-    raise ConfigError(f"device={name!r}: use auto, cpu, cuda, cuda:N or mps")
-
-
 def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     """(rank, world size, device): one process, or one per GPU/CPU rank under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -87,7 +63,7 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
         raise ConfigError("under torchrun use device=cuda (each rank takes its LOCAL_RANK GPU)")
     if world > 1 and cfg.device == "mps":
         raise ConfigError("device=mps runs one process; DDP needs cpu (gloo) or cuda (nccl)")
-    device = resolve_device(cfg.device, local)
+    device = torch.device(resolve_device(cfg.device, local if world > 1 else None))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
