@@ -84,7 +84,9 @@ def exact_topk(
             rows = torch.arange(scores.shape[0])
             scores[rows, torch.as_tensor(exclude[start : start + chunk])] = -torch.inf
         # a stable sort, not topk: torch.topk orders ties arbitrarily (duplicates are common)
-        out.append(torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].numpy())
+        # copy the top k: a view would keep the whole [chunk, N] index tensor alive per chunk
+        top = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        out.append(top.numpy().copy())
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
