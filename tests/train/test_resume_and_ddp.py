@@ -128,9 +128,9 @@ def test_two_rank_kill_and_resume_ends_with_the_uninterrupted_weights(tiny_overr
     """2-rank DDP (gloo) with gradient accumulation, killed (launcher and both ranks, SIGKILL)
     after a checkpoint and resumed: the final weights equal an uninterrupted 2-rank run's."""
     overrides = tiny_overrides + [
-        "max_steps=6",
+        "max_steps=30",  # long enough that the kill lands before the last checkpoint
         "ckpt_every=2",
-        "val_every=3",
+        "val_every=10",
         "optim.accum_steps=2",
         "model.overrides.freeze_stem=true",
     ]
