@@ -14,7 +14,7 @@ import pinclip
 
 SRC = Path(pinclip.__file__).parent
 LAYERS = [
-    {"errors", "atomic", "_typed_config", "distributed", "progress", "log", "_facade"},
+    {"errors", "atomic", "_typed_config", "distributed", "progress", "log", "_facade", "memory"},
     {"data"},
     {"graph"},
     {"model"},

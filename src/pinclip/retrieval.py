@@ -91,17 +91,22 @@ def exact_topk(
 
 
 def related_pins_hits(
-    graph: PinBoardGraph, query_pins: np.ndarray, retrieved: np.ndarray
+    graph: PinBoardGraph, query_pins: np.ndarray, retrieved: np.ndarray, chunk: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(hits [Q,K], n_relevant [Q]) where relevant = shares a board with the query pin."""
-    co = (graph.pin_board[query_pins] @ graph.board_pin).tocsr()
+    """(hits [Q,K], n_relevant [Q]) where relevant = shares a board with the query pin.
+
+    The co-board rows are built `chunk` queries at a time: a query on a big board has as
+    many relevant pins as the board, so all Q rows at once would grow with Q × board size."""
     hits = np.zeros(retrieved.shape, dtype=bool)
     n_rel = np.zeros(len(query_pins), dtype=np.int64)
-    for i, q in enumerate(query_pins):
-        row = co.indices[co.indptr[i] : co.indptr[i + 1]]
-        row = row[row != q]
-        n_rel[i] = len(row)
-        hits[i] = np.isin(retrieved[i], row)
+    for start in range(0, len(query_pins), chunk):
+        block = query_pins[start : start + chunk]
+        co = (graph.pin_board[block] @ graph.board_pin).tocsr()
+        for i, q in enumerate(block):
+            row = co.indices[co.indptr[i] : co.indptr[i + 1]]
+            row = row[row != q]
+            n_rel[start + i] = len(row)
+            hits[start + i] = np.isin(retrieved[start + i], row)
     return hits, n_rel
 
 

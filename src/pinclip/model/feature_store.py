@@ -44,6 +44,7 @@ from torch import nn
 
 from pinclip.atomic import atomic_dir
 from pinclip.errors import PinclipError
+from pinclip.memory import bound_heap_growth
 from pinclip.progress import Progress
 
 if TYPE_CHECKING:
@@ -196,6 +197,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(frozen: _Frozen, threads: int) -> None:
+    bound_heap_growth()  # a spawned worker starts with glibc's defaults
     torch.set_num_threads(threads)
     _WORKER["frozen"] = frozen
 

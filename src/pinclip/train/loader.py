@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pinclip.memory import bound_heap_growth
+
 from .data import BatchPlan, TrainingData, rank_slice
 from .features import PinInputs
 
@@ -113,4 +115,5 @@ def micro_batches(
 
 
 def _worker_init(_: int) -> None:
+    bound_heap_growth()
     torch.set_num_threads(1)  # workers decode; the main process keeps the cores for compute

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainin
 
 from pinclip.errors import ConfigError, PinclipError
 from pinclip.losses import LossConfig, pinclip_loss
+from pinclip.memory import bound_heap_growth
 from pinclip.model import PinCLIP
 from pinclip.model.devices import resolve_device
 from pinclip.progress import Progress  # a Rich bar, or plain lines when stderr is a log
@@ -149,6 +150,7 @@ def _progress_bar(console: Console, enabled: bool) -> Progress:
 def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> RunResult:
     """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
     console = console or Console(stderr=True)
+    bound_heap_growth()  # freed step buffers go back to the kernel (pinclip.memory)
     rank, world, device = _setup_distributed(cfg)
     is_main = rank == 0
     say = console if is_main else Console(quiet=True)  # only rank 0 prints

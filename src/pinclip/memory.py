@@ -1,0 +1,46 @@
+"""Keep a long job's anonymous memory at what it holds, not at what it once allocated.
+
+glibc's malloc serves a large block from the heap instead of a fresh mapping once a block of
+that size has been freed (its mmap threshold rises to the largest freed block, up to 32 MiB).
+A training run frees many such blocks per step (score matrices, permutations of the anchors,
+batches of stored features), so the heap fills with freed holes it cannot return, and the
+process's RssAnon grows with the catalog: measured on a 10^5-pin run, 1,489 MiB with the
+default against 994 MiB with a fixed threshold (bench/bench_scale_train.py, BENCHMARKS.md §7).
+
+`bound_heap_growth()` fixes the threshold (blocks ≥ 256 KiB get their own mapping, returned
+to the kernel when freed) and trims the heap above 4 MiB. It is what setting
+`MALLOC_MMAP_THRESHOLD_=262144 MALLOC_TRIM_THRESHOLD_=4194304` before start does; an
+explicit environment setting wins. A no-op where the C library is not glibc (macOS, musl).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+__all__ = ["bound_heap_growth"]
+
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 256 * 1024
+TRIM_THRESHOLD = 4 * 1024 * 1024
+
+
+def bound_heap_growth() -> bool:
+    """Fix glibc's mmap and trim thresholds for this process; True if they were set."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return False
+    done = True
+    for name, param, value in (
+        ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        ("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+    ):
+        if name not in os.environ:  # the user's own tuning stays
+            done &= libc.mallopt(param, value) == 1
+    return done

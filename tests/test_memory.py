@@ -1,0 +1,52 @@
+"""pinclip.memory: the heap thresholds are set in this process (glibc) and in a fresh one."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from pinclip.memory import bound_heap_growth
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt thresholds are glibc's")
+def test_bound_heap_growth_returns_freed_blocks_to_the_kernel() -> None:
+    # with the threshold fixed at 256 KiB a freed 1 MiB block is unmapped at once, so the
+    # anonymous memory after `del` is what it was before; with glibc's dynamic threshold the
+    # 1 MiB blocks land in the heap between live small objects and stay resident when freed
+    probe = r"""
+import sys
+from pinclip.memory import bound_heap_growth
+def rss():
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon'))
+if sys.argv[1] == 'bound':
+    assert bound_heap_growth()
+blocks = [bytearray(1 << 20) for _ in range(4)]  # raise the dynamic threshold past 1 MiB
+del blocks
+before = rss()
+held, pins = [], []
+for _ in range(64):  # 64 MiB, each block followed by a small object that stays alive
+    held.append(bytearray(1 << 20))
+    pins.append(bytearray(4096))  # > 512 B: from malloc, not pymalloc
+del held  # the small objects pin the heap: its freed holes cannot be trimmed
+print(rss() - before)
+"""
+    grown = {
+        mode: int(
+            subprocess.run(
+                [sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for mode in ("bound", "default")
+    }
+    assert grown["bound"] < 8 * 1024, grown  # KiB: the 64 MiB went back to the kernel
+    assert grown["default"] > 32 * 1024, grown  # the test shows the growth it prevents
+
+
+def test_bound_heap_growth_is_a_no_op_elsewhere(monkeypatch) -> None:
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    assert bound_heap_growth() is False
