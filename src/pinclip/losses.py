@@ -4,6 +4,8 @@ Every term is a contrastive loss between two embedding sets over in-batch candid
 - ``it``:   image ↔ text of the same pin (CLIP).
 - ``fuse``: fused pin ↔ its own image, and fused pin ↔ its own text.
 - ``nbr``:  anchor {pin, image, text} ↔ the pin embedding of its sampled board neighbor.
+- ``board``: anchor {pin, image} ↔ the board-tower embedding of one of its boards (the
+  batch's boards are the candidates; sampled softmax with logQ over board popularity).
 
 Each term is averaged over Matryoshka prefixes and, under DDP, scores this rank's rows against
 every rank's columns (features gathered with gradient), scaled so DDP's gradient averaging gives
@@ -31,6 +33,7 @@ from pinclip.distributed import (
 from pinclip.errors import ConfigError
 
 __all__ = [
+    "BOARD_TERMS",
     "NBR_TERMS",
     "Embeddings",
     "LossConfig",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 NBR_TERMS = ("pin_pin", "image_pin", "text_pin")
+BOARD_TERMS = ("pin_board", "image_board")
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: temperature never below 0.01
 
 
@@ -71,12 +75,24 @@ class LossConfig:
     #: no backward through the neighbor rows (a second, gradient-free forward embeds them):
     #: the anchors still learn from them, at about 4/6 of a full pairwise step's compute
     nbr_detach: bool = False
+    #: β: pin ↔ board alignment with the board tower (a board's title through the text
+    #: tower); 0 is off. Each anchor's positive is one of its training-graph boards, the
+    #: candidates are the (global) batch's boards
+    board_weight: float = 0.0
+    board_terms: tuple[str, ...] = BOARD_TERMS
+    #: subtract log P(board sampled) from the anchor→board logits (sampled softmax)
+    board_logq: bool = True
+    #: also the board→anchor direction (InfoNCE); False: pin→board only
+    board_symmetric: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("infonce", "siglip"):
             raise ConfigError(f"LossConfig.kind must be 'infonce' or 'siglip', got {self.kind!r}")
-        if self.fuse_weight < 0 or self.nbr_weight < 0:
-            raise ConfigError("LossConfig.fuse_weight and nbr_weight must be >= 0")
+        if self.fuse_weight < 0 or self.nbr_weight < 0 or self.board_weight < 0:
+            raise ConfigError("LossConfig.fuse_weight, nbr_weight and board_weight must be >= 0")
+        bad = set(self.board_terms) - set(BOARD_TERMS)
+        if bad:
+            raise ConfigError(f"LossConfig.board_terms: unknown {sorted(bad)}; use {BOARD_TERMS}")
         unknown = set(self.nbr_terms) - set(NBR_TERMS)
         if unknown:
             raise ConfigError(f"LossConfig.nbr_terms: unknown {sorted(unknown)}; use {NBR_TERMS}")
@@ -166,6 +182,7 @@ def _term(
     log_q_b: Tensor | None,
     positives: Tensor | None = None,
     valid_b: Tensor | None = None,
+    symmetric: bool = True,
 ) -> tuple[Tensor, float]:
     """Symmetric contrastive loss of gathered ``a`` [N, D] ↔ ``b`` [N, D] (row i ↔ row i positive),
     for this rank's rows, averaged over Matryoshka prefixes. Returns (loss, local top-1 of a→b).
@@ -174,6 +191,7 @@ def _term(
     exist, and of ``b`` too unless ``valid_b`` [N] says otherwise.
     ``log_q_b`` [N]: logQ of b's rows, applied where b are the candidates (a→b).
     ``positives`` [N, N]: pair (a_i, b_j) is a positive (default: the diagonal only).
+    ``symmetric=False``: InfoNCE's a→b direction only.
     """
     n_all, world, rank = a.shape[0], get_world_size(), get_rank()
     local = n_all // world
@@ -195,7 +213,7 @@ def _term(
     for d in dims:  # ascending: the hits kept are those of the largest prefix
         ad, bd = F.normalize(a[:, :d], dim=-1), F.normalize(b[:, :d], dim=-1)
         loss, hits = _direction(ad[lo:hi], bd, pos_ab, ex_ab, rows, log_q=log_q_b, **kw)
-        if kind == "infonce":  # the reverse direction; candidates a are not popularity-sampled
+        if kind == "infonce" and symmetric:  # reverse; candidates a are not popularity-sampled
             rows_ba = valid_b[lo:hi] & pos_ba.any(dim=1)
             loss_ba, _ = _direction(bd[lo:hi], ad, pos_ba, ex_ba, rows_ba, log_q=None, **kw)
             loss = (loss + loss_ba) / 2
@@ -235,6 +253,10 @@ def pinclip_loss(
     has_neighbor: Tensor | np.ndarray | None = None,
     has_text: Tensor | np.ndarray | None = None,
     neighbors_in_batch: bool = False,
+    board_emb: Tensor | None = None,
+    board_member: Tensor | np.ndarray | None = None,
+    board_log_q: Tensor | np.ndarray | None = None,
+    has_board: Tensor | np.ndarray | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """The PinCLIP loss for this rank's batch; returns (total, float parts for logging).
 
@@ -251,6 +273,11 @@ def pinclip_loss(
     neighbors_in_batch: the batch holds its own positives (board-aware P×K batches): no
         ``neighbor`` rows; L_nbr aligns each anchor with the *other anchors* it shares a board
         with (``co_board`` is then [B, B·world] over anchors), so a step needs one forward.
+    board_emb: [B, D], row i the board-tower embedding of a board anchor i is on (its
+        positive; needed when ``cfg.board_weight > 0``). board_member: bool [B, B·world],
+        True where local anchor i is on the board of column j (any rank): no negative.
+        board_log_q: float [B], log sampling probability of each row's board (logQ).
+        has_board: bool [B], False for anchors without a board (skipped by L_board).
     Under DDP all of these are this rank's rows and must have the same B on every rank.
     """
     cfg = cfg or LossConfig()
@@ -259,6 +286,9 @@ def pinclip_loss(
     use_nbr = cfg.nbr_weight > 0 and len(cfg.nbr_terms) > 0
     if use_nbr and neighbor is None and not neighbors_in_batch:
         raise ValueError("pinclip_loss: nbr_weight > 0 needs neighbor embeddings (or set it to 0)")
+    use_board = cfg.board_weight > 0 and len(cfg.board_terms) > 0
+    if use_board and board_emb is None:
+        raise ValueError("pinclip_loss: board_weight > 0 needs board_emb (or set it to 0)")
 
     image, text = _emb(anchor, "image_emb", "anchor"), _emb(anchor, "text_emb", "anchor")
     b, dim = image.shape
@@ -295,7 +325,11 @@ def pinclip_loss(
     parts = {"it": loss_it.item(), "it_acc": acc_it}
 
     gathered = {"image_emb": image_all, "text_emb": text_all}
-    if cfg.fuse_weight > 0 or (use_nbr and ("pin_pin" in cfg.nbr_terms or neighbors_in_batch)):
+    if (
+        cfg.fuse_weight > 0
+        or (use_nbr and ("pin_pin" in cfg.nbr_terms or neighbors_in_batch))
+        or (use_board and "pin_board" in cfg.board_terms)
+    ):
         gathered["pin_emb"] = all_gather_with_grad(_emb(anchor, "pin_emb", "anchor"))
         if gathered["pin_emb"].shape != image_all.shape:
             raise ValueError("pinclip_loss: anchor pin_emb and image_emb shapes differ")
@@ -352,6 +386,41 @@ def pinclip_loss(
         loss_nbr = torch.stack(losses).mean()
         total = total + cfg.nbr_weight * loss_nbr
         parts["nbr"] = loss_nbr.item()
+
+    if use_board:
+        assert board_emb is not None
+        if board_emb.shape != (b, dim):
+            raise ValueError(f"pinclip_loss: board_emb {tuple(board_emb.shape)} != {(b, dim)}")
+        board_all = all_gather_with_grad(board_emb)
+        member = torch.zeros(n_all, n_all, dtype=torch.bool, device=dev)
+        if board_member is not None:
+            member = all_gather_no_grad(
+                _as_tensor(board_member, "board_member", (b, n_all), torch.bool, dev)
+            )
+        boarded = all_rows
+        if has_board is not None:
+            boarded = all_gather_no_grad(_as_tensor(has_board, "has_board", (b,), torch.bool, dev))
+        lq = None
+        if cfg.board_logq:
+            if board_log_q is None:
+                raise ValueError("pinclip_loss: cfg.board_logq=True needs board_log_q")
+            lq = all_gather_no_grad(_as_tensor(board_log_q, "board_log_q", (b,), image.dtype, dev))
+        sources = {"pin_board": "pin_emb", "image_board": "image_emb"}
+        losses = []
+        for name in cfg.board_terms:
+            loss, acc = _term(
+                gathered[sources[name]],
+                board_all,
+                exclude=member,
+                valid=boarded,
+                symmetric=cfg.board_symmetric,
+                **{**term, "log_q_b": lq},
+            )
+            losses.append(loss)
+            parts[f"board_{name}_acc"] = acc
+        loss_board = torch.stack(losses).mean()
+        total = total + cfg.board_weight * loss_board
+        parts["board"] = loss_board.item()
 
     parts["loss"] = total.item()
     parts["logit_scale"] = logit_scale.detach().clamp(max=MAX_LOGIT_SCALE).exp().item()

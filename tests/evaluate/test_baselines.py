@@ -82,6 +82,7 @@ def test_a_plugged_in_model_missing_modalities_skips_those_tasks_and_beats_rando
         "image_to_text",
         "board_to_pins",
         "boards_for_cold",
+        "new_board_to_pins",
     }
     random = evaluate_embedder(create_baseline("random", dim=16), data, n_resamples=200)
     for task in ("related_cold", "related_warm"):
@@ -200,3 +201,41 @@ def test_boards_for_a_cold_pin_ranks_its_own_boards_first(data):
     assert res.n_queries > 0 and res.summary["recall@10"][0] > 0.9
     random = evaluate_embedder(create_baseline("random", dim=16), data, n_resamples=100)
     assert random.get("boards_for_cold", "all").summary["recall@10"][0] < 0.5
+
+
+class TitleOracle(BoardOracle):
+    """BoardOracle whose board-title embedding is that board's one-hot: a perfect board tower."""
+
+    name = "title-oracle"
+
+    def __init__(self, data: EvalData) -> None:
+        self.curated = list(np.flatnonzero(data.curated_boards))
+        self.titles = data.board_titles
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        out = torch.zeros(len(texts), len(self.curated) + 1)
+        for i, text in enumerate(texts):
+            board = self.titles.index(text)
+            if board in self.curated:
+                out[i, self.curated.index(board)] = 1.0
+            else:
+                out[i, -1] = 1.0
+        return out
+
+
+def test_new_board_task_queries_only_held_out_boards_and_rewards_a_good_title_embedding(data):
+    held = data.held_out_boards
+    curated_held = np.intersect1d(held, np.flatnonzero(data.curated_boards))
+    assert len(curated_held) >= 1 and len(held) > len(curated_held)
+    good = evaluate_embedder(TitleOracle(data), data, n_resamples=200, tasks=["new_board_to_pins"])
+    res = good.get("new_board_to_pins", "curated")
+    assert sorted(res.queries.tolist()) == sorted(
+        b for b in curated_held.tolist() if data.graph.board_size[b] > 0
+    )
+    assert res.summary["recall@10"][0] > 0.9
+    every = good.get("new_board_to_pins", "all")
+    assert set(every.queries.tolist()) <= set(held.tolist())
+    random = evaluate_embedder(
+        create_baseline("random", dim=16), data, n_resamples=200, tasks=["new_board_to_pins"]
+    )
+    assert random.get("new_board_to_pins", "curated").summary["recall@10"][0] < 0.5

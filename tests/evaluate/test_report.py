@@ -26,6 +26,7 @@ def test_evaluate_cli_writes_per_task_json_with_intervals(tiny_run, tmp_path):
         "image_to_text",
         "board_to_pins",
         "boards_for_cold",
+        "new_board_to_pins",
     }
     assert set(tasks["related_cold"]) == {"curated", "all"} and set(tasks["text_to_image"]) == {
         "self",

@@ -17,9 +17,9 @@ from rich.console import Console
 
 from pinclip.data.catalog import Catalog
 from pinclip.errors import NotFoundError
-from pinclip.graph import PinBoardGraph, Split
+from pinclip.graph import PinBoardGraph, Split, split_boards
 from pinclip.train.config import TrainConfig, load_config
-from pinclip.train.data import load_split
+from pinclip.train.data import board_titles, curated_boards, load_split
 
 RELEVANCE = ("curated", "all")
 
@@ -43,16 +43,19 @@ class EvalData:
     @cached_property
     def curated_boards(self) -> np.ndarray:
         """Boolean [n_boards]: boards with kind == 'curated' (all False without a kind column)."""
-        boards = self.catalog.boards
-        if "kind" not in boards:
-            return np.zeros(self.graph.n_boards, dtype=bool)
-        kind = boards.set_index("board_id")["kind"].reindex(self.graph.board_ids)
-        return (kind == "curated").to_numpy()
+        return curated_boards(self.catalog, self.graph)
 
     @property
     def board_titles(self) -> list[str]:
-        titles = self.catalog.boards.set_index("board_id")["title"].reindex(self.graph.board_ids)
-        return titles.fillna("").astype(str).tolist()
+        return board_titles(self.catalog, self.graph)
+
+    @cached_property
+    def held_out_boards(self) -> np.ndarray:
+        """The boards training held out of the board tower (the same `split_boards` call)."""
+        d = self.config.data
+        return split_boards(
+            self.graph, frac=d.board_holdout_frac, seed=d.split_seed, curated=self.curated_boards
+        )
 
     def relevance_graph(self, relevance: str) -> PinBoardGraph:
         """The full graph ('all') or only its curated boards' edges ('curated')."""

@@ -1,7 +1,5 @@
 """The retrieval tasks (docs/evaluation.md), scored for one embedder on one split.
 
-| task               | query                              | candidates  | relevant                |
-|--------------------|------------------------------------|-------------|-------------------------|
 | task                  | query                             | candidates  | relevant               |
 |-----------------------|-----------------------------------|-------------|------------------------|
 | related_cold          | a cold pin's `pin` embedding      | all pins    | pins sharing a board   |
@@ -12,6 +10,7 @@
 | image_to_text         | a cold pin's `image` embedding    | all `text`  | that pin's text        |
 | board_to_pins         | a board title (`embed_texts`)     | cold pins   | the board's cold pins  |
 | boards_for_cold       | a cold pin's `pin` embedding      | board titles| the pin's boards       |
+| new_board_to_pins     | a held-out board's title          | all pins    | the board's pins       |
 
 Board-based tasks are scored under each relevance ('curated' boards only, and 'all'
 boards); image_to_text under 'self'; text_to_image under 'self' (the pin's own image) and
@@ -22,6 +21,11 @@ related_cold_textless scores the cold pins whose catalog text is blank (image-on
 it is skipped when the catalog has none. Search is exact (`exact_topk`). Candidates
 for board_to_pins are the cold pins only: the task asks whether new pins are findable
 from a board's title, which warm pins of that board would otherwise crowd out.
+
+Board titles are embedded with `embed_texts`: for a PinCLIP model that is its board tower
+(`PinCLIP.board_embedding`, the title through the text tower), for a baseline its text
+embedding. new_board_to_pins queries only the held-out boards (`EvalData.held_out_boards`,
+never a board-tower positive in training): a new board from its title alone.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ TASKS = {
     "image_to_text": "image → text (cold)",
     "board_to_pins": "board → cold pins",
     "boards_for_cold": "cold pin → its boards",
+    "new_board_to_pins": "new board's title → pins",
 }
 IDENTITY_TASKS = ("image_to_text",)  # scored under 'self' only
 SELF_AND_BOARDS = ("text_to_image",)  # scored under 'self' and every board relevance
@@ -235,7 +240,7 @@ def evaluate_embedder(
                 hits, n_rel = related_pins_hits(data.relevance_graph(rel), cold, top)
                 results[(task, rel)] = _score(task, rel, cold, top, hits, n_rel, n_resamples, seed)
 
-    board_tasks = sorted(wanted & {"board_to_pins", "boards_for_cold"})
+    board_tasks = sorted(wanted & {"board_to_pins", "boards_for_cold", "new_board_to_pins"})
     board_emb = embedder.embed_texts(data.board_titles) if len(cold) and board_tasks else None
     if board_emb is None:
         skipped |= {task: "the model embeds no free text" for task in board_tasks}
@@ -274,6 +279,20 @@ def evaluate_embedder(
                 results[("boards_for_cold", rel)] = _score(
                     "boards_for_cold", rel, cold, top, hits, n_rel, n_resamples, seed
                 )
+            if "new_board_to_pins" in wanted:
+                # held-out boards of this relevance; `graph` and `index` enumerate its boards
+                new = np.flatnonzero(np.isin(index, data.held_out_boards))
+                if len(new) == 0:
+                    continue
+                top = exact_topk(board_emb[torch.as_tensor(index[new])], emb.pin, DEPTH)
+                hits = np.stack([np.isin(top[i], graph.pins_of(b)) for i, b in enumerate(new)])
+                n_rel = graph.board_size[new].astype(np.int64)
+                results[("new_board_to_pins", rel)] = _score(
+                    "new_board_to_pins", rel, index[new], top, hits, n_rel, n_resamples, seed
+                )
+    if board_emb is not None and "new_board_to_pins" in wanted:
+        if not any(task == "new_board_to_pins" for task, _ in results):
+            skipped["new_board_to_pins"] = "no held-out board (data.board_holdout_frac = 0)"
     console.print(
         f"evaluated {embedder.name}: {len(results)} task × relevance results"
         + (f", skipped {', '.join(skipped)}" if skipped else "")

@@ -5,7 +5,7 @@ from .cache import NeighborCache, cache_key, graph_fingerprint
 from .neighbors import NeighborLists
 from .random_walk import RandomWalkConfig, compute_random_walk_neighbors, random_walk_neighbors
 from .samplers import DEFAULT_ALPHA, CoBoardSampler, board_weights
-from .splits import SPLIT_NAMES, Split, split_pins
+from .splits import SPLIT_NAMES, Split, split_boards, split_pins
 from .synthetic import synthetic_edges, synthetic_graph
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "compute_random_walk_neighbors",
     "graph_fingerprint",
     "random_walk_neighbors",
+    "split_boards",
     "split_pins",
     "synthetic_edges",
     "synthetic_graph",

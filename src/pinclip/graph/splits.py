@@ -139,3 +139,37 @@ def split_pins(
     labels[held[n_val:]] = COLD
     params = dict(cold_frac=cold_frac, val_frac=val_frac, seed=seed)
     return Split.from_labels(graph, labels, params)
+
+
+def split_boards(
+    graph: PinBoardGraph,
+    *,
+    frac: float = 0.1,
+    seed: int = 0,
+    curated: np.ndarray | None = None,
+) -> np.ndarray:
+    """Sorted indices of the held-out boards: a seeded ``frac`` of the boards with a pin.
+
+    Held-out boards are never a board-tower positive (or candidate) in training, so ranking
+    pins for one of their titles measures a *new* board from its title alone. Their edges
+    stay in every graph (a held-out board's warm pins still train the neighbor terms): only
+    the board's own embedding is never fitted. Drawn per stratum (``curated`` boards and the
+    rest separately, each at least one board when ``frac > 0`` and it has two), so both
+    relevances of the report get queries.
+    """
+    if not 0 <= frac < 1:
+        raise ConfigError(f"board hold-out fraction must be in [0, 1), got {frac}")
+    if frac == 0:
+        return np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, 1])  # its own stream: the pin split is unchanged
+    kind = np.zeros(graph.n_boards, dtype=bool) if curated is None else np.asarray(curated, bool)
+    if kind.shape != (graph.n_boards,):
+        raise ValueError(f"curated must have one flag per board ({graph.n_boards})")
+    order = rng.permutation(graph.n_boards)
+    nonempty = graph.board_size[order] > 0
+    held = []
+    for stratum in (True, False):
+        pool = order[nonempty & (kind[order] == stratum)]
+        n = int(round(frac * len(pool)))
+        held.append(pool[: max(n, 1) if len(pool) >= 2 else n])
+    return np.sort(np.concatenate(held)).astype(np.int64)

@@ -67,12 +67,15 @@ class PinCLIPOutput:
     image_tokens: torch.Tensor | None  # [B, 1+N, W], CLS first
     text_tokens: torch.Tensor | None  # [B, L, W]
     text_mask: torch.Tensor | None  # [B, L], 1 = real token
+    #: [M, D] board-tower embeddings of the board titles passed to the same forward
+    board_emb: torch.Tensor | None = None
 
     def rows(self, index: slice) -> PinCLIPOutput:
         """The same output for a row slice of the batch (e.g. the anchors of a forward that
-        embedded anchors and neighbors together)."""
-        values = (getattr(self, f.name) for f in dataclasses.fields(self))
-        return PinCLIPOutput(*(None if t is None else t[index] for t in values))
+        embedded anchors and neighbors together); `board_emb` rows are not pins: kept whole."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        sliced = {k: None if t is None else t[index] for k, t in values.items()}
+        return PinCLIPOutput(**{**sliced, "board_emb": self.board_emb})
 
 
 class PinCLIP(nn.Module):
@@ -287,8 +290,13 @@ class PinCLIP(nn.Module):
         *,
         image_features: list[torch.Tensor] | None = None,
         text_states: dict[str, torch.Tensor] | None = None,
+        board_text: dict[str, torch.Tensor] | None = None,
+        board_text_states: dict[str, torch.Tensor] | None = None,
     ) -> PinCLIPOutput:
-        """Embed images and/or text; cached `image_features` / `text_states` skip the frozen parts."""
+        """Embed images and/or text; cached `image_features` / `text_states` skip the frozen parts.
+
+        `board_text` / `board_text_states` (board titles, tokens or cached states) add the
+        board-tower embeddings `board_emb` in the same forward (one graph for DDP)."""
         has_image = images is not None or image_features is not None
         has_text = text is not None or text_states is not None
         if not (has_image or has_text):
@@ -310,7 +318,11 @@ class PinCLIP(nn.Module):
         )
         image_emb = self.image_head(img.pooled) if img else None
         text_emb = self.text_head(txt.pooled) if txt else None
+        board_emb = None
+        if board_text is not None or board_text_states is not None:
+            board_emb = self.board_embedding(board_text, text_states=board_text_states)
         return PinCLIPOutput(
+            board_emb=board_emb,
             image_emb=image_emb,
             text_emb=text_emb,
             pin_emb=self.pin_embedding(fused, image_emb, text_emb),
@@ -318,6 +330,23 @@ class PinCLIP(nn.Module):
             text_tokens=txt.states if txt else None,
             text_mask=txt.mask if txt else None,
         )
+
+    def board_embedding(
+        self,
+        text: dict[str, torch.Tensor] | None = None,
+        *,
+        text_states: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The board tower: a board title through the text tower and text head, [M, D] unit.
+
+        It shares every weight with a pin's text embedding, so it needs no parameter per
+        board (an unseen board is embedded from its title alone, at any catalog size) and
+        `encode_text(title)` is the board embedding; the board term of the loss trains it."""
+        if text_states is None:
+            if text is None:
+                raise ValueError("board_embedding needs board title tokens or text states")
+            text_states = self.text_encoder_states(text)
+        return self.text_head(self.text(states=text_states).pooled)
 
     def pin_embedding(
         self,

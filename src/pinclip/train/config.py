@@ -51,6 +51,8 @@ class DataConfig:
     board_k: int = 4  # batch=boards: warm pins drawn per board
     curated_weight: float = 1.0  # batch=boards: draw weight of a curated board vs a user board
     board_size_power: float = 0.5  # batch=boards: a board is drawn ∝ (its warm pins)^power
+    # boards held out of the board tower (never a positive): the "new board" task's queries
+    board_holdout_frac: float = 0.1
     loader_workers: int = (
         -1
     )  # DataLoader processes; -1: <= 4 on a GPU with trainable towers, else 0

@@ -13,11 +13,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from rich.console import Console
 
 from pinclip.data.catalog import Catalog, CatalogError, read_catalog
 from pinclip.errors import ConfigError
-from pinclip.graph import CoBoardSampler, PinBoardGraph, Split, random_walk_neighbors, split_pins
+from pinclip.graph import (
+    CoBoardSampler,
+    PinBoardGraph,
+    Split,
+    random_walk_neighbors,
+    split_boards,
+    split_pins,
+)
 
 from .config import DataConfig, TrainConfig
 
@@ -31,6 +39,7 @@ class CatalogSplit:
     split: Split
     texts: list[str]
     n_rejected: int
+    held_out_boards: np.ndarray  # boards never a board-tower positive (`split_boards`)
 
     @property
     def n_pins(self) -> int:
@@ -45,6 +54,37 @@ class TrainingData(CatalogSplit):
     dup_ids: np.ndarray  # equal ids: the same content (skin-tone variants), never negatives
     log_q: np.ndarray  # log popularity of each pin as a sampled neighbor (logQ correction)
     has_text: np.ndarray  # False for image-only pins: no image-text term for their rows
+    board_graph: PinBoardGraph  # warm pins' edges to boards not held out: board-tower positives
+    board_log_q: np.ndarray  # log probability of each board as a sampled positive (logQ)
+
+    @property
+    def board_titles(self) -> list[str]:
+        """Each board's title, in board index order (what the board tower embeds)."""
+        return board_titles(self.catalog, self.graph)
+
+    def sample_boards(self, pins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A positive board for each pin, uniform over its `board_graph` boards; -1: none."""
+        pb = self.board_graph.pin_board
+        pins = np.asarray(pins, dtype=np.int64)
+        start = pb.indptr[pins].astype(np.int64)
+        degree = pb.indptr[pins + 1].astype(np.int64) - start
+        pick = np.minimum((rng.random(len(pins)) * degree).astype(np.int64), degree - 1)
+        boards = pb.indices[np.where(degree > 0, start + pick, 0)].astype(np.int64)
+        return np.where(degree > 0, boards, -1)
+
+
+def board_titles(catalog: Catalog, graph: PinBoardGraph) -> list[str]:
+    """Board titles in the graph's board order ('' where a board has none)."""
+    titles = catalog.boards.set_index("board_id")["title"].reindex(graph.board_ids)
+    return titles.fillna("").astype(str).tolist()
+
+
+def curated_boards(catalog: Catalog, graph: PinBoardGraph) -> np.ndarray:
+    """bool [n_boards]: boards with kind == 'curated' (all False without a kind column)."""
+    if "kind" not in catalog.boards:
+        return np.zeros(graph.n_boards, dtype=bool)
+    kind = catalog.boards.set_index("board_id")["kind"].reindex(graph.board_ids)
+    return (kind == "curated").to_numpy()
 
 
 def _build_catalog(builder: str, root: Path, console: Console) -> None:
@@ -85,7 +125,13 @@ def load_split(
         )
     graph = PinBoardGraph.from_catalog(catalog)
     split = split_pins(graph, cold_frac=cfg.cold_frac, val_frac=cfg.val_frac, seed=cfg.split_seed)
-    return CatalogSplit(catalog, graph, split, catalog.texts(), n_rejected)
+    held_out = split_boards(
+        graph,
+        frac=cfg.board_holdout_frac,
+        seed=cfg.split_seed,
+        curated=curated_boards(catalog, graph),
+    )
+    return CatalogSplit(catalog, graph, split, catalog.texts(), n_rejected, held_out)
 
 
 def load_training_data(
@@ -113,9 +159,39 @@ def load_training_data(
     else:
         dup_ids = np.arange(base.n_pins, dtype=np.int64)
     has_text = base.catalog.has_text()
+    board_graph = _without_boards(train_graph, base.held_out_boards)
     return TrainingData(
-        **vars(base), sampler=sampler, dup_ids=dup_ids, log_q=log_q, has_text=has_text
+        **vars(base),
+        sampler=sampler,
+        dup_ids=dup_ids,
+        log_q=log_q,
+        has_text=has_text,
+        board_graph=board_graph,
+        board_log_q=np.log(_board_probability(board_graph, base.split.warm) + 1e-12).astype(
+            np.float32
+        ),
     )
+
+
+def _without_boards(graph: PinBoardGraph, boards: np.ndarray) -> PinBoardGraph:
+    """The same index space with every edge to `boards` dropped."""
+    keep = np.ones(graph.n_boards, dtype=np.float32)
+    keep[boards] = 0
+    pin_board = (graph.pin_board @ sp.diags(keep, format="csr")).tocsr()
+    pin_board.eliminate_zeros()
+    pin_board.sort_indices()
+    board_pin = pin_board.T.tocsr()
+    board_pin.sort_indices()
+    return PinBoardGraph(graph.pin_ids, graph.board_ids, pin_board, board_pin)
+
+
+def _board_probability(graph: PinBoardGraph, anchors: np.ndarray) -> np.ndarray:
+    """How likely each board is a sampled positive: a uniform anchor, then one of its
+    boards uniformly (`TrainingData.sample_boards`): the board term's logQ."""
+    pb = graph.pin_board[anchors]
+    degree = np.diff(pb.indptr)
+    weight = np.repeat(1.0 / np.maximum(degree, 1), degree) / max(int((degree > 0).sum()), 1)
+    return np.bincount(pb.indices, weights=weight, minlength=graph.n_boards)
 
 
 def _neighbor_probability(sampler: object, graph: PinBoardGraph) -> np.ndarray:
@@ -251,6 +327,14 @@ def batch_plan(cfg: TrainConfig, data: TrainingData) -> BatchPlan | BoardBatchPl
             size_power=cfg.data.board_size_power,
         )
     raise ConfigError(f"data.batch={cfg.data.batch!r}: use 'pairs' or 'boards'")
+
+
+def anchor_boards(
+    plan: BatchPlan | BoardBatchPlan, data: TrainingData, anchors: np.ndarray, index: int
+) -> np.ndarray:
+    """The board-tower positive of each anchor of micro-batch `index` (-1: none): one of its
+    boards in `data.board_graph`, a pure function of (seed, index) so resume stays exact."""
+    return data.sample_boards(anchors, np.random.default_rng([plan.seed, index, 3]))
 
 
 def rank_slice(x: np.ndarray, rank: int, world: int) -> np.ndarray:

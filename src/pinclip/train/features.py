@@ -33,6 +33,8 @@ class PinInputs:
     tokenizer: Any  # the model's tokenizer (when the text encoder trains)
     max_length: int
     device: torch.device
+    board_table: FeatureTable | None = None  # frozen encoder states of every board title
+    board_texts: list[str] | None = None  # board titles, tokenized per batch (text encoder trains)
 
     @classmethod
     def prepare(
@@ -45,8 +47,10 @@ class PinInputs:
         console: Console,
         feature_dtype: str = "fp16",
         workers: int = 1,
+        boards: bool = False,
     ) -> PinInputs:
-        """Build (or reuse) the stored features of every pin of `data` for `model`."""
+        """Build (or reuse) the stored features of every pin of `data` for `model` (and of
+        every board title with `boards`: the board tower's inputs, in the same store)."""
         cfg = model.config
         store = FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
         image_table = text_table = images = texts = None
@@ -59,6 +63,11 @@ class PinInputs:
             text_table = store.build("texts", data.texts, workers=workers, console=console)
         else:
             texts = list(data.texts)
+        board_table = board_texts = None
+        if boards and cfg.freeze_text_encoder:
+            board_table = store.build("texts", data.board_titles, workers=workers, console=console)
+        elif boards:
+            board_texts = data.board_titles
         return cls(
             image_table,
             text_table,
@@ -68,6 +77,8 @@ class PinInputs:
             model.tokenizer,
             cfg.text.max_length,
             device,
+            board_table,
+            board_texts,
         )
 
     @property
@@ -87,15 +98,22 @@ class PinInputs:
         if self.text_table is not None:
             out["text_states"] = self.text_table.text_states(idx)
         else:
-            enc = self.tokenizer(
-                [self.texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            out["text"] = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+            out["text"] = self._tokens([self.texts[i] for i in idx])
         return out
+
+    def cpu_board_batch(self, boards: np.ndarray) -> dict[str, Any]:
+        """`PinCLIP.forward`'s board-title kwargs for boards `boards`, on the CPU."""
+        if self.board_table is not None:
+            return {"board_text_states": self.board_table.text_states(boards)}
+        if self.board_texts is None:
+            raise ValueError("PinInputs.prepare(..., boards=True) was not called")
+        return {"board_text": self._tokens([self.board_texts[i] for i in boards])}
+
+    def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         """A `cpu_batch` on the device; on CUDA through pinned memory, non-blocking."""

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pinclip.memory import bound_heap_growth
 
-from .data import BatchPlan, TrainingData, rank_slice
+from .data import BatchPlan, TrainingData, anchor_boards, rank_slice
 from .features import PinInputs
 
 
@@ -40,6 +40,9 @@ class MicroBatch:
     mine: np.ndarray  # this rank's anchors
     my_neighbors: np.ndarray  # this rank's neighbors
     inputs: dict[str, Any]  # PinCLIP.forward kwargs of [mine, neighbor-or-self] (CPU)
+    #: every rank's anchors' sampled positive boards (-1: none; None: no board term); the
+    #: forward kwargs of this rank's boards are in `inputs` (board_text[_states])
+    boards: np.ndarray | None = None
 
     def pin_memory(self) -> MicroBatch:
         """What the DataLoader's pin-memory thread calls (CUDA runs): page-locked inputs."""
@@ -57,9 +60,11 @@ class _MicroBatches(Dataset):
         rank: int,
         world: int,
         with_neighbors: bool,
+        with_boards: bool = False,
     ) -> None:
         self.plan, self.data, self.inputs = plan, data, inputs
         self.rank, self.world, self.with_neighbors = rank, world, with_neighbors
+        self.with_boards = with_boards
 
     def __getitem__(self, index: int) -> MicroBatch:
         anchors, neighbors = self.plan.global_batch(index, self.data)
@@ -68,9 +73,13 @@ class _MicroBatches(Dataset):
         pins = mine
         if self.with_neighbors:
             pins = np.concatenate([mine, np.where(my_neighbors >= 0, my_neighbors, mine)])
-        return MicroBatch(
-            index, anchors, neighbors, mine, my_neighbors, self.inputs.cpu_batch(pins)
-        )
+        inputs = self.inputs.cpu_batch(pins)
+        boards = None
+        if self.with_boards:  # a pure function of (seed, micro-batch), like the anchors
+            boards = anchor_boards(self.plan, self.data, anchors, index)
+            mine_boards = rank_slice(boards, self.rank, self.world)
+            inputs |= self.inputs.cpu_board_batch(np.maximum(mine_boards, 0))
+        return MicroBatch(index, anchors, neighbors, mine, my_neighbors, inputs, boards)
 
 
 def _collate(item: MicroBatch) -> MicroBatch:
@@ -95,12 +104,13 @@ def micro_batches(
     rank: int = 0,
     world: int = 1,
     with_neighbors: bool = True,
+    with_boards: bool = False,
     workers: int = 0,
     prefetch: int = 2,
 ) -> Iterator[MicroBatch]:
     """Micro-batches `start … stop-1` of this rank, produced `prefetch` ahead per worker."""
     loader = DataLoader(
-        _MicroBatches(plan, data, inputs, rank, world, with_neighbors),
+        _MicroBatches(plan, data, inputs, rank, world, with_neighbors, with_boards),
         batch_size=None,
         sampler=range(start, stop),
         num_workers=workers,

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from pinclip.distributed import get_rank, get_world_size
 from pinclip.errors import ConfigError, PinclipError
 from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.memory import bound_heap_growth
@@ -35,7 +36,7 @@ from pinclip.retrieval import embed_pins, exact_topk, related_pins_hits, retriev
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
-from .data import TrainingData, batch_plan, load_training_data
+from .data import TrainingData, batch_plan, load_training_data, rank_slice
 from .features import PinInputs
 from .loader import default_workers, micro_batches
 from .tracking import open_trackers
@@ -174,6 +175,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
         console=say,
         feature_dtype=cfg.data.feature_dtype,
         workers=cfg.data.feature_workers,
+        boards=cfg.loss.board_weight > 0,
     )
     plan = batch_plan(cfg, data)  # pairs (anchor + sampled neighbor) or P boards × K pins
     in_batch = cfg.data.batch == "boards"
@@ -209,6 +211,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
         rank=rank,
         world=world,
         with_neighbors=loss_cfg.nbr_weight > 0 and not in_batch,
+        with_boards=loss_cfg.board_weight > 0,
         workers=workers,
         prefetch=cfg.data.prefetch,
     )
@@ -244,6 +247,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                         mb.anchors if in_batch else mb.neighbors,
                         in_batch=in_batch,
                         batch=inputs.to_device(mb.inputs),
+                        all_boards=mb.boards,
                     )
                     if not torch.isfinite(loss):
                         raise TrainingError(
@@ -314,6 +318,7 @@ def _step_loss(
     *,
     in_batch: bool = False,
     batch: dict | None = None,
+    all_boards: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The PinCLIP loss of this rank's micro-batch, and its float parts for logging.
 
@@ -331,10 +336,25 @@ def _step_loss(
     Image-only pins (`has_text` False) skip the terms that read their text. `batch` is the
     forward inputs of [anchors, neighbor-or-self] (anchors alone for λ = 0 or `in_batch`) when
     the loader made them; otherwise they are read here.
+
+    With the board term (`loss.board_weight` > 0), `all_boards` are every rank's anchors'
+    sampled positive boards (rank order, -1: none): this rank's are embedded by the board
+    tower in the same forward (`board_text_states` in `batch`), and a board column j is no
+    negative for anchor i when i is on it (`board_member`, training graph).
     """
     b = len(anchors)
     has_text = torch.as_tensor(data.has_text[anchors])
     core = model.module if hasattr(model, "module") else model  # under DDP, the wrapped model
+    use_board = loss_cfg.board_weight > 0
+    if batch is None:
+        pins = anchors
+        if loss_cfg.nbr_weight > 0 and not in_batch:
+            pins = np.concatenate([anchors, np.where(neighbors >= 0, neighbors, anchors)])
+        batch = inputs.batch(pins)
+        if use_board:
+            assert all_boards is not None, "board_weight > 0 needs the sampled boards"
+            my_boards = rank_slice(all_boards, get_rank(), get_world_size())
+            batch |= inputs.to_device(inputs.cpu_board_batch(np.maximum(my_boards, 0)))
     common = dict(
         logit_scale=core.logit_scale,
         logit_bias=core.logit_bias,
@@ -342,19 +362,32 @@ def _step_loss(
         dup_ids=torch.as_tensor(data.dup_ids[anchors]),
         has_text=has_text,
     )
+    if use_board:
+        assert all_boards is not None, "board_weight > 0 needs the sampled boards"
+        my_boards = rank_slice(all_boards, get_rank(), get_world_size())
+        member = data.board_graph.pin_board[anchors][:, np.maximum(all_boards, 0)].toarray() > 0
+        common |= dict(
+            board_member=torch.as_tensor(member & (all_boards >= 0)[None, :]),
+            board_log_q=torch.as_tensor(data.board_log_q[np.maximum(my_boards, 0)]),
+            has_board=torch.as_tensor(my_boards >= 0),
+        )
     if in_batch:  # P boards × K pins: the neighbors are the other anchors of the batch
         co_board = data.split.train_graph.co_board_mask(anchors, all_neighbors)
-        out = model(**(batch if batch is not None else inputs.batch(anchors)))
+        out = model(**batch)
         return pinclip_loss(
-            out, None, co_board=torch.as_tensor(co_board), neighbors_in_batch=True, **common
+            out,
+            None,
+            co_board=torch.as_tensor(co_board),
+            neighbors_in_batch=True,
+            board_emb=out.board_emb,
+            **common,
         )
     has_nbr = neighbors >= 0
     nbr_or_self = np.where(has_nbr, neighbors, anchors)
     use_nbr = loss_cfg.nbr_weight > 0
-    if batch is None:
-        batch = inputs.batch(np.concatenate([anchors, nbr_or_self]) if use_nbr else anchors)
     if use_nbr and loss_cfg.nbr_detach:
-        anchor_out = model(**_rows(batch, slice(0, b)))
+        board_keys = {k: batch.pop(k) for k in ("board_text", "board_text_states") if k in batch}
+        anchor_out = model(**_rows(batch, slice(0, b)), **board_keys)
         with torch.no_grad():
             neighbor_out = model(**_rows(batch, slice(b, 2 * b)))
     else:
@@ -371,6 +404,7 @@ def _step_loss(
         co_board=torch.as_tensor(co_board),
         log_q=torch.as_tensor(data.log_q[nbr_or_self]),
         has_neighbor=torch.as_tensor(has_nbr),
+        board_emb=anchor_out.board_emb,
         **common,
     )
 
