@@ -70,3 +70,33 @@ def test_paired_ratio_interval():
     assert low < ratio < high
     with pytest.raises(ValueError, match="same queries"):
         ratio_ci(ref[:3], ref)
+
+
+def test_vectorised_bootstrap_matches_scipys_percentile_interval():
+    """The same estimator as scipy.stats.bootstrap(method='percentile'): with different draws
+    the bounds agree to within their Monte Carlo error (well under the interval's width)."""
+    from scipy.stats import bootstrap
+
+    hits = (np.random.default_rng(4).random(400) < 0.6).astype(float)
+    ours = mean_ci(hits, n_resamples=4000, seed=0)
+    ref = bootstrap(
+        (hits,), np.mean, n_resamples=4000, method="percentile", rng=np.random.default_rng(9)
+    ).confidence_interval
+    width = ours[2] - ours[1]
+    assert abs(ours[1] - ref.low) < 0.1 * width and abs(ours[2] - ref.high) < 0.1 * width
+
+
+def test_one_draw_serves_every_metric_and_large_query_sets_are_chunked(monkeypatch):
+    from pinclip.evaluate import bootstrap as boot
+
+    rng = np.random.default_rng(5)
+    per_query = {"a": rng.random(300), "b": (rng.random(300) < 0.3).astype(float)}
+    together = boot.mean_cis(per_query, seed=1)
+    for m, v in per_query.items():  # the same draws whether scored together or alone
+        assert together[m] == pytest.approx(boot.mean_ci(v, seed=1), rel=1e-12)
+    monkeypatch.setattr(boot, "_CELLS_PER_CHUNK", 1000)  # 3 resamples per chunk, not cached
+    chunked = boot.mean_cis(per_query, seed=1)
+    for m in per_query:
+        assert chunked[m][0] == together[m][0]
+        assert chunked[m][1] < chunked[m][0] < chunked[m][2]
+        assert abs(chunked[m][1] - together[m][1]) < 0.5 * (together[m][2] - together[m][1])

@@ -43,7 +43,7 @@ from pinclip.errors import InputError
 from pinclip.retrieval import exact_topk, related_pins_hits, related_pins_topk, retrieval_metrics
 
 from .baselines.base import Embedder, PinEmbeddings, check_embeddings
-from .bootstrap import mean_ci
+from .bootstrap import mean_cis
 from .data import EvalData
 
 TASKS = {
@@ -142,7 +142,7 @@ def _score(
 ) -> TaskResult:
     valid = n_rel > 0
     per_query = retrieval_metrics(hits, n_rel, ks=KS)
-    summary = {m: mean_ci(v, n_resamples=n_resamples, seed=seed) for m, v in per_query.items()}
+    summary = mean_cis(per_query, n_resamples=n_resamples, seed=seed)  # one draw, every metric
     h, n = hits[valid], n_rel[valid]
     depth = hits.shape[1]
     curve = (
