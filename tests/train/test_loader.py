@@ -27,6 +27,7 @@ def _setup(overrides):
         cache_dir=Path(cfg.data.cache_dir),
         device=torch.device("cpu"),
         console=Console(quiet=True),
+        boards=True,
     )
     plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
     return data, inputs, plan
@@ -44,13 +45,16 @@ def _flat(x):
 def test_workers_and_resume_give_the_same_batches(tiny_overrides):
     data, inputs, plan = _setup(tiny_overrides)
     assert not inputs.all_stored
-    inline = list(micro_batches(plan, data, inputs, start=0, stop=5, rank=1, world=2))
-    resumed = list(micro_batches(plan, data, inputs, start=3, stop=5, rank=1, world=2, workers=1))
+    kw = dict(rank=1, world=2, with_boards=True)  # the board term's positives too
+    inline = list(micro_batches(plan, data, inputs, start=0, stop=5, **kw))
+    resumed = list(micro_batches(plan, data, inputs, start=3, stop=5, workers=1, **kw))
     assert [b.index for b in inline] == [0, 1, 2, 3, 4] and [b.index for b in resumed] == [3, 4]
     for a, b in zip(inline[3:], resumed, strict=True):
         assert np.array_equal(a.mine, b.mine) and np.array_equal(a.neighbors, b.neighbors)
+        assert np.array_equal(a.boards, b.boards) and len(a.boards) == 16
         assert len(a.mine) == 8  # rank 1's half of the global batch of 16
         for x, y in zip(_flat(a.inputs), _flat(b.inputs), strict=True):
             assert torch.equal(x, y)
     assert "images" in inline[0].inputs and "text" in inline[0].inputs
+    assert inline[0].inputs["board_text"]["input_ids"].shape[0] == 8  # this rank's boards
     assert inline[0].inputs["images"].shape[0] == 16  # 8 anchors + their 8 neighbors

@@ -93,11 +93,13 @@ def _torchrun(*args: str) -> list[str]:
 
 def test_two_ranks_stay_in_sync_and_match_one_process(tiny_overrides, tmp_path):
     # A frozen stem keeps BatchNorm in eval mode, so per-rank batches normalise like the global one.
+    # The board term is on: its boards are gathered across ranks like the neighbors.
     overrides = tiny_overrides + [
         "max_steps=3",
         "val_every=3",
         "ckpt_every=3",
         "model.overrides.freeze_stem=true",
+        "loss.board_weight=1",
     ]
     single = tmp_path / "single"
     train(load_config(None, overrides + [f"run_dir={single}"]))
