@@ -83,11 +83,28 @@ def exact_topk(
         if exclude is not None:
             rows = torch.arange(scores.shape[0])
             scores[rows, torch.as_tensor(exclude[start : start + chunk])] = -torch.inf
-        # a stable sort, not topk: torch.topk orders ties arbitrarily (duplicates are common)
-        # copy the top k: a view would keep the whole [chunk, N] index tensor alive per chunk
-        top = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
-        out.append(top.numpy().copy())
+        out.append(_stable_topk(scores, k).numpy())
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
+
+
+def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row, the k highest scores' indices, ties broken by lower index (duplicates are
+    common, and torch.topk orders ties arbitrarily). topk(k + 1) finds the set; a row whose
+    k-th and (k+1)-th scores tie is sorted in full instead, so the result is always exact."""
+    n = scores.shape[1]
+    if k == 0:
+        return torch.zeros((scores.shape[0], 0), dtype=torch.int64)
+    top_values, top_index = torch.topk(scores, min(k + 1, n), dim=1)
+    values, index = top_values[:, :k], top_index[:, :k]
+    by_index = torch.argsort(index, dim=1)  # order the set by (score desc, index asc)
+    values, index = values.gather(1, by_index), index.gather(1, by_index)
+    by_score = torch.sort(values, dim=1, descending=True, stable=True).indices
+    index = index.gather(1, by_score)
+    if k < n:
+        tied = top_values[:, k - 1] == top_values[:, k]  # a tie at the cut: the set is not unique
+        for row in torch.nonzero(tied).flatten().tolist():
+            index[row] = torch.sort(scores[row], descending=True, stable=True).indices[:k]
+    return index
 
 
 def related_pins_hits(

@@ -52,6 +52,24 @@ def test_exact_topk_breaks_ties_by_lower_index_and_excludes_self():
     assert top.tolist() == [[0, 3, 2]]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_topk_equals_a_full_stable_sort(seed):
+    # integer vectors make many exact ties, also at the k-th place (the full-sort fallback)
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(20, 300, (1,), generator=g))
+    candidates = torch.randint(-2, 3, (n, 4), generator=g).float()
+    if seed % 2:
+        candidates = torch.randn(n, 4, generator=g)
+    queries, k = candidates[:17], int(torch.randint(1, 60, (1,), generator=g))
+    exclude = np.arange(17)
+    expected = []
+    for i, q in enumerate(queries):
+        scores = candidates @ q
+        scores[exclude[i]] = -torch.inf
+        expected.append(torch.sort(scores, descending=True, stable=True).indices[:k].tolist())
+    assert exact_topk(queries, candidates, k, exclude=exclude).tolist() == expected
+
+
 def test_bootstrap_is_seeded_and_brackets_the_mean():
     values = np.random.default_rng(0).random(200)
     a, b = mean_ci(values, seed=3), mean_ci(values, seed=3)
