@@ -8,7 +8,10 @@ Contenders (same model, batch, cached inputs; only the objective/batch switches 
   (a second row per anchor, forward and backward);
 - `pairs_detach`: the same, neighbors embedded in a gradient-free forward (`loss.nbr_detach`);
 - `boards`: board-aware P×K batches (`data.batch=boards`): the positives are in the batch, one
-  forward, neighbor terms on the anchors themselves.
+  forward, neighbor terms on the anchors themselves;
+- `l0_board`, `pairs_board`: λ = 0 and pairs with the board tower (`loss.board_weight=1`: one
+  board title per anchor through the text tower in the same forward).
+`--only l0,pairs,...` measures a subset (`l0` is always in: the ratios are to it).
 FLOPs (torch FlopCounterMode over one step, forward + backward) are machine-independent; wall
 times are medians of interleaved repeats (A, B, C, D, A, ...), reported as ratios to `l0`.
 """
@@ -25,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from _common import REPEATS, interleaved, markdown_table, write_result
 from pinclip.train.config import load_config
-from pinclip.train.data import batch_plan, load_training_data
+from pinclip.train.data import anchor_boards, batch_plan, load_training_data
 from pinclip.train.features import PinInputs
 from pinclip.train.recipe import _step_loss, build_model
 
@@ -34,6 +37,8 @@ CONTENDERS = {
     "pairs": [],
     "pairs_detach": ["loss.nbr_detach=true"],
     "boards": ["data.batch=boards"],
+    "l0_board": ["loss.nbr_weight=0", "loss.board_weight=1"],
+    "pairs_board": ["loss.board_weight=1"],
 }
 
 
@@ -50,6 +55,9 @@ class Step:
     def one(self) -> None:
         self.opt.zero_grad(set_to_none=True)
         anchors, neighbors = self.plan.global_batch(self.step, self.data)
+        boards = None
+        if self.loss_cfg.board_weight > 0:
+            boards = anchor_boards(self.plan, self.data, anchors, self.step)
         loss, _ = _step_loss(
             self.model,
             self.inputs,
@@ -59,6 +67,7 @@ class Step:
             self.loss_cfg,
             anchors if self.in_batch else neighbors,
             in_batch=self.in_batch,
+            all_boards=boards,
         )
         loss.backward()
         self.opt.step()
@@ -70,17 +79,24 @@ def main() -> None:
     ap.add_argument("--config", default="configs/emoji-small.yaml")
     ap.add_argument("--repeats", type=int, default=REPEATS)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders")
+    ap.add_argument("--out", default="neighbor_side", help="bench/results/<OUT>.json and .md")
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every contender")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfgs = {k: load_config(args.config, [*args.overrides, *v]) for k, v in CONTENDERS.items()}
-    data = load_training_data(cfgs["pairs"].data, console=Console(quiet=True))
+    names = ["l0", *(k for k in args.only.split(",") if k != "l0")]
+    unknown = set(names) - set(CONTENDERS)
+    if unknown:
+        ap.error(f"unknown contenders {sorted(unknown)}; known: {', '.join(CONTENDERS)}")
+    cfgs = {k: load_config(args.config, [*args.overrides, *CONTENDERS[k]]) for k in names}
+    data = load_training_data(cfgs["l0"].data, console=Console(quiet=True))
     inputs = PinInputs.prepare(
-        build_model(cfgs["pairs"]),
+        build_model(cfgs["l0"]),
         data,
-        cache_dir=Path(cfgs["pairs"].data.cache_dir),
+        cache_dir=Path(cfgs["l0"].data.cache_dir),
         device=torch.device("cpu"),
         console=Console(quiet=True),
+        boards=any(c.loss.board_weight > 0 for c in cfgs.values()),
     )
     steps = {k: Step(c, data, inputs) for k, c in cfgs.items()}
     flops = {}
@@ -108,7 +124,7 @@ def main() -> None:
         ["objective", "GFLOPs/step", "FLOPs vs λ=0", "median step (s)", "wall vs λ=0"], rows
     )
     print(table)
-    write_result("neighbor_side", result, table)
+    write_result(args.out, result, table)
 
 
 if __name__ == "__main__":
