@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,3 +162,70 @@ def test_two_rank_kill_and_resume_ends_with_the_uninterrupted_weights(tiny_overr
     a, b = _weights(whole), _weights(killed)
     for name in a:
         assert torch.equal(a[name], b[name]), f"{name} differs after a 2-rank kill-and-resume"
+
+
+# A rank's entry point for the test below: resume, then report what the process still runs.
+_RESUME_AND_REPORT = """
+import json, os, sys
+import torch.distributed as dist
+from pinclip.train import load_config, train
+
+result = train(load_config(None, sys.argv[2:]), resume=True)
+tasks = "/proc/self/task"
+threads = [open(f"{tasks}/{t}/comm").read().strip() for t in os.listdir(tasks)] if os.path.isdir(tasks) else []
+with open(os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.json"), "w") as fh:
+    json.dump({"steps": result.steps, "loss": result.final_loss,
+               "group": dist.is_initialized(), "threads": threads}, fh)
+"""
+
+
+def _finished_run_without_final(overrides, run_dir):
+    """A run killed after its last checkpoint: every step done, final/ never written."""
+    done = train(load_config(None, overrides + [f"run_dir={run_dir}"]))
+    shutil.rmtree(run_dir / "final")
+    last = list_checkpoints(run_dir)[-1]
+    return done, load_file(str(last / "model.safetensors")), (run_dir / "metrics.jsonl").read_text()
+
+
+def _assert_final_is(run_dir, weights):
+    final = _weights(run_dir)
+    assert final and set(final) <= set(weights)
+    for name, value in final.items():
+        assert torch.equal(value, weights[name]), f"final/ {name} is not the last checkpoint's"
+
+
+def test_resuming_a_finished_run_writes_final_from_its_last_checkpoint(tiny_overrides, tmp_path):
+    overrides = tiny_overrides + ["max_steps=2", "val_every=2"]
+    run_dir = tmp_path / "done"
+    before, last, metrics = _finished_run_without_final(overrides, run_dir)
+    again = train(load_config(None, overrides + [f"run_dir={run_dir}"]), resume=True)
+    assert (again.steps, again.final_loss) == (2, before.final_loss)  # nothing was re-run
+    assert again.best_val_recall == before.best_val_recall
+    _assert_final_is(run_dir, last)
+    assert (run_dir / "metrics.jsonl").read_text() == metrics
+
+
+def test_two_rank_resume_of_a_finished_run_exits_cleanly_on_every_rank(tiny_overrides, tmp_path):
+    """The previous stop crashed rank 1 at exit here ("terminate called without an active
+    exception"): the gloo process group was left to interpreter shutdown. Now every rank
+    returns after final/ is written, with the group destroyed and no backend thread left."""
+    overrides = tiny_overrides + ["max_steps=2", "val_every=2", "model.overrides.freeze_stem=true"]
+    run_dir = tmp_path / "done"
+    before, last, _ = _finished_run_without_final(overrides, run_dir)  # one process is enough
+
+    script = tmp_path / "resume_and_report.py"
+    script.write_text(_RESUME_AND_REPORT)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(script), str(tmp_path), *overrides, f"run_dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "terminate called" not in done.stderr
+    _assert_final_is(run_dir, last)
+    for rank in range(2):
+        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert not report["group"], f"rank {rank} returned with the process group still up"
+        assert not [t for t in report["threads"] if "gloo" in t], (rank, report["threads"])
+        assert (report["steps"], report["loss"]) == (2, before.final_loss), rank

@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_che
 from .config import TrainConfig, save_config
 from .data import TrainingData, batch_plan, load_training_data, rank_slice
 from .features import PinInputs
-from .loader import default_workers, micro_batches
+from .loader import MicroBatch, default_workers, micro_batches
 from .tracking import open_trackers
 
 
@@ -56,8 +57,9 @@ class RunResult:
 
 
 # ----- set-up steps ------------------------------------------------------------------------
-def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
-    """(rank, world size, device): one process, or one per GPU/CPU rank under torchrun."""
+def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether this call started the process group): one process,
+    or one per GPU/CPU rank under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -68,9 +70,10 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     device = torch.device(resolve_device(cfg.device, local if world > 1 else None))
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    started = world > 1 and not dist.is_initialized()
+    if started:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
+    return rank, world, device, started
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -117,8 +120,9 @@ def build_optimizer(
 
 def _resume(
     run_dir: Path, model: PinCLIP, optimizer, scheduler, scaler
-) -> tuple[int, float] | None:
-    """Restore the newest complete checkpoint; (step, best val recall), None if there is none."""
+) -> tuple[int, float, float] | None:
+    """Restore the newest complete checkpoint; (step, best val recall, that step's loss), None
+    if there is none."""
     state = load_latest_checkpoint(run_dir)
     if state is None:
         return None
@@ -131,7 +135,7 @@ def _resume(
     np.random.set_state(state["rng"]["numpy"])
     if state["rng"].get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return state["step"], state["best_val_recall"]
+    return state["step"], state["best_val_recall"], state.get("loss", float("nan"))
 
 
 def _progress_bar(console: Console, enabled: bool) -> Progress:
@@ -152,7 +156,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
     console = console or Console(stderr=True)
     bound_heap_growth()  # freed step buffers go back to the kernel (pinclip.memory)
-    rank, world, device = _setup_distributed(cfg)
+    rank, world, device, owns_group = _setup_distributed(cfg)
     is_main = rank == 0
     say = console if is_main else Console(quiet=True)  # only rank 0 prints
     if cfg.threads > 0:
@@ -192,31 +196,38 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     # fp16 needs loss scaling (its range underflows small gradients); bf16 and fp32 do not
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    step, best = 0, -1.0
+    step, best, loss_value = 0, -1.0, float("nan")
     if resume and (restored := _resume(run_dir, model, optimizer, scheduler, scaler)) is not None:
-        step, best = restored
+        step, best, loss_value = restored
         say.print(f"resumed {run_dir} at step {step}")
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     loss_cfg = cfg.loss.for_model(model.config.matryoshka_dims)
     log = open_trackers(cfg, run_dir, step, enabled=is_main)  # metrics.jsonl, TensorBoard, MLflow
 
     # the loader: micro-batches from the resumed step on, made ahead by worker processes
-    workers = default_workers(inputs) if cfg.data.loader_workers < 0 else cfg.data.loader_workers
-    batches = micro_batches(
-        plan,
-        data,
-        inputs,
-        start=step * accum,
-        stop=total * accum,
-        rank=rank,
-        world=world,
-        with_neighbors=loss_cfg.nbr_weight > 0 and not in_batch,
-        with_boards=loss_cfg.board_weight > 0,
-        workers=workers,
-        prefetch=cfg.data.prefetch,
-    )
+    # (none for a run killed after its last checkpoint: it only has final/ left to write)
+    batches: Iterator[MicroBatch] = iter(())
+    if step >= total:
+        say.print(f"all {total} steps were done; writing {run_dir / 'final'} from step {step}")
+    else:
+        workers = (
+            default_workers(inputs) if cfg.data.loader_workers < 0 else cfg.data.loader_workers
+        )
+        batches = micro_batches(
+            plan,
+            data,
+            inputs,
+            start=step * accum,
+            stop=total * accum,
+            rank=rank,
+            world=world,
+            with_neighbors=loss_cfg.nbr_weight > 0 and not in_batch,
+            with_boards=loss_cfg.board_weight > 0,
+            workers=workers,
+            prefetch=cfg.data.prefetch,
+        )
 
-    started, loss_value = time.perf_counter(), float("nan")
+    started = time.perf_counter()
     with _progress_bar(console, is_main) as progress:
         task = progress.add_task("train", total=total, completed=step, info="")
         while step < total:
@@ -293,16 +304,34 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
             # 5. checkpoint everything an exact resume needs; a failed write keeps the last one
             if is_main and (step % ckpt_every == 0 or step == total):
                 _save_checkpoint(
-                    cfg, run_dir, step, best, model, optimizer, scheduler, scaler, console
+                    cfg,
+                    run_dir,
+                    step,
+                    best,
+                    loss_value,
+                    model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    console,
                 )
             # 6. ranks wait for each other (rank 0 wrote the checkpoint alone)
             if world > 1:
                 dist.barrier()
+    del batches  # the loader's worker processes stop now, not at interpreter exit
+    # the end: final/ is written, then every rank leaves the process group together
     if world > 1:
         _check_ranks_in_sync(model)
     if is_main:
         atomic_save_pretrained(model, run_dir / "final")
-        log.close()
+    log.close()
+    if world > 1:
+        dist.barrier()  # no rank returns before final/ exists
+    if owns_group:
+        # joins the backend's threads while Python is alive: left to interpreter exit, a gloo
+        # thread can free a tensor after finalization began and abort the process
+        # ("terminate called without an active exception")
+        dist.destroy_process_group()
     return RunResult(run_dir, step, best, loss_value, time.perf_counter() - started)
 
 
@@ -467,7 +496,7 @@ def _rng_state() -> dict:
 
 
 def _save_checkpoint(
-    cfg, run_dir, step, best, model, optimizer, scheduler, scaler, console
+    cfg, run_dir, step, best, loss, model, optimizer, scheduler, scaler, console
 ) -> None:
     state = {
         "model": model.state_dict(),
@@ -477,6 +506,7 @@ def _save_checkpoint(
         "rng": _rng_state(),
         "step": step,
         "best_val_recall": best,
+        "loss": loss,  # what a resumed run reports when no step is left to run
         "config": asdict(cfg),
     }
     try:
