@@ -52,3 +52,23 @@ def test_heartbeat_names_the_stage_in_a_log_only():
     with Heartbeat("demo", tty) as beat:
         beat.set("x")
     assert tty_buf.getvalue() == ""
+
+
+def test_heartbeat_fills_only_the_gaps_between_progress_lines():
+    from pinclip import progress as P
+
+    console, buf = _console(False)
+    beat = Heartbeat("demo", console, every=5.0)
+    with Progress(console=console, every=3600.0) as bar:
+        task = bar.add_task("evaluate PinCLIP", total=3)  # added: no line until it moves
+        bar.update(task, completed=1)
+        printed = P._last_line[0]
+        assert not beat.tick(now=printed + 4.0)  # a progress line 4 s ago: nothing to add
+        assert beat.tick(now=printed + 6.0)  # 6 s of silence: the stage line
+        bar.update(task, description="evaluate lite0")  # a new phase prints at once
+    lines = buf.getvalue().splitlines()
+    assert [line.split(" ")[0:2] for line in lines] == [
+        ["evaluate", "PinCLIP"],
+        ["demo:", "starting"],
+        ["evaluate", "lite0"],
+    ]

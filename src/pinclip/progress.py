@@ -2,8 +2,10 @@
 
 Rich draws nothing until the end when its console is not a terminal (a CI log, `make demo >
 log`), so a long job looks hung. `Progress` here is Rich's, plus: when the console is not a
-terminal it prints one plain line per task every `every` seconds (and when a task finishes),
-e.g. `train 120/300 (40%) 35s elapsed, ~52s left  loss 1.234`.
+terminal it prints one plain line per task every `every` seconds (and when a task finishes
+or its description changes), e.g. `train 120/300 (40%) 35s elapsed, ~52s left  loss 1.234`.
+`Heartbeat` fills the gaps: a `label: stage` line whenever no plain line was printed for
+`every` seconds (a stage with no progress of its own, or a task between two advances).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from rich.progress import TaskID
 __all__ = ["PLAIN_EVERY_S", "Heartbeat", "Progress"]
 
 PLAIN_EVERY_S = 5.0  # seconds between plain lines of one task
+_last_line = [float("-inf")]  # when any plain line was last printed (time.monotonic())
+
+
+def _print_plain(console: Console, text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    _last_line[0] = time.monotonic()
 
 
 class Progress(_RichProgress):
@@ -34,7 +42,10 @@ class Progress(_RichProgress):
         self._last: dict[TaskID, float] = {}
 
     def update(self, task_id: TaskID, **kw: Any) -> None:
+        renamed = "description" in kw and kw["description"] != self._tasks[task_id].description
         super().update(task_id, **kw)
+        if renamed:  # a new phase of the task: say so now, not at the next throttled line
+            self._last.pop(task_id, None)
         self._line(task_id)
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
@@ -67,16 +78,18 @@ class Progress(_RichProgress):
         info = task.fields.get("info")
         if info:
             parts.append(f" {info}")
-        self.console.print(" ".join(parts), markup=False, highlight=False, soft_wrap=True)
+        _print_plain(self.console, " ".join(parts))
 
 
 class Heartbeat:
-    """A plain `label: stage, Ns` line every `every` seconds from a thread (logs only).
+    """A plain `label: stage, Ns` line from a thread (logs only) whenever no plain line was
+    printed for `every` seconds, and one at each new stage.
 
-    For stages whose own code shows no progress: the log still says where the job is.
+    For stages whose own code shows no progress: the log still says where the job is, and
+    while a `Progress` prints its own lines the heartbeat adds nothing.
     """
 
-    def __init__(self, label: str, console: Console, every: float = 15.0) -> None:
+    def __init__(self, label: str, console: Console, every: float = PLAIN_EVERY_S) -> None:
         import threading
 
         self.label, self.console, self.every = label, console, every
@@ -93,17 +106,23 @@ class Heartbeat:
 
     def _print(self) -> None:
         now = time.monotonic()
-        self.console.print(
+        _print_plain(
+            self.console,
             f"{self.label}: {self.stage} ({now - self._stage_started:.0f}s in this stage, "
             f"{now - self.started:.0f}s in all)",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
         )
 
+    def tick(self, now: float | None = None) -> bool:
+        """Print a line if the log has been silent for `every` seconds; True if it did."""
+        now = time.monotonic() if now is None else now
+        if now - _last_line[0] < self.every:
+            return False
+        self._print()
+        return True
+
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self._print()
+        while not self._stop.wait(min(1.0, self.every)):
+            self.tick()
 
     def __enter__(self) -> Heartbeat:
         if self.enabled:

@@ -239,3 +239,71 @@ def test_new_board_task_queries_only_held_out_boards_and_rewards_a_good_title_em
         create_baseline("random", dim=16), data, n_resamples=200, tasks=["new_board_to_pins"]
     )
     assert random.get("new_board_to_pins", "curated").summary["recall@10"][0] < 0.5
+
+
+@pytest.fixture(scope="module")
+def stored(data, tmp_path_factory):
+    """The small preset's frozen MiniLM / Lite0 features of the eval catalog in a store, and the
+    split's data pointing at it (what a demo run leaves behind)."""
+    from dataclasses import replace
+
+    from pinclip.evaluate.baselines.pretrained import StoredFeatures
+    from pinclip.model import PinCLIP
+    from pinclip.train.features import PinInputs
+
+    cache = tmp_path_factory.mktemp("store")
+    cfg = data.config
+    data = replace(data, config=replace(cfg, data=replace(cfg.data, cache_dir=str(cache))))
+    model = PinCLIP.from_preset("small").eval()
+    PinInputs.prepare(model, data, cache_dir=cache, device=torch.device("cpu"), console=None)
+    return StoredFeatures(model), data
+
+
+def _counting(embedder, method: str) -> list[int]:
+    """Wrap `embedder.method` to record how many items each call computes from the raw inputs."""
+    calls, direct = [], getattr(embedder, method)
+
+    def wrapped(items, pins=None):
+        if method == "embed_texts":
+            calls.append(len(items))
+            return direct(items)
+        calls.append(items.n_pins if pins is None else len(pins))
+        return direct(items, pins)
+
+    setattr(embedder, method, wrapped)
+    return calls
+
+
+def test_baselines_read_the_feature_store_and_equal_the_encoders_run_directly(stored):
+    from pinclip.evaluate.baselines.pretrained import Lite0Embedder, MiniLMEmbedder
+
+    features, data = stored
+    image_size = features.model.config.image.image_size
+    for make, part in (
+        (lambda s: MiniLMEmbedder(stored=s), "text"),
+        (lambda s: Lite0Embedder(image_size, crop_pct=1.0, stored=s), "image"),
+    ):
+        direct = getattr(make(None).embed_pins(data), part)
+        reused = make(features)
+        calls = _counting(reused, "embed_texts" if part == "text" else "embed_images")
+        from_store = getattr(reused.embed_pins(data), part)
+        assert calls and sum(calls) <= 8  # only the check items ran through the encoder
+        cos = (direct * from_store).sum(1)
+        assert cos.min() > 0.999  # the same embeddings, to fp16 storage precision
+        assert torch.allclose(direct, from_store, atol=5e-3)
+
+
+def test_a_store_holding_other_features_is_not_used(stored):
+    from pinclip.evaluate.baselines.pretrained import Lite0Embedder, MiniLMEmbedder
+
+    features, data = stored
+    text = MiniLMEmbedder(stored=features)
+    with torch.no_grad():  # not the weights the store was built with any more
+        text.model.embeddings.word_embeddings.weight.mul_(-1.0)
+    calls = _counting(text, "embed_texts")
+    text.embed_pins(data)
+    assert sum(calls) >= len(data.texts)  # every text computed directly
+    image = Lite0Embedder(224, stored=features)  # other preprocessing than the store's 128 px
+    calls = _counting(image, "embed_images")
+    image.embed_pins(data)
+    assert calls[-1] == data.n_pins

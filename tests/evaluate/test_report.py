@@ -82,3 +82,19 @@ def test_compare_writes_report_and_plots(tiny_run, tmp_path):
         assert f"]({png})" in md  # every plot is linked from the report
     saved = json.loads((out / "results" / "ours.json").read_text())
     assert saved["model"] == "ours"
+
+
+def test_the_embedding_map_shows_every_cold_pin_and_a_bounded_seeded_sample():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pinclip.evaluate.report import map_pins
+
+    cold = np.arange(0, 5000, 50)
+    data = SimpleNamespace(n_pins=5000, split=SimpleNamespace(cold=cold))
+    pins = map_pins(data, limit=400, seed=1)
+    assert len(pins) == 400 and len(np.unique(pins)) == 400 and np.isin(cold, pins).all()
+    assert (pins == map_pins(data, limit=400, seed=1)).all()
+    small = SimpleNamespace(n_pins=300, split=SimpleNamespace(cold=cold[:3]))
+    assert (map_pins(small, limit=400) == np.arange(300)).all()

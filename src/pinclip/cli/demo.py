@@ -1,9 +1,14 @@
 """`pinclip demo`: the main job on the shipped default data (what `make demo` runs).
 
 Builds the emoji catalog if it is missing, trains PinCLIP and the λ = 0 (plain CLIP-style)
-ablation with the same budget, compares them on cold-start related pins, writes the full
-evaluation report, embeds and indexes the catalog, and ends with where everything is and
-the `pinclip serve` command.
+ablation with the same budget, evaluates them and the training-free baselines once on one
+split (the report; the quick cold-start table is read from the same results), embeds and
+indexes the catalog, and ends with where everything is and the `pinclip serve` command.
+
+Work is shared: the frozen features are computed once into the feature store by the first
+run; the second run, both models' evaluation and the `minilm` / `lite0` baselines read
+them back (`StoredFeatures`). When stderr is not a terminal a plain progress line appears
+at least every few seconds (`pinclip.progress`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from ._errors import fail
 
 console = Console(stderr=True)
 
-RUNS = (("PinCLIP", "emoji-small.yaml"), ("CLIP-style (λ=0)", "emoji-clip-only.yaml"))
+# (table label, report label, config file)
+RUNS = (
+    ("PinCLIP", "PinCLIP", "emoji-small.yaml"),
+    ("CLIP-style (λ=0)", "λ=0", "emoji-clip-only.yaml"),
+)
 
 
 def demo(
@@ -48,21 +57,17 @@ def demo(
     started = time.perf_counter()
     with Heartbeat("demo", console) as beat:  # plain "where is it" lines when stderr is a log
         runs = _train_both(configs, overrides or [], beat)
-        _print_comparison(runs)
-        beat.set("evaluation report (every task, every baseline)")
-        report_path = _report(runs, report, open_clip)
+        beat.set("evaluation (every task, every model and baseline, one split)")
+        report_path, results = _report(runs, report, open_clip)
+        _print_comparison(runs, results)
         ours = runs[RUNS[0][0]][0]
-        from pinclip.serve import prepare_serving  # embed + index the demo catalog
-
         beat.set("embedding the catalog and building the index")
-        _, info, command = prepare_serving(
-            f"{ours.run_dir}/best", ours.data.catalog, f"{ours.run_dir}/serving"
-        )
+        info, command = _serving(ours, console)
     console.rule("[bold]where everything is")
     console.print(
         f"catalog: {ours.data.catalog} (check it: pinclip catalog check {ours.data.catalog})"
     )
-    for label, (cfg, _, _) in runs.items():
+    for label, (cfg, _) in runs.items():
         console.print(
             f"{label}: {cfg.run_dir}/best (model), metrics.jsonl, config.yaml, checkpoints/"
         )
@@ -75,25 +80,43 @@ def demo(
 
 
 def _train_both(configs: Path, overrides: list[str], beat) -> dict:
-    from pinclip.evaluate.cold_start import evaluate_cold_start
     from pinclip.train import ConfigError, load_config, train
 
     runs = {}
-    for label, name in RUNS:
+    for i, (label, _, name) in enumerate(RUNS):
         try:
             cfg = load_config(configs / name, overrides)
         except ConfigError as err:
             fail(f"{err} (run `make demo` from the repository root, or pass --configs)")
         console.rule(f"[bold]{label}: training {cfg.run_dir}")
-        beat.set(f"training {label}")
-        result = train(cfg, console=console)
-        beat.set(f"cold-start check of {label}")
-        runs[label] = (cfg, result, evaluate_cold_start(cfg.run_dir, console=console))
+        first = " (the first run also computes the frozen features)" if i == 0 else ""
+        beat.set(f"training {label}{first}")
+        runs[label] = (cfg, train(cfg, console=console))
     return runs
 
 
-def _print_comparison(runs: dict) -> None:
-    rel = next(iter(runs.values()))[2]["relevance"]
+def _serving(ours, console: Console) -> tuple[dict, str]:
+    """Embed the demo catalog with the PinCLIP model and index it (what `pinclip serve` reads)."""
+    from pinclip.progress import Progress
+    from pinclip.serve import prepare_serving
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("embed the catalog for serving", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        _, info, command = prepare_serving(
+            f"{ours.run_dir}/best", ours.data.catalog, f"{ours.run_dir}/serving", progress=advance
+        )
+    return info, command
+
+
+def _print_comparison(runs: dict, results: list) -> None:
+    """The quick cold-start table: the report's own figures for the two trained runs."""
+    by_name = {r.name: r for r in results}
+    # the headline relevance: curated boards where the catalog has them (EvalData.relevances)
+    rel = "curated" if by_name[RUNS[0][1]].get("related_cold", "curated") else "all"
     boards = "a curated board" if rel == "curated" else "any board"
     table = Table(
         title=f"Cold-start related pins (held-out pins, all pins as candidates, relevant = shares "
@@ -107,16 +130,22 @@ def _print_comparison(runs: dict) -> None:
         "train time",
     ):
         table.add_column(column, justify="left" if column == "model" else "right")
-    for label, (_, result, scores) in runs.items():
+
+    def recall(label: str, task: str) -> float:
+        res = by_name[label].get(task, rel)
+        return res.summary["recall@10"][0] if res is not None else float("nan")
+
+    for label, name, _ in RUNS:
+        result = runs[label][1]
         table.add_row(
             label,
-            f"{scores['cold_recall@10']:.4f}",
-            f"{scores['cold_image_only_recall@10']:.4f}",
+            f"{recall(name, 'related_cold'):.4f}",
+            f"{recall(name, 'related_cold_image'):.4f}",
             f"{result.best_val_recall:.4f}",
             f"{result.seconds:.0f}s",
         )
     console.print(table)
-    ours, base = (runs[label][2]["cold_recall@10"] for label, _ in RUNS)
+    ours, base = (recall(name, "related_cold") for _, name, _ in RUNS)
     verdict = "beats" if ours > base else "does NOT beat"
     console.print(
         f"PinCLIP {verdict} the λ=0 run on cold-start Recall@10: {ours:.4f} vs {base:.4f}"
@@ -124,12 +153,21 @@ def _print_comparison(runs: dict) -> None:
     )
 
 
-def _report(runs: dict, out: Path, open_clip: Path) -> Path:
-    """Every baseline on the PinCLIP run's split, and the report people open."""
+def _report(runs: dict, out: Path, open_clip: Path) -> tuple[Path, list]:
+    """Both runs and every baseline on the PinCLIP run's split, and the report people open."""
     from pinclip.evaluate.compare import compare
 
-    ours, ablation = (str(runs[label][0].run_dir) for label, _ in RUNS)
-    specs = [f"PinCLIP={ours}", f"λ=0={ablation}", "minilm", "lite0", "minilm+lite0", "random"]
+    (ours, ours_name), (ablation, ablation_name) = (
+        (str(runs[label][0].run_dir), name) for label, name, _ in RUNS
+    )
+    specs = [
+        f"{ours_name}={ours}",
+        f"{ablation_name}={ablation}",
+        "minilm",
+        "lite0",
+        "minilm+lite0",
+        "random",
+    ]
     if (open_clip / "open_clip_model.safetensors").is_file():
         specs.insert(2, f"open_clip=open_clip:{open_clip}")
     else:
@@ -139,9 +177,9 @@ def _report(runs: dict, out: Path, open_clip: Path) -> Path:
             "(10-20 min on 2 cores; 5e-4 suits open_clip better than our 2e-3)[/]"
         )
     console.rule("[bold]evaluation: every task, every baseline, same split")
-    path, _ = compare(specs, split_from=ours, out_dir=out, console=console)
+    path, results = compare(specs, split_from=ours, out_dir=out, console=console)
     headline = next(
         (line for line in path.read_text().splitlines() if line.startswith("**Headline")), ""
     )
     console.print(headline.replace("**", ""))
-    return path
+    return path, results

@@ -17,7 +17,7 @@ from pinclip.progress import Progress
 
 from .baselines import Embedder, PinCLIPEmbedder, create_baseline
 from .baselines.open_clip import OpenCLIPEmbedder
-from .baselines.pretrained import ConcatEmbedder, Lite0Embedder, MiniLMEmbedder
+from .baselines.pretrained import ConcatEmbedder, Lite0Embedder, MiniLMEmbedder, StoredFeatures
 from .data import EvalData
 from .report import write_report
 from .tasks import EvalResult, evaluate_embedder
@@ -29,8 +29,11 @@ def parse_spec(spec: str) -> tuple[str | None, str]:
     return (label, what) if sep and label and not Path(spec).exists() else (None, spec)
 
 
-def build_embedders(specs: list[str], device: str = "cpu") -> list[Embedder]:
-    """Embedders for specs; the pretrained encoders are loaded once and shared by `minilm+lite0`."""
+def build_embedders(
+    specs: list[str], device: str = "cpu", console: Console | None = None
+) -> list[Embedder]:
+    """Embedders for specs; the pretrained encoders are loaded once and shared by `minilm+lite0`,
+    and read their features from the first PinCLIP model's feature store when it holds them."""
     shared: dict[str, Embedder] = {}
 
     def pretrained(name: str) -> Embedder:
@@ -57,6 +60,12 @@ def build_embedders(specs: list[str], device: str = "cpu") -> list[Embedder]:
         if label:
             emb.name = label
         out.append(emb)
+    ours = next((e for e in out if isinstance(e, PinCLIPEmbedder)), None)
+    if ours is not None:
+        stored = StoredFeatures(ours.model, console=console)
+        for emb in shared.values():
+            if isinstance(emb, MiniLMEmbedder | Lite0Embedder):
+                emb.stored = stored
     names = [e.name for e in out]
     if len(set(names)) != len(names):
         raise InputError(f"two models share a name in {names}: label them, e.g. 'ours=runs/a'")
@@ -121,7 +130,7 @@ def compare(
 ) -> tuple[Path, list[EvalResult]]:
     """Score every spec on `split_from`'s split and write the report; returns (report.md, results)."""
     data = EvalData.from_run(split_from, catalog)
-    embedders = build_embedders(specs, device)
+    embedders = build_embedders(specs, device, console=console)
     results = evaluate_models(embedders, data, n_resamples=n_resamples, seed=seed, console=console)
     report = write_report(results, data, out_dir, ours=ours, n_resamples=n_resamples, seed=seed)
     return report, results

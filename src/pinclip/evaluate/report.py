@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from .bootstrap import ratio_ci  # noqa: E402
 from .data import EvalData  # noqa: E402
@@ -227,23 +228,47 @@ def pin_groups(data: EvalData) -> np.ndarray:
     return np.array([str(data.graph.board_ids[b[0]]) if len(b) else "(none)" for b in first])
 
 
+MAP_PINS = 1000  # pins on the 2-D map: every cold pin up to this, then a seeded warm sample
+MAP_ITERATIONS = 500  # t-SNE iterations (250 of them early exaggeration): the layout settles
+
+
+def map_pins(data: EvalData, limit: int = MAP_PINS, seed: int = 0) -> np.ndarray:
+    """The pins the 2-D map shows: cold pins first, the rest drawn at random (sorted ids).
+
+    t-SNE costs grow faster than the catalog; a bounded sample keeps the map's cost fixed."""
+    if data.n_pins <= limit:
+        return np.arange(data.n_pins)
+    rng = np.random.default_rng(seed)
+    cold = data.split.cold
+    cold = cold if len(cold) <= limit else rng.choice(cold, limit, replace=False)
+    rest = np.setdiff1d(np.arange(data.n_pins), cold)
+    return np.sort(np.concatenate([cold, rng.choice(rest, limit - len(cold), replace=False)]))
+
+
 def plot_embedding_map(
     results: list[EvalResult], data: EvalData, path: Path, seed: int = 0
 ) -> Path:
-    """t-SNE of each model's `pin` embeddings (up to 3 models), coloured by pin group."""
+    """t-SNE of each model's `pin` embeddings (up to 3 models, `map_pins` of the catalog),
+    coloured by pin group."""
     from sklearn.manifold import TSNE
 
-    groups = pin_groups(data)
+    pins = map_pins(data, seed=seed)
+    groups = pin_groups(data)[pins]
     names = sorted(set(groups))
     cmap = plt.get_cmap("tab20", max(len(names), 1))
     colour = {g: cmap(i % 20) for i, g in enumerate(names)}
-    cold = np.zeros(data.n_pins, dtype=bool)
-    cold[data.split.cold] = True
+    is_cold = np.zeros(data.n_pins, dtype=bool)
+    is_cold[data.split.cold] = True
+    cold = is_cold[pins]
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 6), squeeze=False)
     for ax, r in zip(axes[0], results, strict=True):
         xy = TSNE(
-            n_components=2, init="pca", random_state=seed, perplexity=min(30, data.n_pins - 1)
-        ).fit_transform(r.embeddings.pin.numpy())
+            n_components=2,
+            init="pca",
+            random_state=seed,
+            perplexity=min(30, len(pins) - 1),
+            max_iter=MAP_ITERATIONS,
+        ).fit_transform(r.embeddings.pin[torch.as_tensor(pins)].numpy())
         for g in names:
             m = groups == g
             ax.scatter(xy[m & ~cold, 0], xy[m & ~cold, 1], s=6, color=colour[g], alpha=0.6, label=g)
@@ -256,7 +281,7 @@ def plot_embedding_map(
                 edgecolors="black",
                 linewidths=0.4,
             )
-        ax.set_title(f"{r.name}: pin embeddings (t-SNE); ▲ = cold pins", fontsize=10)
+        ax.set_title(f"{r.name}: {len(pins)} pin embeddings (t-SNE); ▲ = cold pins", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][-1].legend(

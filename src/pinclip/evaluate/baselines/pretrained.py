@@ -3,27 +3,150 @@
 - `minilm`: all-MiniLM-L6-v2 sentence embeddings (mean-pooled), text only;
 - `lite0`: ImageNet EfficientNet-Lite0 global-pooled penultimate features, image only;
 - `minilm+lite0`: both halves L2-normalised and concatenated (a pin = image ⊕ text).
+
+These are the outputs PinCLIP's frozen parts compute, so when a PinCLIP run of the same
+split is evaluated with them, its feature store already holds them: `StoredFeatures`
+reads them back instead of running the encoders over the catalog again (the store's
+MiniLM token states, masked-mean pooled; the head conv, BN and pool of EfficientNet-Lite0
+applied to the store's stride-32 map). A few items are checked against the encoders run
+directly first; a store that holds anything else (other weights, other preprocessing,
+states below a tuned top layer) is not used, and the baseline computes its features.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from pinclip.evaluate.data import EvalData
-from pinclip.model.config import MINILM_PIP
+from pinclip.model.config import LITE0_PIP, MINILM_PIP
 
 from .base import Embedder, PinEmbeddings, normalize, register_baseline
+
+if TYPE_CHECKING:
+    from pinclip.model import FeatureTable, PinCLIP
+
+#: Least cosine between a stored-feature embedding and the encoder run directly (a margin
+#: for fp16 or int8 storage); below it the store holds something else.
+SAME_FEATURES_COS = 0.999
+_CHECKED_ITEMS = 8  # items per baseline checked against the encoder run directly
+_READ_ROWS = 1024  # store rows read at a time
+
+
+class StoredFeatures:
+    """The frozen MiniLM / EfficientNet-Lite0 outputs a PinCLIP run's feature store holds.
+
+    `model` is the evaluated PinCLIP (its frozen parts name the store's namespace); the
+    store is the one of the split's config (`data.config.data.cache_dir`, `feature_dtype`).
+    Each method returns None when the store cannot stand in for the baseline.
+    """
+
+    def __init__(self, model: PinCLIP, console: Console | None = None) -> None:
+        self.model = model
+        self.console = console or Console(quiet=True)
+
+    def _table(self, data: EvalData, kind: str, items: list) -> FeatureTable | None:
+        from pinclip.model import FeatureStore, FeatureStoreError
+
+        cfg = data.config.data
+        store = FeatureStore(Path(cfg.cache_dir) / "features", self.model, dtype=cfg.feature_dtype)
+        try:
+            return store.table(kind, items)
+        except FeatureStoreError:  # not built for these items: the baseline computes them
+            return None
+
+    def _agrees(self, name: str, stored: torch.Tensor, direct: torch.Tensor) -> bool:
+        cos = float((normalize(stored) * normalize(direct)).sum(1).min())
+        if cos < SAME_FEATURES_COS:
+            self.console.print(
+                f"{name}: the feature store holds other features (cosine {cos:.4f} to the "
+                "encoder run directly); computing them instead"
+            )
+        return cos >= SAME_FEATURES_COS
+
+    @torch.no_grad()
+    def text_means(self, data: EvalData, baseline: MiniLMEmbedder) -> torch.Tensor | None:
+        """`baseline`'s embedding of every pin text from the stored MiniLM token states."""
+        cfg = self.model.config
+        if not (cfg.freeze_text_encoder and cfg.text.encoder == baseline.encoder):
+            return None
+        table = self._table(data, "texts", data.texts)
+        if table is None:
+            return None
+        # texts longer than the store's max_length were truncated there: embed those directly
+        lengths = np.array([len(ids) for ids in baseline.tokenizer(data.texts)["input_ids"]])
+        longer = np.flatnonzero(lengths > cfg.text.max_length)
+        out = []
+        for start in range(0, len(table), _READ_ROWS):
+            states = table.text_states(np.arange(start, min(start + _READ_ROWS, len(table))))
+            hidden, mask = states["hidden_states"], states["attention_mask"]
+            if cfg.text.keep_tokens:  # the first stored state is the masked mean itself
+                out.append(hidden[:, 0])
+            else:
+                m = mask.unsqueeze(-1).float()
+                out.append((hidden * m).sum(1) / m.sum(1).clamp(min=1))
+        text = normalize(torch.cat(out)) if out else torch.zeros(0, baseline.dim)
+        if len(longer):
+            text[torch.as_tensor(longer)] = baseline.embed_texts([data.texts[i] for i in longer])
+        check = _sample(len(text))
+        if not self._agrees(
+            baseline.name, text[check], baseline.embed_texts([data.texts[i] for i in check])
+        ):
+            return None
+        return text
+
+    @torch.no_grad()
+    def image_features(self, data: EvalData, baseline: Lite0Embedder) -> torch.Tensor | None:
+        """`baseline`'s features of every pin image from the stored stride-32 stem maps."""
+        cfg = self.model.config
+        if not (
+            cfg.freeze_stem
+            and cfg.image.stem == "tf_efficientnet_lite0"
+            and cfg.image.pretrained == LITE0_PIP
+        ):
+            return None
+        table = self._table(
+            data, "images", [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
+        )
+        if table is None:
+            return None
+        head = baseline.model
+        out = []
+        for start in range(0, len(table), _READ_ROWS):
+            maps = table.image_features(np.arange(start, min(start + _READ_ROWS, len(table))))
+            x = head.bn2(head.conv_head(maps[-1]))  # the stride-32 map is the last stage's
+            out.append(head.forward_head(x, pre_logits=True))
+        image = normalize(torch.cat(out)) if out else torch.zeros(0, head.num_features)
+        check = _sample(len(image))
+        if not self._agrees(baseline.name, image[check], baseline.embed_images(data, check)):
+            return None
+        return image
+
+
+def _sample(n: int) -> np.ndarray:
+    """Evenly spread rows to check stored features against."""
+    return np.unique(np.linspace(0, max(n - 1, 0), min(n, _CHECKED_ITEMS)).astype(np.int64))
 
 
 @torch.no_grad()
 def embed_images(
-    model: torch.nn.Module, transform, data: EvalData, forward, batch_size: int = 64
+    model: torch.nn.Module,
+    transform,
+    data: EvalData,
+    forward,
+    batch_size: int = 64,
+    pins: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """`forward(model, images)` over every pin image of `data`, decoded with 2 threads."""
+    """`forward(model, images)` over every pin image of `data` (or of `pins`), decoded with
+    2 threads."""
     images = data.catalog.pins["image"].tolist()
+    if pins is not None:
+        images = [images[i] for i in pins]
     load = lambda name: transform(data.catalog.load_image(name))  # noqa: E731
     out = []
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -39,13 +162,24 @@ class MiniLMEmbedder(Embedder):
 
     name = "minilm"
 
-    def __init__(self, encoder: str = MINILM_PIP, batch_size: int = 128) -> None:
+    def __init__(
+        self,
+        encoder: str = MINILM_PIP,
+        batch_size: int = 128,
+        stored: StoredFeatures | None = None,
+    ) -> None:
         from pinclip.model.pretrained import load_hf_encoder, load_hf_tokenizer
 
+        self.encoder = encoder
         self.tokenizer = load_hf_tokenizer(encoder)
         self.model = load_hf_encoder(encoder).eval()
         self.batch_size = batch_size
+        self.stored = stored  # a feature store that may already hold these features
         self._pins: dict[int, torch.Tensor] = {}
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
 
     @torch.no_grad()
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
@@ -61,12 +195,13 @@ class MiniLMEmbedder(Embedder):
             states = self.model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             out.append((states * mask).sum(1) / mask.sum(1).clamp(min=1))
-        return normalize(torch.cat(out)) if out else torch.zeros(0, self.model.config.hidden_size)
+        return normalize(torch.cat(out)) if out else torch.zeros(0, self.dim)
 
     def embed_pins(self, data: EvalData) -> PinEmbeddings:
         key = id(data)
         if key not in self._pins:
-            self._pins[key] = self.embed_texts(data.texts)
+            text = self.stored.text_means(data, self) if self.stored else None
+            self._pins[key] = text if text is not None else self.embed_texts(data.texts)
         text = self._pins[key]
         return PinEmbeddings(pin=text, image=None, text=text)
 
@@ -77,21 +212,34 @@ class Lite0Embedder(Embedder):
 
     name = "lite0"
 
-    def __init__(self, image_size: int = 224) -> None:
+    def __init__(
+        self,
+        image_size: int = 224,
+        crop_pct: float | None = None,
+        stored: StoredFeatures | None = None,
+    ) -> None:
         from timm.data import create_transform, resolve_data_config
 
         from pinclip.model.pretrained import efficientnet_lite0_classifier
 
         self.model = efficientnet_lite0_classifier()
         cfg = resolve_data_config({"input_size": (3, image_size, image_size)}, model=self.model)
+        if crop_pct is not None:  # None: timm's default for the model (0.875)
+            cfg["crop_pct"] = crop_pct
         self.transform = create_transform(**cfg)
+        self.stored = stored  # a feature store that may already hold these features
         self._pins: dict[int, torch.Tensor] = {}
+
+    def embed_images(self, data: EvalData, pins: np.ndarray | None = None) -> torch.Tensor:
+        """Features of the images of `pins` (default: every pin), from the pixels."""
+        forward = lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True)  # noqa: E731
+        return normalize(embed_images(self.model, self.transform, data, forward, pins=pins))
 
     def embed_pins(self, data: EvalData) -> PinEmbeddings:
         key = id(data)
         if key not in self._pins:
-            forward = lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True)  # noqa: E731
-            self._pins[key] = normalize(embed_images(self.model, self.transform, data, forward))
+            image = self.stored.image_features(data, self) if self.stored else None
+            self._pins[key] = image if image is not None else self.embed_images(data)
         image = self._pins[key]
         return PinEmbeddings(pin=image, image=image, text=None)
 
