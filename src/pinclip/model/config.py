@@ -41,6 +41,9 @@ class ImageConfig:
     #: 0 keeps the stride-16 map's native grid (image_size/16); g > 0 average-pools it to
     #: g x g first: fewer fine tokens, and a frozen-feature store that holds 4x less for it.
     fine_grid: int = 0
+    #: With freeze_stem, train the stem's last N blocks (timm EfficientNet/MobileNet stems):
+    #: the store then holds the states below them, and they train at `optim.tuned_lr`.
+    tune_last_blocks: int = 0
 
 
 @dataclass
@@ -53,6 +56,10 @@ class TextConfig:
     #: Encoder states kept per text: 0 keeps every token; K > 0 keeps the masked-mean state
     #: followed by the first K-1 token states (what a frozen-feature store then holds per pin).
     keep_tokens: int = 0
+    #: With freeze_text_encoder, train the encoder's last N transformer layers (HF encoders):
+    #: the store then holds every token's state below them (keep_tokens applies above), and
+    #: they train at `optim.tuned_lr`.
+    tune_last_layers: int = 0
     #: Transformer layers of model width on top of the encoder (0 = projection only).
     depth: int = 2
     heads: int = 4
@@ -120,6 +127,19 @@ class PinCLIPConfig:
                 f"image.fine_grid={self.image.fine_grid} must be between 0 (native) and "
                 f"image_size/16={self.image.image_size // 16}"
             )
+        for key, n, frozen, flag in (
+            ("text.tune_last_layers", self.text.tune_last_layers, self.freeze_text_encoder,
+             "freeze_text_encoder"),
+            ("image.tune_last_blocks", self.image.tune_last_blocks, self.freeze_stem,
+             "freeze_stem"),
+        ):
+            if n < 0:
+                raise ConfigError(f"{key}={n} must be >= 0 (0 trains none of the pretrained part)")
+            if n and not frozen:
+                raise ConfigError(
+                    f"{key}={n} tunes the top of a frozen pretrained part: set {flag}=true "
+                    f"(with {flag}=false the whole part trains already)"
+                )
         if self.image.image_size % 32:
             raise ConfigError(f"image.image_size={self.image.image_size} must be a multiple of 32")
 

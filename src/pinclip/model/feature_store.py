@@ -309,10 +309,15 @@ class FeatureStore:
         transform = repr(model.image_transform(train=False))
         tok = model.tokenizer
         text_id = f"{type(tok).__name__}:{len(tok)}:{cfg.text.max_length}:{cfg.text.keep_tokens}"
+        # The frozen part below any tuned top blocks, and the cut itself: a store for a
+        # different cut never shares (or returns) rows. No cut keeps the original namespace.
+        image_cut = f"|below-last-{cfg.image.tune_last_blocks}" * bool(cfg.image.tune_last_blocks)
+        text_cut = f"|below-last-{cfg.text.tune_last_layers}" * bool(cfg.text.tune_last_layers)
         self._ns = {
-            "images": f"{FORMAT}|{module_fingerprint(model.image.stem)}|{transform}|"
-            f"{cfg.image.fine_grid}|{dtype}",
-            "texts": f"{FORMAT}|{module_fingerprint(model.text.encoder)}|{text_id}|{dtype}",
+            "images": f"{FORMAT}|{module_fingerprint(model.image.frozen_part())}|{transform}|"
+            f"{cfg.image.fine_grid}|{dtype}{image_cut}",
+            "texts": f"{FORMAT}|{module_fingerprint(model.text.frozen_part())}|{text_id}|"
+            f"{dtype}{text_cut}",
         }
 
     # ----- keys -----------------------------------------------------------------------------

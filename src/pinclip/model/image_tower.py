@@ -8,6 +8,10 @@ N transformer layers. The CLS state is the pooled image representation. With
 pools: a freshly initialised transformer then refines the pretrained CNN's global summary
 instead of having to rebuild it from patch tokens (on the emoji catalog that summary alone,
 linearly probed, beats what one fresh layer learns from patches in the demo's budget).
+
+With `image.tune_last_blocks: N` the frozen stem is cut below its last N blocks: a feature
+cache holds the maps emitted below the cut plus the state entering the first tuned block,
+and those N blocks train with the rest (`StemCut`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,62 @@ def create_stem(name: str, *, pretrained_online: bool = False) -> tuple[nn.Modul
     return stem, indices
 
 
+class StemCut:
+    """A timm EfficientNet/MobileNet stem (conv_stem, bn1, stages of blocks) cut below its
+    last `n` blocks. `lower` returns what a cache stores: the needed maps emitted below the
+    cut, then the state entering the first tuned block; `upper` runs the tuned blocks and
+    returns the needed maps (stride 16, stride 32), exactly as the stem's own forward would.
+    """
+
+    def __init__(self, stem: nn.Module, indices: tuple[int, ...], n: int) -> None:
+        blocks = getattr(stem, "blocks", None)
+        if (
+            not isinstance(blocks, nn.Sequential)
+            or not hasattr(stem, "conv_stem")
+            or getattr(stem, "feature_hooks", None) is not None
+        ):
+            raise ConfigError(
+                f"image.tune_last_blocks needs a timm EfficientNet/MobileNet-style stem "
+                f"(conv_stem + blocks); {type(stem).__name__} is not one: set it to 0"
+            )
+        self.stem = stem
+        self.blocks = [b for stage in blocks for b in stage]  # flat, in forward order
+        if not 0 < n <= len(self.blocks):
+            raise ConfigError(
+                f"image.tune_last_blocks={n} but the stem has {len(self.blocks)} blocks"
+            )
+        # flat index of the block whose output is feature f (-1: the conv_stem's output)
+        ends, flat = [-1] if 0 in stem._stage_out_idx else [], 0
+        for i, stage in enumerate(blocks):
+            flat += len(stage)
+            if i + 1 in stem._stage_out_idx:
+                ends.append(flat - 1)
+        self.ends = [ends[i] for i in indices]
+        self.cut = len(self.blocks) - n
+        self.stored_maps = sum(e < self.cut for e in self.ends)
+
+    def frozen_part(self) -> nn.Module:
+        return nn.ModuleList([self.stem.conv_stem, self.stem.bn1, *self.blocks[: self.cut]])
+
+    def tuned_part(self) -> nn.ModuleList:
+        return nn.ModuleList(self.blocks[self.cut :])
+
+    def lower(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem.bn1(self.stem.conv_stem(images))
+        maps = [x] if self.ends[0] == -1 else []
+        for j in range(self.cut):
+            x = self.blocks[j](x)
+            maps += [x] * self.ends.count(j)
+        return [*maps[: self.stored_maps], x]
+
+    def upper(self, stored: list[torch.Tensor]) -> list[torch.Tensor]:
+        *maps, x = stored
+        for j in range(self.cut, len(self.blocks)):
+            x = self.blocks[j](x)
+            maps += [x] * self.ends.count(j)
+        return maps
+
+
 class ImageTower(nn.Module):
     def __init__(self, cfg: PinCLIPConfig, *, pretrained_online: bool = False) -> None:
         super().__init__()
@@ -77,14 +137,36 @@ class ImageTower(nn.Module):
         self.global_proj = nn.Linear(sum(channels), w) if ic.global_token else None
         self.blocks = transformer(w, ic.depth, ic.heads, cfg.mlp_ratio, cfg.dropout)
         self.norm = nn.LayerNorm(w)
+        self.cut = (
+            StemCut(self.stem, self.stem_indices, ic.tune_last_blocks)
+            if ic.tune_last_blocks
+            else None
+        )
+
+    def frozen_part(self) -> nn.Module:
+        """The stem below the tuned blocks (all of it when none is tuned)."""
+        return self.cut.frozen_part() if self.cut else self.stem
+
+    def tuned_part(self) -> nn.ModuleList:
+        """The stem's tuned last blocks (empty when none is tuned)."""
+        return self.cut.tuned_part() if self.cut else nn.ModuleList()
 
     def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The CNN stem maps (stride 16, stride 32): what a feature cache stores."""
+        """What a feature cache stores: the stem maps (stride 16, stride 32), or with tuned
+        last blocks the maps emitted below them and the state entering them."""
+        if self.cut:
+            stored = self.cut.lower(images)
+            return self._pool_fine(stored) if self.cut.stored_maps else stored
         maps = self.stem(images)
-        fine, *rest = [maps[i] for i in self.stem_indices]
-        if self.fine_grid:
-            fine = F.adaptive_avg_pool2d(fine, self.fine_grid)
-        return [fine, *rest]
+        return self._pool_fine([maps[i] for i in self.stem_indices])
+
+    def _pool_fine(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`image.fine_grid` pooling of the stride-16 map (maps[0]); pooling a map that is
+        already that size is the identity, so a stored pooled map may pass twice."""
+        if not self.fine_grid:
+            return maps
+        fine, *rest = maps
+        return [F.adaptive_avg_pool2d(fine, self.fine_grid), *rest]
 
     def forward(
         self, images: torch.Tensor | None = None, features: list[torch.Tensor] | None = None
@@ -93,6 +175,8 @@ class ImageTower(nn.Module):
             if images is None:
                 raise ValueError("ImageTower needs images or precomputed stem features")
             features = self.stem_features(images)
+        if self.cut:
+            features = self._pool_fine(self.cut.upper(features))
         if len(features) != len(STRIDES):
             raise ValueError(f"expected {len(STRIDES)} stem feature maps, got {len(features)}")
         tokens, levels = [], []

@@ -111,6 +111,7 @@ class PinCLIP(nn.Module):
         self.logit_bias = nn.Parameter(torch.tensor(float(config.logit_bias_init)))
         self.image.stem.requires_grad_(not config.freeze_stem)
         self.text.encoder.requires_grad_(not config.freeze_text_encoder)
+        self.tuned_part().requires_grad_(True)  # the tuned top of a frozen tower trains
         self.train()
 
     # ----- construction -------------------------------------------------------------------
@@ -273,8 +274,15 @@ class PinCLIP(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             return self.text.encoder_states(text)
 
+    def tuned_part(self) -> nn.ModuleList:
+        """The tuned top blocks of the frozen towers (`image.tune_last_blocks`,
+        `text.tune_last_layers`): trained at their own lr, see `param_groups`."""
+        return nn.ModuleList([*self.image.tuned_part(), *self.text.tuned_part()])
+
     def train(self, mode: bool = True) -> PinCLIP:
-        """Frozen parts stay in eval mode (fixed BatchNorm statistics, no dropout)."""
+        """Frozen parts stay in eval mode (fixed BatchNorm statistics, no dropout), their
+        tuned top blocks too: those train their weights on the pretrained statistics, and
+        the stored states below them stay what the blocks were pretrained on."""
         super().train(mode)
         if self.config.freeze_stem:
             self.image.stem.eval()
@@ -369,15 +377,30 @@ class PinCLIP(nn.Module):
                 pin = pin + emb
         return F.normalize(pin, dim=-1)
 
-    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+    def param_groups(
+        self, weight_decay: float, tuned_lr: float | None = None
+    ) -> list[dict[str, Any]]:
         """AdamW parameter groups of the trainable parameters: weight decay on matrices
         (linear, attention, conv weights), none on biases, norms, embeddings of rank < 2 and
-        the temperature/bias scalars (decaying those only pulls them towards 0)."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return [
+        the temperature/bias scalars (decaying those only pulls them towards 0). The tuned
+        top blocks of the pretrained towers get two more groups at `tuned_lr` (pretrained
+        weights want ~1e-5-1e-4, not the fresh layers' lr)."""
+        tuned_ids = {id(p) for p in self.tuned_part().parameters()}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in tuned_ids]
+        groups = [
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
+        if tuned_ids:
+            if tuned_lr is None:
+                raise ValueError("the model tunes pretrained blocks: pass tuned_lr")
+            tuned = list(self.tuned_part().parameters())
+            groups += [
+                {"params": [p for p in tuned if p.ndim >= 2], "weight_decay": weight_decay,
+                 "lr": tuned_lr},
+                {"params": [p for p in tuned if p.ndim < 2], "weight_decay": 0.0, "lr": tuned_lr},
+            ]
+        return groups
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

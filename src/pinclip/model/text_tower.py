@@ -2,7 +2,10 @@
 
 The encoder's token states are what a feature cache stores when the encoder is frozen;
 the projection to model width and the adapter transformer layers are always trained.
-Pooling is the attention-masked mean, as MiniLM sentence embeddings are trained with.
+With `text.tune_last_layers: N` the frozen encoder is cut below its last N layers: the
+cache holds the states below the cut and those N layers train with the rest (frozen
+features cap what a head on them can learn). Pooling is the attention-masked mean, as
+MiniLM sentence embeddings are trained with.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from pinclip.errors import ConfigError
 
 from .config import SCRATCH, PinCLIPConfig
 from .layers import masked_mean, run_transformer, transformer
@@ -51,15 +56,74 @@ class ScratchTextEncoder(nn.Module):
 
 
 class HFTextEncoder(nn.Module):
-    """A transformers AutoModel; returns its last hidden states."""
+    """A transformers AutoModel; returns its last hidden states.
 
-    def __init__(self, model: nn.Module) -> None:
+    `tune_last_layers` N > 0 splits it into `lower` (embeddings and all layers but the last
+    N) and `upper` (the last N layers), run as the model's own forward runs them.
+    """
+
+    def __init__(self, model: nn.Module, tune_last_layers: int = 0) -> None:
         super().__init__()
         self.model = model
         self.hidden_size = int(model.config.hidden_size)
+        self.tune_last_layers = tune_last_layers
+        if tune_last_layers:
+            layers = getattr(getattr(model, "encoder", None), "layer", None)
+            if not isinstance(layers, nn.ModuleList) or not hasattr(model, "embeddings"):
+                raise ConfigError(
+                    f"text.tune_last_layers needs a BERT-style encoder (embeddings + "
+                    f"encoder.layer); {type(model).__name__} has none: set it to 0"
+                )
+            if tune_last_layers > len(layers):
+                raise ConfigError(
+                    f"text.tune_last_layers={tune_last_layers} but the encoder has "
+                    f"{len(layers)} layers"
+                )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    @property
+    def _layers(self) -> nn.ModuleList:
+        return self.model.encoder.layer
+
+    def frozen_part(self) -> nn.Module:
+        """The modules below the cut (all of it when nothing is tuned): what a store keys on."""
+        if not self.tune_last_layers:
+            return self
+        cut = len(self._layers) - self.tune_last_layers
+        return nn.ModuleList([self.model.embeddings, *self._layers[:cut]])
+
+    def tuned_part(self) -> nn.ModuleList:
+        n = self.tune_last_layers
+        return nn.ModuleList(self._layers[len(self._layers) - n :] if n else [])
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states entering the first tuned layer."""
+        x = self.model.embeddings(input_ids=input_ids)
+        cut = len(self._layers) - self.tune_last_layers
+        return self._run(self._layers[:cut], x, attention_mask)
+
+    def upper(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last hidden states from `lower`'s output."""
+        n = self.tune_last_layers
+        return self._run(self._layers[len(self._layers) - n :], states, attention_mask)
+
+    def _run(self, layers: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask4d = _attention_mask(self.model, x, mask)
+        for layer in layers:
+            out = layer(x, mask4d)
+            x = out[0] if isinstance(out, tuple) else out  # transformers 4 returns a tuple
+        return x
+
+
+def _attention_mask(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The attention mask the model's own forward would build for its layers."""
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:  # transformers < 4.56
+        return model.get_extended_attention_mask(mask, mask.shape, dtype=x.dtype)
+    return create_bidirectional_mask(config=model.config, inputs_embeds=x, attention_mask=mask)
 
 
 def build_tokenizer(cfg: PinCLIPConfig, source: str | Path | None = None) -> Any:
@@ -83,20 +147,41 @@ class TextTower(nn.Module):
         super().__init__()
         tc, w = cfg.text, cfg.width
         if tc.encoder == SCRATCH:
+            if tc.tune_last_layers:
+                raise ConfigError(
+                    "text.tune_last_layers tunes a pretrained encoder; the scratch encoder "
+                    "trains whole (freeze_text_encoder=false): set it to 0"
+                )
             self.encoder: nn.Module = ScratchTextEncoder(cfg, vocab_size=len(tokenizer))
         else:
             self.encoder = HFTextEncoder(
-                load_hf_encoder(source or tc.encoder, load_weights=load_weights)
+                load_hf_encoder(source or tc.encoder, load_weights=load_weights),
+                tune_last_layers=tc.tune_last_layers,
             )
         self.keep_tokens = tc.keep_tokens
+        self.tune_last_layers = tc.tune_last_layers
         self.proj = nn.Linear(self.encoder.hidden_size, w)
         self.blocks = transformer(w, tc.depth, tc.heads, cfg.mlp_ratio, cfg.dropout)
         self.norm = nn.LayerNorm(w)
 
+    def frozen_part(self) -> nn.Module:
+        """The encoder below the tuned layers (all of it when none is tuned)."""
+        return self.encoder.frozen_part() if self.tune_last_layers else self.encoder
+
+    def tuned_part(self) -> nn.ModuleList:
+        """The encoder's tuned last layers (empty when none is tuned)."""
+        return self.encoder.tuned_part() if self.tune_last_layers else nn.ModuleList()
+
     def encoder_states(self, text: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The encoder's token states: what a feature cache stores when it is frozen."""
+        """The frozen encoder's token states: what a feature cache stores. With tuned last
+        layers, every token's state below them (the tuned layers attend over all tokens)."""
         mask = text["attention_mask"]
-        states = self.encoder(text["input_ids"], mask)
+        if self.tune_last_layers:
+            states = self.encoder.lower(text["input_ids"], mask)
+            return {"hidden_states": states, "attention_mask": mask}
+        return self._kept(self.encoder(text["input_ids"], mask), mask)
+
+    def _kept(self, states: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         keep = self.keep_tokens
         if keep:  # sentence summary first, then the leading (already contextual) tokens
             pooled = masked_mean(states, mask).unsqueeze(1)
@@ -113,6 +198,9 @@ class TextTower(nn.Module):
             if text is None:
                 raise ValueError("TextTower needs tokenized text or precomputed encoder states")
             states = self.encoder_states(text)
+        if self.tune_last_layers:
+            mask = states["attention_mask"]
+            states = self._kept(self.encoder.upper(states["hidden_states"], mask), mask)
         mask = states["attention_mask"]
         x = self.proj(states["hidden_states"])
         x = self.norm(run_transformer(self.blocks, x, pad_mask=mask == 0))

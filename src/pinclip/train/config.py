@@ -68,6 +68,9 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     lr: float = 5e-4
+    #: lr of the pretrained towers' tuned top blocks (model.overrides.text.tune_last_layers,
+    #: image.tune_last_blocks); the schedule scales it like `lr`.
+    tuned_lr: float = 1e-4
     weight_decay: float = 0.05
     warmup_steps: int = 50
     min_lr_ratio: float = 0.05

@@ -112,7 +112,9 @@ def build_optimizer(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the model's own parameter groups, and the warm-up + cosine schedule."""
     optimizer = torch.optim.AdamW(
-        model.param_groups(cfg.optim.weight_decay), lr=cfg.optim.lr, betas=(0.9, 0.98)
+        model.param_groups(cfg.optim.weight_decay, tuned_lr=cfg.optim.tuned_lr),
+        lr=cfg.optim.lr,
+        betas=(0.9, 0.98),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
     return optimizer, scheduler
