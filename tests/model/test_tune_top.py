@@ -18,7 +18,6 @@ from pinclip.model import FeatureStore, PinCLIP
 TEXTS = ["a red fox in the snow", "espresso in a white cup", "mountain cabin at night"]
 
 
-
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory) -> str:
     """A 3-layer, width-32 BERT with MiniLM's tokenizer, as a local HF model folder: the
@@ -78,7 +77,12 @@ def _tuned(reference: PinCLIP, **cut: int) -> PinCLIP:
 
 @pytest.mark.parametrize(
     "cut",
-    [{"image_blocks": 1}, {"image_blocks": 2}, {"text_layers": 1}, {"image_blocks": 1, "text_layers": 2}],
+    [
+        {"image_blocks": 1},
+        {"image_blocks": 2},
+        {"text_layers": 1},
+        {"image_blocks": 1, "text_layers": 2},
+    ],
     ids=["image-1", "image-2-below-fine-map", "text-1", "both"],
 )
 def test_split_below_tuned_blocks_is_exact(reference, inputs, cut) -> None:
@@ -144,7 +148,10 @@ def test_store_namespace_includes_the_cut(reference, tmp_path) -> None:
         return store.folder("images").name, store.folder("texts").name
 
     plain = folders(reference)
-    image1, image2 = folders(_tuned(reference, image_blocks=1)), folders(_tuned(reference, image_blocks=2))
+    image1, image2 = (
+        folders(_tuned(reference, image_blocks=1)),
+        folders(_tuned(reference, image_blocks=2)),
+    )
     text1 = folders(_tuned(reference, text_layers=1))
     assert len({plain[0], image1[0], image2[0]}) == 3  # one store per image cut
     assert image1[1] == plain[1]  # the text store is untouched by an image cut
@@ -226,9 +233,7 @@ def test_a_run_trains_the_tuned_blocks_at_their_own_lr(tiny_catalog, bert_dir, t
     assert (final.config.image.tune_last_blocks, final.config.text.tune_last_layers) == (1, 1)
     for tower in ("image", "text"):
         before, after = getattr(init, tower), getattr(final, tower)
-        pairs = zip(
-            before.tuned_part().parameters(), after.tuned_part().parameters(), strict=True
-        )
+        pairs = zip(before.tuned_part().parameters(), after.tuned_part().parameters(), strict=True)
         assert any(not torch.equal(a, b) for a, b in pairs), tower
         frozen = zip(
             before.frozen_part().state_dict().values(),

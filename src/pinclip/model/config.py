@@ -128,10 +128,18 @@ class PinCLIPConfig:
                 f"image_size/16={self.image.image_size // 16}"
             )
         for key, n, frozen, flag in (
-            ("text.tune_last_layers", self.text.tune_last_layers, self.freeze_text_encoder,
-             "freeze_text_encoder"),
-            ("image.tune_last_blocks", self.image.tune_last_blocks, self.freeze_stem,
-             "freeze_stem"),
+            (
+                "text.tune_last_layers",
+                self.text.tune_last_layers,
+                self.freeze_text_encoder,
+                "freeze_text_encoder",
+            ),
+            (
+                "image.tune_last_blocks",
+                self.image.tune_last_blocks,
+                self.freeze_stem,
+                "freeze_stem",
+            ),
         ):
             if n < 0:
                 raise ConfigError(f"{key}={n} must be >= 0 (0 trains none of the pretrained part)")

@@ -396,8 +396,11 @@ class PinCLIP(nn.Module):
                 raise ValueError("the model tunes pretrained blocks: pass tuned_lr")
             tuned = list(self.tuned_part().parameters())
             groups += [
-                {"params": [p for p in tuned if p.ndim >= 2], "weight_decay": weight_decay,
-                 "lr": tuned_lr},
+                {
+                    "params": [p for p in tuned if p.ndim >= 2],
+                    "weight_decay": weight_decay,
+                    "lr": tuned_lr,
+                },
                 {"params": [p for p in tuned if p.ndim < 2], "weight_decay": 0.0, "lr": tuned_lr},
             ]
         return groups
