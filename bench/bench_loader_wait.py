@@ -61,7 +61,7 @@ def run(catalog: str, workers: int, args: argparse.Namespace, work: Path) -> dic
             if proc.poll() is not None:
                 log.seek(0)
                 raise SystemExit(f"train failed ({proc.returncode}): {log.read()[-2000:]}")
-            peak = max(peak, tree_rss_anon_mib(proc.pid))
+            peak = max(peak, tree_rss_anon_mib(proc.pid)[0])
             time.sleep(0.5)
             if metrics.is_file():
                 lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.endswith("}")]

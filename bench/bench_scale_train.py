@@ -65,29 +65,41 @@ def _rss_anon_kib(pid: int) -> int:
     return 0
 
 
-def tree_rss_anon_mib(pid: int) -> float:
-    """RssAnon of `pid` and all its descendants, MiB."""
-    total, todo = 0, [pid]
+def tree_rss_anon_mib(pid: int) -> tuple[float, float, dict[int, float]]:
+    """RssAnon (MiB) of `pid` and all its descendants: (sum, `pid` alone, per descendant)."""
+    own, kids, todo = _rss_anon_kib(pid) / 1024, {}, _children(pid)
     while todo:
         p = todo.pop()
-        total += _rss_anon_kib(p)
+        kids[p] = _rss_anon_kib(p) / 1024
         todo += _children(p)
-    return total / 1024
+    return own + sum(kids.values()), own, kids
 
 
 def run_stage(cmd: list[str], log: Path, env: dict | None = None) -> dict:
-    """Run `cmd`, sampling its process tree's RssAnon; seconds and peak MiB."""
+    """Run `cmd`, sampling its process tree's RssAnon: seconds, the peak of the sum over the
+    tree, and apart the main process's peak and the largest worker's (a worker's memory is
+    the model and one chunk, so the sum moves with the worker count, not with N)."""
     started = time.perf_counter()
+    peak = main_peak = 0.0
+    workers: dict[int, float] = {}
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        peak = 0.0
         while proc.poll() is None:
-            peak = max(peak, tree_rss_anon_mib(proc.pid))
+            total, own, kids = tree_rss_anon_mib(proc.pid)
+            peak, main_peak = max(peak, total), max(main_peak, own)
+            for pid, mib in kids.items():
+                workers[pid] = max(workers.get(pid, 0.0), mib)
             time.sleep(0.2)
     seconds = time.perf_counter() - started
     if proc.returncode:
         raise SystemExit(f"stage failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak, 1),
+        "main_peak_rss_mib": round(main_peak, 1),
+        "worker_processes": len(workers),
+        "worker_peak_rss_mib": round(max(workers.values(), default=0.0), 1),
+    }
 
 
 class _MetricsWatch(threading.Thread):
