@@ -58,7 +58,9 @@ def test_a_board_the_anchor_is_on_is_never_its_negative() -> None:
     base, _ = board_grad(torch.zeros(6), board_logq=False, board_symmetric=False)
     board = unit(6, 8, seed=9)
     member[0, 3] = True  # anchor 0 is also on the board of column 3
-    kw = dict(logit_scale=SCALE, cfg=LossConfig(**BOARD_ONLY, board_logq=False, board_symmetric=False))
+    kw = dict(
+        logit_scale=SCALE, cfg=LossConfig(**BOARD_ONLY, board_logq=False, board_symmetric=False)
+    )
     masked, parts = pinclip_loss(anchors(), board_emb=board, board_member=member, **kw)
     # hand computation of row 0 without column 3, rows 1..5 unchanged
     a = anchors().pin_emb

@@ -85,8 +85,14 @@ def test_image_only_pins_train_the_board_term(tiny_catalog, tiny_overrides, tmp_
     pins.to_parquet(root / "pins.parquet", index=False)
     cfg = load_config(
         None,
-        [*tiny_overrides, f"data.catalog={root}", "max_steps=2", "val_every=2",
-         "loss.board_weight=1", "loss.nbr_weight=0"],
+        [
+            *tiny_overrides,
+            f"data.catalog={root}",
+            "max_steps=2",
+            "val_every=2",
+            "loss.board_weight=1",
+            "loss.nbr_weight=0",
+        ],
     )
     result = train(cfg)
     assert np.isfinite(result.final_loss)

@@ -290,9 +290,12 @@ def evaluate_embedder(
                 results[("new_board_to_pins", rel)] = _score(
                     "new_board_to_pins", rel, index[new], top, hits, n_rel, n_resamples, seed
                 )
-    if board_emb is not None and "new_board_to_pins" in wanted:
-        if not any(task == "new_board_to_pins" for task, _ in results):
-            skipped["new_board_to_pins"] = "no held-out board (data.board_holdout_frac = 0)"
+    if (
+        board_emb is not None
+        and "new_board_to_pins" in wanted
+        and not any(task == "new_board_to_pins" for task, _ in results)
+    ):
+        skipped["new_board_to_pins"] = "no held-out board (data.board_holdout_frac = 0)"
     console.print(
         f"evaluated {embedder.name}: {len(results)} task × relevance results"
         + (f", skipped {', '.join(skipped)}" if skipped else "")
