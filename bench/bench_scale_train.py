@@ -126,13 +126,11 @@ def features_stage(args: argparse.Namespace) -> None:
     import torch
     from rich.console import Console
 
-    from pinclip.memory import bound_heap_growth
     from pinclip.train.config import load_config
     from pinclip.train.data import load_training_data
     from pinclip.train.features import PinInputs
     from pinclip.train.recipe import build_model
 
-    bound_heap_growth()  # as `pinclip train` does
     cfg = load_config(None, args.overrides)
     console = Console(stderr=True)
     data = load_training_data(cfg.data, console=console)

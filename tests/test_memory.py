@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pinclip.memory import bound_heap_growth
+from pinclip.memory import BOUND_FROM_PINS, bound_heap_growth
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -20,11 +20,13 @@ def test_bound_heap_growth_returns_freed_blocks_to_the_kernel() -> None:
     # 1 MiB blocks land in the heap between live small objects and stay resident when freed
     probe = r"""
 import sys
-from pinclip.memory import bound_heap_growth
+from pinclip.memory import BOUND_FROM_PINS, bound_heap_growth
 def rss():
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon'))
 if sys.argv[1] == 'bound':
-    assert bound_heap_growth()
+    assert bound_heap_growth(BOUND_FROM_PINS)
+elif sys.argv[1] == 'small':  # a small job keeps glibc's thresholds
+    assert not bound_heap_growth(BOUND_FROM_PINS - 1)
 blocks = [bytearray(1 << 20) for _ in range(4)]  # raise the dynamic threshold past 1 MiB
 del blocks
 before = rss()
@@ -41,12 +43,13 @@ print(rss() - before)
                 [sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True
             ).stdout
         )
-        for mode in ("bound", "default")
+        for mode in ("bound", "small", "default")
     }
     assert grown["bound"] < 8 * 1024, grown  # KiB: the 64 MiB went back to the kernel
     assert grown["default"] > 32 * 1024, grown  # the test shows the growth it prevents
+    assert grown["small"] > 32 * 1024, grown  # below BOUND_FROM_PINS nothing was changed
 
 
 def test_bound_heap_growth_is_a_no_op_elsewhere(monkeypatch) -> None:
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
-    assert bound_heap_growth() is False
+    assert bound_heap_growth(BOUND_FROM_PINS) is False

@@ -7,10 +7,16 @@ batches of stored features), so the heap fills with freed holes it cannot return
 process's RssAnon grows with the catalog: measured on a 10^5-pin run, 1,489 MiB with the
 default against 994 MiB with a fixed threshold (bench/bench_scale_train.py, BENCHMARKS.md §7).
 
-`bound_heap_growth()` fixes the threshold (blocks ≥ 256 KiB get their own mapping, returned
-to the kernel when freed) and trims the heap above 4 MiB. It is what setting
+`bound_heap_growth(n_pins)` fixes the threshold (blocks ≥ 256 KiB get their own mapping,
+returned to the kernel when freed) and trims the heap above 4 MiB. It is what setting
 `MALLOC_MMAP_THRESHOLD_=262144 MALLOC_TRIM_THRESHOLD_=4194304` before start does; an
 explicit environment setting wins. A no-op where the C library is not glibc (macOS, musl).
+
+The bound has a price: every freed step buffer is unmapped and the next step faults fresh
+zeroed pages in: 60 CPU steps of the demo config took 55 s with it against 35 s without
+(38 s of kernel time against 5 s; BENCHMARKS.md §7). So it
+is set only for jobs over at least `BOUND_FROM_PINS` pins, where the catalog-sized blocks
+make the holes costly; a smaller job keeps glibc's own, faster thresholds.
 """
 
 from __future__ import annotations
@@ -20,16 +26,22 @@ import ctypes.util
 import os
 import platform
 
-__all__ = ["bound_heap_growth"]
+__all__ = ["BOUND_FROM_PINS", "bound_heap_growth"]
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 256 * 1024
 TRIM_THRESHOLD = 4 * 1024 * 1024
+#: Jobs over fewer pins keep glibc's thresholds: their freed holes are small, and the bound
+#: would cost them ~1.6x the step time on the CPU.
+BOUND_FROM_PINS = 20_000
 
 
-def bound_heap_growth() -> bool:
-    """Fix glibc's mmap and trim thresholds for this process; True if they were set."""
+def bound_heap_growth(n_pins: int) -> bool:
+    """Fix glibc's mmap and trim thresholds for this process when a job over `n_pins` pins
+    is large enough to need it; True if they were set."""
+    if n_pins < BOUND_FROM_PINS:
+        return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:

@@ -54,10 +54,8 @@ def _root(
     ),
 ) -> None:
     from pinclip.log import setup_logging
-    from pinclip.memory import bound_heap_growth
 
     setup_logging(log_level)
-    bound_heap_growth()  # long jobs' RssAnon stays at what they hold (pinclip.memory)
     if version:
         from pinclip import __version__
 

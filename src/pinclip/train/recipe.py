@@ -157,7 +157,6 @@ def _progress_bar(console: Console, enabled: bool) -> Progress:
 def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> RunResult:
     """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
     console = console or Console(stderr=True)
-    bound_heap_growth()  # freed step buffers go back to the kernel (pinclip.memory)
     rank, world, device, owns_group = _setup_distributed(cfg)
     is_main = rank == 0
     say = console if is_main else Console(quiet=True)  # only rank 0 prints
@@ -172,6 +171,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
 
     # data: catalog, split, neighbor sampler; model inputs (frozen features stored once)
     data = load_training_data(cfg.data, run_dir=run_dir, console=say)
+    bound_heap_growth(data.graph.n_pins)  # at scale freed step buffers go back to the kernel
     model = build_model(cfg).to(device)
     inputs = PinInputs.prepare(
         model,
