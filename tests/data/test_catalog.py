@@ -398,7 +398,14 @@ def test_write_is_byte_identical_and_atomic(tmp_path):
     assert schema.names == ["pin_id", "board_id"]  # the DataFrame index is not written
     assert pq.read_schema(first / "boards.parquet").field("description").type == pa.string()
     info = json.loads((first / "catalog.json").read_text())
-    assert info["counts"] == {"pins": 3, "boards": 1, "edges": 3} and info["license"] == "CC0"
+    assert info["counts"] == {
+        "pins": 3,
+        "boards": 1,
+        "edges": 3,
+        "curated_boards": 1,
+        "user_boards": 0,
+    }
+    assert info["license"] == "CC0"
 
 
 def test_written_catalog_reads_back(tmp_path, kit):

@@ -126,8 +126,8 @@ def write_catalog(
 ) -> Path:
     """Write the three tables and catalog.json into `root` (atomically, deterministically).
 
-    `meta` should hold name, version, license/attribution and build parameters; the counts
-    and format version are added here. Rows are written as given: validation is the reader's job.
+    `meta` should hold name, version, license/attribution and build parameters; the counts (rows per
+    table, boards per kind) and format version are added here. Rows are written as given: validation is the reader's job.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -141,6 +141,8 @@ def write_catalog(
     for kind, df in tables.items():
         _write_parquet(root / FILES[kind], df)
     counts = {kind: len(df) for kind, df in tables.items()}
+    if "kind" in boards.columns:
+        counts |= {f"{k}_boards": int((boards["kind"] == k).sum()) for k in ("curated", "user")}
     _write_json(
         root / META_FILE, {**(meta or {}), "counts": counts, "format_version": FORMAT_VERSION}
     )

@@ -47,6 +47,8 @@ from pinclip.errors import PinclipError
 from pinclip.memory import bound_heap_growth
 from pinclip.progress import Progress
 
+from .text_tower import tokenize
+
 if TYPE_CHECKING:
     from .model import PinCLIP
 
@@ -139,16 +141,7 @@ class _Frozen:
         if self.kind == "images":
             x = torch.stack([self.transform(_open_image(i)) for i in items])
             return [m.float().numpy() for m in self.module.stem_features(x)]
-        enc = self.tokenizer(
-            list(items),
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        states = self.module.encoder_states(
-            {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        )
+        states = self.module.encoder_states(tokenize(self.tokenizer, items, self.max_length))
         mask = states["attention_mask"].bool()
         return states["hidden_states"][mask].float().numpy(), mask.sum(1).numpy()
 

@@ -219,7 +219,7 @@ def model_card(
         )  # fmt: skip
     lines += ["", "## Training data", ""]
     if catalog:
-        stats = catalog.get("stats") or catalog.get("counts") or {}
+        stats = catalog.get("counts") or {}
         lines.append(
             f"Catalog `{catalog.get('name', '?')}`: {catalog.get('description', '')} "
             + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in stats.items())

@@ -23,7 +23,7 @@ from .heads import EmbeddingHead
 from .hub import pretrained_parts
 from .image_tower import ImageTower
 from .pretrained import load_stem_weights
-from .text_tower import HFTextEncoder, TextTower, build_tokenizer
+from .text_tower import HFTextEncoder, TextTower, build_tokenizer, tokenize
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -197,14 +197,7 @@ class PinCLIP(nn.Module):
         """Tokenize texts for `forward(text=...)`: input_ids and attention_mask [B, L]."""
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise TypeError("tokenize expects a list of strings")
-        enc = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.config.text.max_length,
-            return_tensors="pt",
-        )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        return tokenize(self.tokenizer, texts, self.config.text.max_length)
 
     def image_transform(self, train: bool = False) -> Callable[[Any], torch.Tensor]:
         """PIL RGB image -> normalised tensor [3, S, S]; `train` adds augmentation."""

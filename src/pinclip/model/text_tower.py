@@ -10,6 +10,7 @@ MiniLM sentence embeddings are trained with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,21 @@ def _attention_mask(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> to
     except ImportError:  # transformers < 4.56
         return model.get_extended_attention_mask(mask, mask.shape, dtype=x.dtype)
     return create_bidirectional_mask(config=model.config, inputs_embeds=x, attention_mask=mask)
+
+
+def tokenize(
+    tokenizer: Any, texts: Sequence[str], max_length: int, *, return_tensors: str = "pt"
+) -> dict[str, Any]:
+    """input_ids and attention_mask [B, L], padded to the longest text and cut at `max_length`:
+    the one tokenization that training, the feature store and serving share."""
+    enc = tokenizer(
+        list(texts),
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors=return_tensors,
+    )
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
 def build_tokenizer(cfg: PinCLIPConfig, source: str | Path | None = None) -> Any:

@@ -23,7 +23,7 @@ from pinclip.errors import PinclipError, require
 from pinclip.model import PinCLIP, PinCLIPConfig
 from pinclip.model.devices import resolve_device
 from pinclip.model.model import image_transform
-from pinclip.model.text_tower import build_tokenizer
+from pinclip.model.text_tower import build_tokenizer, tokenize
 
 ONNX_MANIFEST = "export.json"
 PARTS = ("image", "text", "fusion")
@@ -55,17 +55,8 @@ class _Base:
         return self._transform(image.convert("RGB")).numpy()
 
     def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
-        enc = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.config.text.max_length,
-            return_tensors="np",
-        )
-        return {
-            "input_ids": enc["input_ids"].astype(np.int64),
-            "attention_mask": enc["attention_mask"].astype(np.int64),
-        }
+        enc = tokenize(self.tokenizer, texts, self.config.text.max_length, return_tensors="np")
+        return {k: v.astype(np.int64) for k, v in enc.items()}
 
 
 class TorchEmbedder(_Base):

@@ -62,7 +62,13 @@ def test_catalog_reads_clean_with_expected_columns(emoji_catalog, emoji_args):
     meta = json.loads((emoji_catalog / "catalog.json").read_text())
     assert "openmoji.org" in json.dumps(meta["attribution"])
     assert "CC BY-SA 4.0" in json.dumps(meta["attribution"])
-    assert meta["counts"] == {"pins": len(pins), "boards": len(boards), "edges": len(edges)}
+    assert meta["counts"] == {
+        "pins": len(pins),
+        "boards": len(boards),
+        "edges": len(edges),
+        "curated_boards": int((boards["kind"] == "curated").sum()),
+        "user_boards": emoji_args["user_boards"],
+    }
 
 
 def test_curated_boards_are_the_subgroups(emoji_catalog):

@@ -48,7 +48,13 @@ def test_reads_clean_with_expected_sizes(synthetic_catalog, synth_args):
     assert set(cat.pins["kind"]) == {"organic", "ad"}
     assert set(cat.boards["kind"]) == {"user"}
     meta = json.loads((synthetic_catalog / "catalog.json").read_text())
-    assert meta["counts"] == {"pins": n, "boards": len(cat.boards), "edges": len(cat.edges)}
+    assert meta["counts"] == {
+        "pins": n,
+        "boards": len(cat.boards),
+        "edges": len(cat.edges),
+        "curated_boards": 0,
+        "user_boards": len(cat.boards),
+    }
     shards = sorted((synthetic_catalog / "images").iterdir())
     assert [len(list(d.iterdir())) for d in shards] == [SHARD, n - SHARD]
     with Image.open(cat.image_path(cat.pins["image"].iloc[-1])) as img:

@@ -290,13 +290,6 @@ def build_emoji_catalog(
                 "license": "BSD",
             },
         ],
-        "stats": {
-            "pins": len(pins),
-            "boards": len(boards),
-            "curated_boards": len(curated),
-            "user_boards": len(users),
-            "edges": len(edges),
-        },
         "build": {
             "builder": "emoji",
             "size": size,

@@ -299,11 +299,6 @@ def build_mdi_catalog(
             }
         ],
         "stats": {
-            "pins": len(pins),
-            "boards": len(boards),
-            "curated_boards": len(curated),
-            "user_boards": len(users),
-            "edges": len(edges),
             "pins_without_category": int(pins["categories"].isna().sum()),
         },
         "build": {
