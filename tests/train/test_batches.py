@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pinclip.errors import ConfigError
 from pinclip.train import load_config, train
 from pinclip.train.data import BoardBatchPlan, batch_plan, load_training_data
 
@@ -40,6 +41,31 @@ def test_board_batches_hold_board_mates_and_are_a_pure_function_of_the_step(data
     assert co.sum() > co_pairs.sum()
 
 
+def test_hard_negative_batches_bring_walk_reached_non_board_mates(tiny_overrides):
+    cfg = load_config(None, [*tiny_overrides, "data.hard_negatives=3"])
+    data = load_training_data(cfg.data)
+    plan = batch_plan(cfg, data)
+    a, n = plan.global_batch(2, data)
+    assert np.array_equal(a, plan.global_batch(2, data)[0])  # a pure function of the step
+    assert len(a) == cfg.batch_size == len(set(a.tolist()))
+    assert set(a.tolist()) <= set(data.split.warm.tolist()) and len(n) == len(a)
+    seeds = a[: cfg.batch_size // 4]
+    graph = data.split.train_graph
+    hard = a[len(seeds) :]
+    # the pins after the seeds are mostly hard: reached by a seed's walks, on none of its boards
+    reached = [set(plan.walks.neighbors(int(s))[0].tolist()) for s in seeds]
+    is_hard = [
+        any(int(p) in r and not graph.co_board_mask(np.array([s]), np.array([p]))[0, 0]
+            for s, r in zip(seeds, reached, strict=True))
+        for p in hard
+    ]  # fmt: skip
+    assert np.mean(is_hard) >= 0.5
+    plain, _ = batch_plan(load_config(None, [*cfg_overrides(cfg)]), data).global_batch(2, data)
+    assert not np.array_equal(np.sort(plain), np.sort(a))
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        batch_plan(load_config(None, [*tiny_overrides, "data.hard_negatives=-1"]), data)
+
+
 def cfg_overrides(cfg) -> list[str]:
     return [
         f"data.catalog={cfg.data.catalog}",
@@ -67,8 +93,13 @@ def test_curated_weight_zero_draws_user_boards_only(tiny_catalog, tiny_overrides
 
 @pytest.mark.parametrize(
     "switches",
-    [["data.batch=boards"], ["loss.nbr_detach=true"], ["loss.nbr_positives=board"]],
-    ids=["boards", "detach", "multi-positive"],
+    [
+        ["data.batch=boards"],
+        ["loss.nbr_detach=true"],
+        ["loss.nbr_positives=board"],
+        ["data.hard_negatives=2"],
+    ],
+    ids=["boards", "detach", "multi-positive", "hard-negatives"],
 )
 def test_every_switch_trains_with_a_finite_loss(tiny_overrides, switches):
     cfg = load_config(None, [*tiny_overrides, "max_steps=3", "val_every=3", *switches])

@@ -49,6 +49,9 @@ class DataConfig:
     # "boards": P boards × board_k of their warm pins, the positives already in the batch
     batch: str = "pairs"
     board_k: int = 4  # batch=boards: warm pins drawn per board
+    # batch=pairs: each seed anchor brings this many hard negatives (pins its random walks
+    # reach that share no board with it); 0: anchors are a plain random permutation
+    hard_negatives: int = 0
     curated_weight: float = 1.0  # batch=boards: draw weight of a curated board vs a user board
     board_size_power: float = 0.5  # batch=boards: a board is drawn ∝ (its warm pins)^power
     # boards held out of the board tower (never a positive): the "new board" task's queries

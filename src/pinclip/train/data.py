@@ -20,6 +20,7 @@ from pinclip.data.catalog import Catalog, CatalogError, read_catalog
 from pinclip.errors import ConfigError
 from pinclip.graph import (
     CoBoardSampler,
+    NeighborLists,
     PinBoardGraph,
     Split,
     random_walk_neighbors,
@@ -28,6 +29,8 @@ from pinclip.graph import (
 )
 
 from .config import DataConfig, TrainConfig
+
+HARD_WALK_TOP_K = 128  # most-visited pins kept per seed when drawing hard negatives
 
 
 @dataclass
@@ -221,13 +224,44 @@ class BatchPlan:
     def steps_per_epoch(self) -> int:
         return max(len(self.anchors) // self.batch_size, 1)
 
+    #: hard pins per seed anchor (`data.hard_negatives`); 0: a plain random permutation
+    hard_per_seed: int = 0
+    #: random-walk neighbors of every pin on the training graph, where hard pins come from
+    walks: NeighborLists | None = None
+
     def global_batch(self, step: int, data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
         """(anchor idx, neighbor idx or -1) for a step: a pure function of (seed, step)."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         order = np.random.default_rng([self.seed, epoch, 0]).permutation(self.anchors)
-        anchors = order[pos * self.batch_size : (pos + 1) * self.batch_size]
+        if self.hard_per_seed:
+            seeds_per_step = max(self.batch_size // (1 + self.hard_per_seed), 1)
+            seeds = order[pos * seeds_per_step : (pos + 1) * seeds_per_step]
+            anchors = self._with_hard_pins(seeds, data, np.random.default_rng([self.seed, step, 4]))
+        else:
+            anchors = order[pos * self.batch_size : (pos + 1) * self.batch_size]
         neighbors = data.sampler.sample(anchors, np.random.default_rng([self.seed, step, 1]))
         return anchors, np.asarray(neighbors, dtype=np.int64)
+
+    def _with_hard_pins(
+        self, seeds: np.ndarray, data: TrainingData, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Seeds, then up to `hard_per_seed` hard pins of each (PinSage's hard negatives: pins
+        its random walks reach that share no training board with it, so the loss keeps them
+        as negatives), then random warm pins up to the batch size."""
+        assert self.walks is not None
+        graph = data.split.train_graph
+        chosen = dict.fromkeys(int(s) for s in seeds)
+        for s in seeds:
+            reached, _ = self.walks.neighbors(int(s))
+            reached = reached[np.isin(reached, self.anchors)]
+            hard = reached[~graph.co_board_mask(np.array([s]), reached)[0]]
+            for p in rng.permutation(hard)[: self.hard_per_seed]:
+                if len(chosen) < self.batch_size:
+                    chosen.setdefault(int(p))
+        anchors = np.fromiter(chosen, dtype=np.int64)
+        rest = self.anchors[~np.isin(self.anchors, anchors)]
+        fill = rng.choice(rest, min(self.batch_size - len(anchors), len(rest)), replace=False)
+        return np.concatenate([anchors, fill.astype(np.int64)])
 
 
 @dataclass
@@ -315,8 +349,26 @@ class BoardBatchPlan:
 
 def batch_plan(cfg: TrainConfig, data: TrainingData) -> BatchPlan | BoardBatchPlan:
     """The batch plan `cfg.data.batch` names."""
+    if cfg.data.hard_negatives < 0 or (cfg.data.hard_negatives and cfg.data.batch != "pairs"):
+        raise ConfigError(
+            f"data.hard_negatives={cfg.data.hard_negatives}: use a count >= 0, with data.batch=pairs"
+        )
     if cfg.data.batch == "pairs":
-        return BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
+        walks = None
+        if cfg.data.hard_negatives:  # deeper walks than the sampler's: reach past board-mates
+            walks = random_walk_neighbors(
+                data.split.train_graph,
+                **{**asdict(cfg.data.random_walk), "top_k": HARD_WALK_TOP_K},
+                seed=cfg.data.split_seed,
+                cache=Path(cfg.data.cache_dir) / "neighbors",
+            )
+        return BatchPlan(
+            anchors=data.split.warm,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            hard_per_seed=cfg.data.hard_negatives,
+            walks=walks,
+        )
     if cfg.data.batch == "boards":
         return BoardBatchPlan.from_data(
             data,
