@@ -126,8 +126,9 @@ def write_catalog(
 ) -> Path:
     """Write the three tables and catalog.json into `root` (atomically, deterministically).
 
-    `meta` should hold name, version, license/attribution and build parameters; the counts (rows per
-    table, boards per kind) and format version are added here. Rows are written as given: validation is the reader's job.
+    `meta` should hold name, version, license/attribution and build parameters; the counts
+    (rows per table, boards per kind) and format version are added here. Rows are written as
+    given: validation is the reader's job.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,8 @@ class DataConfig:
     batch: str = "pairs"
     board_k: int = 4  # batch=boards: warm pins drawn per board
     # batch=pairs: each seed anchor brings this many hard negatives (pins its random walks
-    # reach that share no board with it); 0: anchors are a plain random permutation
+    # reach that share no board with it), so a batch holds batch_size // (1 + H) seeds;
+    # 0: anchors are a plain random permutation
     hard_negatives: int = 0
     curated_weight: float = 1.0  # batch=boards: draw weight of a curated board vs a user board
     board_size_power: float = 0.5  # batch=boards: a board is drawn ∝ (its warm pins)^power

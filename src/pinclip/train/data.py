@@ -10,6 +10,7 @@ neighbors as an uninterrupted one, on any number of ranks.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -219,15 +220,22 @@ class BatchPlan:
     anchors: np.ndarray  # warm pin indices that are anchors, in epoch order
     batch_size: int  # global batch
     seed: int
+    #: hard pins per seed anchor (`data.hard_negatives`); 0: a plain random permutation
+    hard_per_seed: int = 0
+    #: random-walk neighbors of every pin on the training graph, where hard pins come from
+    walks: NeighborLists | None = None
 
     @property
     def steps_per_epoch(self) -> int:
         return max(len(self.anchors) // self.batch_size, 1)
 
-    #: hard pins per seed anchor (`data.hard_negatives`); 0: a plain random permutation
-    hard_per_seed: int = 0
-    #: random-walk neighbors of every pin on the training graph, where hard pins come from
-    walks: NeighborLists | None = None
+    @cached_property
+    def _is_anchor(self) -> np.ndarray:
+        """bool over the walks' pin indices: an O(1) membership test in the per-step path."""
+        assert self.walks is not None
+        mask = np.zeros(self.walks.n_pins, dtype=bool)
+        mask[self.anchors] = True
+        return mask
 
     def global_batch(self, step: int, data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
         """(anchor idx, neighbor idx or -1) for a step: a pure function of (seed, step)."""
@@ -253,15 +261,21 @@ class BatchPlan:
         chosen = dict.fromkeys(int(s) for s in seeds)
         for s in seeds:
             reached, _ = self.walks.neighbors(int(s))
-            reached = reached[np.isin(reached, self.anchors)]
+            reached = reached[self._is_anchor[reached]]
             hard = reached[~graph.co_board_mask(np.array([s]), reached)[0]]
             for p in rng.permutation(hard)[: self.hard_per_seed]:
                 if len(chosen) < self.batch_size:
                     chosen.setdefault(int(p))
-        anchors = np.fromiter(chosen, dtype=np.int64)
-        rest = self.anchors[~np.isin(self.anchors, anchors)]
-        fill = rng.choice(rest, min(self.batch_size - len(anchors), len(rest)), replace=False)
-        return np.concatenate([anchors, fill.astype(np.int64)])
+        return _filled(np.fromiter(chosen, dtype=np.int64), self.anchors, self.batch_size, rng)
+
+
+def _filled(
+    chosen: np.ndarray, pool: np.ndarray, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`chosen`, then distinct random pins of `pool` not in it, up to `size` pins."""
+    rest = pool[~np.isin(pool, chosen)]
+    fill = rng.choice(rest, min(size - len(chosen), len(rest)), replace=False)
+    return np.concatenate([chosen, fill.astype(np.int64)])
 
 
 @dataclass
@@ -341,9 +355,7 @@ class BoardBatchPlan:
                 if int(p) not in seen and len(chosen) < self.batch_size:
                     seen.add(int(p))
                     chosen.append(int(p))
-        rest = self.anchors[~np.isin(self.anchors, chosen)]
-        fill = rng.choice(rest, min(self.batch_size - len(chosen), len(rest)), replace=False)
-        anchors = np.concatenate([np.asarray(chosen, dtype=np.int64), fill.astype(np.int64)])
+        anchors = _filled(np.asarray(chosen, dtype=np.int64), self.anchors, self.batch_size, rng)
         return anchors, np.full(len(anchors), -1, dtype=np.int64)
 
 
