@@ -14,7 +14,7 @@ import pinclip
 
 SRC = Path(pinclip.__file__).parent
 LAYERS = [
-    {"errors", "atomic", "_typed_config", "distributed", "progress", "log", "_facade", "memory"},
+    {"errors", "atomic", "_typed_config", "distributed", "progress", "log", "_facade", "memory", "registry"},
     {"data"},
     {"graph"},
     {"model"},
