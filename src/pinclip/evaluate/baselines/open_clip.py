@@ -113,6 +113,27 @@ def create_open_clip(run_dir: Path, config: dict | None = None, *, pretrained: b
     return model, train_tf, eval_tf, open_clip.get_tokenizer(CONFIG_NAME)
 
 
+def lock_image_trunk(model: torch.nn.Module, unlocked_groups: int) -> None:
+    """Freeze all but the last `unlocked_groups` layer groups of the timm trunk, the batch-norm
+    statistics of the frozen ones included, leaving what the trunk computes unchanged.
+
+    Not open_clip's `lock_image_tower(freeze_bn_stats=True)`: its converter turns timm's
+    `BatchNormAct2d` (batch norm *and* the activation after it) into a plain
+    `FrozenBatchNorm2d`, so every locked layer of EfficientNet-Lite0 lost its ReLU6. The tower
+    then trained as a different, near-linear network, and the checkpoint reloaded into the
+    original one (activations back, unlocked BN statistics learnt without them): its image
+    embeddings ranked pins below random. timm's own `freeze` (parameters and statistics of
+    the same layer groups open_clip's lock picks) keeps the activation
+    (`FrozenBatchNormAct2d`)."""
+    from timm.models import group_modules
+    from timm.utils.model import freeze
+
+    trunk = model.visual.trunk
+    groups = group_modules(trunk, trunk.group_matcher(), reverse=True)  # module -> group
+    last_locked = max(groups.values()) - unlocked_groups
+    freeze(trunk, [name for name, group in groups.items() if group <= last_locked])
+
+
 class _WarmPins(torch.utils.data.Dataset):
     def __init__(self, data, pins: np.ndarray, transform, tokenizer) -> None:
         self.data, self.pins, self.transform, self.tokenizer = data, pins, transform, tokenizer
@@ -197,7 +218,7 @@ def train_open_clip(
     info = preset_info(cfg.model.preset)
     config = open_clip_config(embed_dim=info["embed_dim"], image_size=info["image_size"])
     model, train_tf, _, tokenizer = create_open_clip(run_dir, config)
-    model.lock_image_tower(unlocked_groups=unlocked_groups, freeze_bn_stats=True)
+    lock_image_trunk(model, unlocked_groups)
     model.lock_text_tower(unlocked_layers=unlocked_text_layers, freeze_layer_norm=True)
     data = load_split(cfg.data, console=Console(quiet=True))
     warm = data.split.warm
