@@ -27,3 +27,13 @@ def test_models_says_which_parts_are_pretrained() -> None:
     assert "image stem, text encoder" in rows["small"]
     assert "none (all random)" in rows["tiny"]
     assert "fusion layers and heads always start random" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_models_lists_the_backbone_families() -> None:
+    from pinclip.model.backbones import BACKBONES
+
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1].strip() for line in result.output.splitlines() if "│" in line]
+    assert all(name in rows for name in BACKBONES.names())

@@ -41,6 +41,23 @@ def list_models() -> None:
             ", ".join(pretrained) or "none (all random)",
         )
     Console().print(table)
+    Console().print(backbone_table())
+
+
+def backbone_table() -> Table:
+    """The backbone families a config's `backbone: FAMILY:ARG` can name (one registry)."""
+    from pinclip.model.backbones import BACKBONES
+
+    table = Table(
+        title="backbone families (model.overrides.backbone=FAMILY:ARG)",
+        caption="Two-tower families start aligned: heads from the backbone's projections, "
+        "so the untrained model embeds as the foundation does. See docs/foundation.md.",
+    )
+    for column in ("family", "towers", "example", "what"):
+        table.add_column(column)
+    for entry in BACKBONES:
+        table.add_row(entry.name, "+".join(entry.value.towers), entry.value.example, entry.help)
+    return table
 
 
 def push_to_hub(

@@ -44,6 +44,10 @@ class ImageConfig:
     #: With freeze_stem, train the stem's last N blocks (timm EfficientNet/MobileNet stems):
     #: the store then holds the states below them, and they train at `optim.tuned_lr`.
     tune_last_blocks: int = 0
+    #: ViT backbones (`backbone: timm:vit_*`, `open_clip:`, `hf:`, `pinclip:`): the blocks
+    #: whose output tokens become the tower's levels (the ViT counterpart of the stride-16/32
+    #: maps); () takes three evenly spaced blocks, the last one included.
+    levels: tuple[int, ...] = ()
 
 
 @dataclass
@@ -94,12 +98,22 @@ class PinCLIPConfig:
     freeze_text_encoder: bool = False
     logit_scale_init: float = math.log(1 / 0.07)
     logit_bias_init: float = -10.0
+    #: A foundation model to stand on, `FAMILY:ARG` (`pinclip.model.backbones`): `timm:NAME`
+    #: (image tower), `open_clip:ARCH[@PRETRAINED]`, `hf:REPO_OR_DIR`, `pinclip:RUN_DIR`
+    #: (both towers). "" keeps `image.stem` / `text.encoder`. With a backbone the image
+    #: preprocessing (size, mean, std) and the text length are the backbone's.
+    backbone: str = ""
+    #: When both towers come from one image-text backbone: the heads start from its
+    #: projections and temperature and the learned residuals at zero, so the untrained model
+    #: embeds exactly as the foundation does (embed_dim must be the backbone's).
+    aligned_start: bool = True
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
         self.matryoshka_dims = tuple(int(d) for d in self.matryoshka_dims)
+        self.image.levels = tuple(int(i) for i in self.image.levels)
         self.image.mean = tuple(float(x) for x in self.image.mean)
         self.image.std = tuple(float(x) for x in self.image.std)
         self.validate()
@@ -148,6 +162,10 @@ class PinCLIPConfig:
                     f"{key}={n} tunes the top of a frozen pretrained part: set {flag}=true "
                     f"(with {flag}=false the whole part trains already)"
                 )
+        if self.backbone and ":" not in self.backbone:
+            raise ConfigError(
+                f"backbone={self.backbone!r}: write FAMILY:ARG (timm:, open_clip:, hf:, pinclip:)"
+            )
         if self.image.image_size % 32:
             raise ConfigError(f"image.image_size={self.image.image_size} must be a multiple of 32")
 

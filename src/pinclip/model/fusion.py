@@ -13,15 +13,17 @@ from torch import nn
 from .config import PinCLIPConfig
 from .layers import run_transformer, transformer
 
-FINE, COARSE, TEXT = 0, 1, 2
+FINE, COARSE = 0, 1  # a CNN stem's levels; text is the type after the last image level
 
 
 class Fusion(nn.Module):
-    def __init__(self, cfg: PinCLIPConfig) -> None:
+    def __init__(self, cfg: PinCLIPConfig, image_levels: int = 2) -> None:
         super().__init__()
         w = cfg.width
         self.fuse_token = nn.Parameter(torch.randn(1, 1, w) * 0.02)
-        self.type_embed = nn.Embedding(3, w)
+        # one type per image level (CNN: fine, coarse; ViT: one per tapped block), then text
+        self.text_type = image_levels
+        self.type_embed = nn.Embedding(image_levels + 1, w)
         self.blocks = transformer(w, cfg.fusion.depth, cfg.fusion.heads, cfg.mlp_ratio, cfg.dropout)
         self.norm = nn.LayerNorm(w)
 
@@ -42,7 +44,7 @@ class Fusion(nn.Module):
             )
         if text_states is not None:
             assert text_mask is not None
-            parts.append(text_states + self.type_embed.weight[TEXT])
+            parts.append(text_states + self.type_embed.weight[self.text_type])
             masks.append(text_mask.bool())
         if not parts:
             raise ValueError("fusion needs image tokens, text tokens or both")

@@ -12,14 +12,24 @@ from torch import nn
 
 
 class EmbeddingHead(nn.Module):
-    """LayerNorm-free linear projection followed by L2 normalisation."""
+    """LayerNorm-free linear projection followed by L2 normalisation.
 
-    def __init__(self, width: int, embed_dim: int) -> None:
+    With `native` (an aligned start on a foundation), the embedding is the foundation's own
+    projection of its pooled output plus this projection of the tower's state: `native`
+    starts as the backbone's projection and `proj` at zero, so the head starts as the
+    foundation's zero-shot embedding and training moves it only as far as the loss asks.
+    """
+
+    def __init__(self, width: int, embed_dim: int, native: nn.Linear | None = None) -> None:
         super().__init__()
         self.proj = nn.Linear(width, embed_dim, bias=False)
+        self.native = native
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.proj(x), dim=-1)
+    def forward(self, x: torch.Tensor, native: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.proj(x)
+        if self.native is not None and native is not None:
+            y = y + self.native(native)
+        return F.normalize(y, dim=-1)
 
 
 def matryoshka_slice(emb: torch.Tensor, dim: int) -> torch.Tensor:

@@ -37,6 +37,8 @@ class ImageTokens:
 
     states: torch.Tensor
     levels: torch.Tensor  # [N] long: 0 = fine (stride 16), 1 = coarse (stride 32)
+    #: the backbone's own pooled output [B, H] (ViT backbones): what its projection embeds
+    native: torch.Tensor | None = None
 
     @property
     def pooled(self) -> torch.Tensor:
@@ -179,6 +181,16 @@ class ImageTower(nn.Module):
             features = self.stem_features(images)
         if self.cut:
             features = self._pool_fine(self.cut.upper(features))
+        x, levels = self.input_tokens(features)
+        x = self.norm(run_transformer(self.blocks, x))
+        return ImageTokens(states=x, levels=levels)
+
+    @property
+    def n_levels(self) -> int:
+        return len(STRIDES)
+
+    def input_tokens(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[CLS, level tokens] entering the transformer layers [B, 1+N, W], and each level."""
         if len(features) != len(STRIDES):
             raise ValueError(f"expected {len(STRIDES)} stem feature maps, got {len(features)}")
         tokens, levels = [], []
@@ -196,6 +208,111 @@ class ImageTower(nn.Module):
         if self.global_proj is not None:
             pooled = torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
             cls = cls + self.global_proj(pooled).unsqueeze(1)
-        x = torch.cat([cls, x], dim=1)
-        x = self.norm(run_transformer(self.blocks, x))
-        return ImageTokens(states=x, levels=torch.cat(levels))
+        return torch.cat([cls, x], dim=1), torch.cat(levels)
+
+
+def vit_levels(levels: tuple[int, ...], n_blocks: int) -> tuple[int, ...]:
+    """The block indices tapped for tokens: `levels`, or three evenly spaced ending at the last."""
+    if not levels:
+        k = min(3, n_blocks)
+        return tuple(sorted({round(n_blocks * (j + 1) / k) - 1 for j in range(k)}))
+    bad = [i for i in levels if not 0 <= i < n_blocks]
+    if bad or list(levels) != sorted(set(levels)):
+        raise ConfigError(
+            f"image.levels={list(levels)} must be increasing block indices in 0..{n_blocks - 1}"
+        )
+    return tuple(levels)
+
+
+class ViTImageTower(nn.Module):
+    """Hybrid-ViT image tower on a ViT backbone (`pinclip.model.backbones.TokenEncoder`).
+
+    The tokens of several backbone blocks (`image.levels`, default three evenly spaced)
+    each get a linear projection to the model width and a level embedding: the counterpart
+    of the CNN's stride-16/32 maps. The CLS token starts from a projection of the backbone's
+    pooled output (its global token), then the tower's transformer layers run as on a CNN.
+    `native` carries that pooled output to an aligned head. With `image.tune_last_blocks: N`
+    the backbone is cut below its last N blocks: a store holds the tapped tokens below the
+    cut and the state entering it; the last N blocks and the final norm/pooling train.
+    """
+
+    def __init__(self, cfg: PinCLIPConfig, encoder: nn.Module) -> None:
+        super().__init__()
+        ic, w = cfg.image, cfg.width
+        self.stem = encoder
+        n = len(encoder.layers)
+        self.taps = vit_levels(ic.levels, n)
+        if ic.tune_last_blocks > n:
+            raise ConfigError(
+                f"image.tune_last_blocks={ic.tune_last_blocks} but the backbone has {n} blocks"
+            )
+        if ic.fine_grid:
+            raise ConfigError("image.fine_grid pools CNN maps; set it to 0 for a ViT backbone")
+        self.cut = n - ic.tune_last_blocks
+        h = encoder.hidden_size
+        self.proj = nn.ModuleList(nn.Linear(h, w) for _ in self.taps)
+        self.level_embed = nn.Parameter(torch.randn(len(self.taps), w) * 0.02)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, w) * 0.02)
+        self.global_proj = nn.Linear(h, w) if ic.global_token else None
+        self.blocks = transformer(w, ic.depth, ic.heads, cfg.mlp_ratio, cfg.dropout)
+        self.norm = nn.LayerNorm(w)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.taps)
+
+    def frozen_part(self) -> nn.Module:
+        """The backbone below the tuned blocks (all of it when none is tuned)."""
+        if self.cut == len(self.stem.layers):
+            return self.stem
+        return nn.ModuleList([*self.stem.embed_modules(), *self.stem.layers[: self.cut]])
+
+    def tuned_part(self) -> nn.ModuleList:
+        """The backbone's tuned last blocks and its final norm/pooling (empty when none)."""
+        if self.cut == len(self.stem.layers):
+            return nn.ModuleList()
+        return nn.ModuleList([*self.stem.layers[self.cut :], *self.stem.finish_modules()])
+
+    def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """What a feature cache stores: the tapped tokens [B, L, H] and the pooled output
+        [B, H]; with tuned last blocks, the taps below them and the state entering them."""
+        x, _ = self.stem.embed(images)
+        out = []
+        for i in range(self.cut):
+            x = self.stem.run_layer(i, x, None)
+            if i in self.taps:
+                out.append(x)
+        if self.cut < len(self.stem.layers):
+            return [*out, x]
+        return [*out, self.stem.finish(x, None)[1]]
+
+    def _upper(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        *out, x = features
+        for i in range(self.cut, len(self.stem.layers)):
+            x = self.stem.run_layer(i, x, None)
+            if i in self.taps:
+                out.append(x)
+        return [*out, self.stem.finish(x, None)[1]]
+
+    def forward(
+        self, images: torch.Tensor | None = None, features: list[torch.Tensor] | None = None
+    ) -> ImageTokens:
+        if features is None:
+            if images is None:
+                raise ValueError("ImageTower needs images or precomputed backbone features")
+            features = self.stem_features(images)
+        if self.cut < len(self.stem.layers):
+            features = self._upper(features)
+        *taps, pooled = features
+        if len(taps) != len(self.taps):
+            raise ValueError(f"expected {len(self.taps)} token levels, got {len(taps)}")
+        tokens, levels = [], []
+        for level, (t, proj) in enumerate(zip(taps, self.proj, strict=True)):
+            tokens.append(proj(t) + self.level_embed[level])
+            levels.append(torch.full((t.shape[1],), level, dtype=torch.long, device=t.device))
+        x = torch.cat(tokens, dim=1)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        if self.global_proj is not None:
+            cls = cls + self.global_proj(pooled).unsqueeze(1)
+        x = self.norm(run_transformer(self.blocks, torch.cat([cls, x], dim=1)))
+        return ImageTokens(states=x, levels=torch.cat(levels), native=pooled)

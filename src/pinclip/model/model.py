@@ -14,14 +14,15 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from pinclip.errors import PinclipError
+from pinclip.errors import ConfigError, PinclipError
 
 from ._registry import preset_config
+from .backbones import BACKBONE_DIR, Foundation, is_timm_cnn, linear_from, load_foundation
 from .config import PinCLIPConfig
 from .fusion import Fusion
 from .heads import EmbeddingHead
 from .hub import pretrained_parts
-from .image_tower import ImageTower
+from .image_tower import ImageTower, ViTImageTower
 from .pretrained import load_stem_weights
 from .text_tower import HFTextEncoder, TextTower, build_tokenizer, tokenize
 
@@ -88,31 +89,87 @@ class PinCLIP(nn.Module):
         load_pretrained: bool = True,
         seed: int = 0,
         text_source: str | Path | None = None,
+        backbone_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         ic = config.image
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # same config + seed => same initial weights
-            self.tokenizer = build_tokenizer(config, text_source)
-            self.image = ImageTower(
-                config, pretrained_online=load_pretrained and ic.pretrained == "timm"
-            )
-            if load_pretrained and ic.pretrained not in (None, "timm"):
-                load_stem_weights(self.image.stem, ic.stem, ic.pretrained)
+            foundation = self._foundation(load_pretrained, backbone_dir)
+            if foundation is not None and foundation.text is not None:
+                self.tokenizer = foundation.tokenizer
+            else:
+                self.tokenizer = build_tokenizer(config, text_source)
+            if foundation is not None and foundation.image is not None:
+                self.image: ImageTower | ViTImageTower = ViTImageTower(config, foundation.image)
+            else:
+                self.image = ImageTower(
+                    config, pretrained_online=load_pretrained and ic.pretrained == "timm"
+                )
+                if load_pretrained and ic.pretrained not in (None, "timm"):
+                    load_stem_weights(self.image.stem, ic.stem, ic.pretrained)
             self.text = TextTower(
-                config, self.tokenizer, load_weights=load_pretrained, source=text_source
+                config,
+                self.tokenizer,
+                load_weights=load_pretrained,
+                source=text_source,
+                foundation=foundation.text if foundation is not None else None,
             )
-            self.fusion = Fusion(config)
-            self.image_head = EmbeddingHead(config.width, config.embed_dim)
-            self.text_head = EmbeddingHead(config.width, config.embed_dim)
+            self.fusion = Fusion(config, image_levels=self.image.n_levels)
+            aligned = foundation is not None and foundation.aligned and config.aligned_start
+            self.image_head = EmbeddingHead(
+                config.width, config.embed_dim, _native_head(foundation, "image", config, aligned)
+            )
+            self.text_head = EmbeddingHead(
+                config.width, config.embed_dim, _native_head(foundation, "text", config, aligned)
+            )
             self.pin_head = EmbeddingHead(config.width, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         self.logit_bias = nn.Parameter(torch.tensor(float(config.logit_bias_init)))
+        if aligned:
+            self._aligned_start(foundation)
+        self._save_backbone = foundation.save if foundation is not None else None
         self.image.stem.requires_grad_(not config.freeze_stem)
         self.text.encoder.requires_grad_(not config.freeze_text_encoder)
         self.tuned_part().requires_grad_(True)  # the tuned top of a frozen tower trains
         self.train()
+
+    def _foundation(self, load_pretrained: bool, backbone_dir: Path | None) -> Foundation | None:
+        """The backbone of `config.backbone` (None: the image.stem / text.encoder towers).
+
+        A timm CNN takes the hybrid stride-16/32 path as `image.stem` always did; any other
+        backbone sets the image preprocessing and text length in the config to its own."""
+        cfg = self.config
+        if not cfg.backbone:
+            return None
+        cnn = is_timm_cnn(cfg.backbone)
+        if cnn is not None:
+            weights = cfg.backbone.partition("@")[2]
+            cfg.image.stem, cfg.image.pretrained = cnn, weights or "timm"
+            return None
+        foundation = load_foundation(cfg.backbone, weights=load_pretrained, saved=backbone_dir)
+        if foundation.image is not None:
+            cfg.image.image_size = foundation.image_size
+            cfg.image.mean, cfg.image.std = foundation.mean, foundation.std
+        if foundation.text is not None and foundation.max_length:
+            cfg.text.max_length = min(cfg.text.max_length, foundation.max_length)
+        return foundation
+
+    def _aligned_start(self, foundation: Foundation) -> None:
+        """Heads = the foundation's projections (+ zero residuals), its temperature, and a
+        zero mid-fusion residual: at step 0 the model embeds as the foundation does."""
+        if not self.config.fusion.late:
+            raise ConfigError(
+                "aligned_start needs fusion.late=true (pin = image + text + residual)"
+            )
+        with torch.no_grad():
+            for head in (self.image_head, self.text_head, self.pin_head):
+                head.proj.weight.zero_()
+            if foundation.logit_scale is not None:
+                self.logit_scale.fill_(foundation.logit_scale)
+            if foundation.logit_bias is not None:
+                self.logit_bias.fill_(foundation.logit_bias)
 
     # ----- construction -------------------------------------------------------------------
     @classmethod
@@ -145,13 +202,13 @@ class PinCLIP(nn.Module):
                     f"{directory / name} not found: pass a directory written by save_pretrained "
                     "or a Hub repo id (org/name)"
                 )
-        data = json.loads((directory / CONFIG_FILE).read_text())
-        if data.pop("format", None) != FORMAT:
-            raise ModelFormatError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
-        config = PinCLIPConfig.from_dict(data, source=str(directory / CONFIG_FILE))
+        config = read_config(directory)
         text_dir = directory / TEXT_ENCODER_DIR
         model = cls(
-            config, load_pretrained=False, text_source=text_dir if text_dir.is_dir() else None
+            config,
+            load_pretrained=False,
+            text_source=text_dir if text_dir.is_dir() else None,
+            backbone_dir=directory / BACKBONE_DIR,
         )
         load_model(model, str(directory / WEIGHTS_FILE), strict=True)
         return model
@@ -182,14 +239,23 @@ class PinCLIP(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write config.json + model.safetensors (+ the text encoder's HF config and tokenizer)."""
+        directory = self.save_config(directory)
+        save_model(self, str(directory / WEIGHTS_FILE))
+        return directory
+
+    def save_config(self, directory: str | Path) -> Path:
+        """Everything but the weights: config.json, the text encoder's HF config and
+        tokenizer, and what rebuilds the backbone offline (`backbone/`, its spec recorded)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT, **self.config.to_dict()}
         (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
-        save_model(self, str(directory / WEIGHTS_FILE))
         if isinstance(self.text.encoder, HFTextEncoder):
             self.text.encoder.model.config.save_pretrained(directory / TEXT_ENCODER_DIR)
             self.tokenizer.save_pretrained(directory / TEXT_ENCODER_DIR)
+        if self._save_backbone is not None:
+            (directory / BACKBONE_DIR).mkdir(exist_ok=True)
+            self._save_backbone(directory / BACKBONE_DIR)
         return directory
 
     # ----- preprocessing ------------------------------------------------------------------
@@ -317,8 +383,8 @@ class PinCLIP(nn.Module):
             text_states=txt.states if txt else None,
             text_mask=txt.mask if txt else None,
         )
-        image_emb = self.image_head(img.pooled) if img else None
-        text_emb = self.text_head(txt.pooled) if txt else None
+        image_emb = self.image_head(img.pooled, img.native) if img else None
+        text_emb = self.text_head(txt.pooled, txt.native) if txt else None
         board_emb = None
         if board_text is not None or board_text_states is not None:
             board_emb = self.board_embedding(board_text, text_states=board_text_states)
@@ -347,7 +413,8 @@ class PinCLIP(nn.Module):
             if text is None:
                 raise ValueError("board_embedding needs board title tokens or text states")
             text_states = self.text_encoder_states(text)
-        return self.text_head(self.text(states=text_states).pooled)
+        txt = self.text(states=text_states)
+        return self.text_head(txt.pooled, txt.native)
 
     def pin_embedding(
         self,
@@ -444,6 +511,32 @@ def preset_info(name: str) -> dict[str, Any]:
         "layers": f"{cfg.image.depth}/{cfg.text.depth}/{cfg.fusion.depth}",
         "pretrained_parts": pretrained_parts(cfg),
     }
+
+
+def read_config(directory: Path) -> PinCLIPConfig:
+    """The PinCLIPConfig of a folder `save_pretrained` wrote."""
+    data = json.loads((directory / CONFIG_FILE).read_text())
+    if data.pop("format", None) != FORMAT:
+        raise ModelFormatError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
+    return PinCLIPConfig.from_dict(data, source=str(directory / CONFIG_FILE))
+
+
+def _native_head(
+    foundation: Foundation | None, tower: str, config: PinCLIPConfig, aligned: bool
+) -> nn.Linear | None:
+    """The aligned start's native projection of `tower` (the backbone's own, or the identity
+    where its pooled output already is the embedding, as SigLIP's image tower)."""
+    if not aligned or foundation is None:
+        return None
+    proj = getattr(foundation, f"{tower}_projection")
+    hidden = getattr(foundation, tower).hidden_size
+    out = proj.out_features if proj is not None else hidden
+    if out != config.embed_dim:
+        raise ConfigError(
+            f"backbone {config.backbone!r} embeds in {out} dimensions: set embed_dim={out} "
+            f"(and matryoshka_dims ending in {out}), or aligned_start=false"
+        )
+    return proj if proj is not None else linear_from(torch.eye(hidden))
 
 
 def _as_list(items: Any, what: str) -> list:

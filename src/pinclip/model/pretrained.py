@@ -11,6 +11,8 @@ Offline sources (declared dependencies, no download at run time):
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,14 +160,20 @@ def load_hf_encoder(encoder: str | Path, *, load_weights: bool = True) -> nn.Mod
     extra = {"add_pooling_layer": False} if config.model_type == "bert" else {}
     if not load_weights:
         return AutoModel.from_config(config, **extra)
+    with quiet_hf():  # its load report only lists BERT's pooler, dropped on purpose
+        return AutoModel.from_pretrained(source, config=config, local_files_only=local, **extra)
+
+
+@contextmanager
+def quiet_hf() -> Iterator[None]:
+    """transformers' load reports and progress bars off for the block (restored after)."""
     from transformers.utils import logging as hf_logging
 
-    # The load report only lists BERT's pooler, dropped on purpose: keep the console quiet.
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        return AutoModel.from_pretrained(source, config=config, local_files_only=local, **extra)
+        yield
     finally:
         hf_logging.set_verbosity(level)
         hf_logging.enable_progress_bar()

@@ -31,6 +31,8 @@ class TextTokens:
 
     states: torch.Tensor
     mask: torch.Tensor
+    #: the backbone's own pooled output [B, H] (foundation text towers): what its projection embeds
+    native: torch.Tensor | None = None
 
     @property
     def pooled(self) -> torch.Tensor:
@@ -118,6 +120,56 @@ class HFTextEncoder(nn.Module):
         return x
 
 
+class FoundationTextEncoder(nn.Module):
+    """The text tower of a foundation (`pinclip.model.backbones.TokenEncoder`).
+
+    Its states are the backbone's pooled output first (its own EOS / last-token / mean
+    pooling) then its final token states, with the mask grown by one: a store holds them as
+    any encoder's, and the tower reads the pooled one back as `native` for an aligned head.
+    `tune_last_layers` N > 0 cuts it below its last N layers (the store then holds every
+    token's state entering them); those and the final norm/pooling train.
+    """
+
+    def __init__(self, encoder: nn.Module, tune_last_layers: int = 0) -> None:
+        super().__init__()
+        self.model = encoder
+        self.hidden_size = int(encoder.hidden_size)
+        n = len(encoder.layers)
+        if tune_last_layers > n:
+            raise ConfigError(
+                f"text.tune_last_layers={tune_last_layers} but the backbone has {n} layers"
+            )
+        self.cut = n - tune_last_layers
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
+        return self.upper(self.lower(input_ids, attention_mask))
+
+    def frozen_part(self) -> nn.Module:
+        if self.cut == len(self.model.layers):
+            return self
+        return nn.ModuleList([*self.model.embed_modules(), *self.model.layers[: self.cut]])
+
+    def tuned_part(self) -> nn.ModuleList:
+        if self.cut == len(self.model.layers):
+            return nn.ModuleList()
+        return nn.ModuleList([*self.model.layers[self.cut :], *self.model.finish_modules()])
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
+        """Token states entering the first tuned layer (all layers run when none is tuned)."""
+        x, mask = self.model.embed(input_ids, attention_mask)
+        return {"hidden_states": self.model.run(x, mask, 0, self.cut), "attention_mask": mask}
+
+    def upper(self, states: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """[pooled, final tokens] and their mask from `lower`'s output."""
+        mask = states["attention_mask"]
+        x = self.model.run(states["hidden_states"], mask, self.cut, len(self.model.layers))
+        tokens, pooled = self.model.finish(x, mask)
+        return {
+            "hidden_states": torch.cat([pooled.unsqueeze(1), tokens], dim=1),
+            "attention_mask": torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1),
+        }
+
+
 def _attention_mask(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The attention mask the model's own forward would build for its layers."""
     try:
@@ -159,16 +211,20 @@ class TextTower(nn.Module):
         *,
         load_weights: bool = True,
         source: str | Path | None = None,
+        foundation: nn.Module | None = None,
     ) -> None:
         super().__init__()
         tc, w = cfg.text, cfg.width
-        if tc.encoder == SCRATCH:
+        self.foundation = foundation is not None
+        if foundation is not None:
+            self.encoder: nn.Module = FoundationTextEncoder(foundation, tc.tune_last_layers)
+        elif tc.encoder == SCRATCH:
             if tc.tune_last_layers:
                 raise ConfigError(
                     "text.tune_last_layers tunes a pretrained encoder; the scratch encoder "
                     "trains whole (freeze_text_encoder=false): set it to 0"
                 )
-            self.encoder: nn.Module = ScratchTextEncoder(cfg, vocab_size=len(tokenizer))
+            self.encoder = ScratchTextEncoder(cfg, vocab_size=len(tokenizer))
         else:
             self.encoder = HFTextEncoder(
                 load_hf_encoder(source or tc.encoder, load_weights=load_weights),
@@ -192,10 +248,19 @@ class TextTower(nn.Module):
         """The frozen encoder's token states: what a feature cache stores. With tuned last
         layers, every token's state below them (the tuned layers attend over all tokens)."""
         mask = text["attention_mask"]
+        if self.foundation:
+            lower = self.encoder.lower(text["input_ids"], mask)
+            return lower if self.tune_last_layers else self._kept_first(self.encoder.upper(lower))
         if self.tune_last_layers:
             states = self.encoder.lower(text["input_ids"], mask)
             return {"hidden_states": states, "attention_mask": mask}
         return self._kept(self.encoder(text["input_ids"], mask), mask)
+
+    def _kept_first(self, states: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """keep_tokens on a foundation's states: its pooled state, then the first K-1 tokens."""
+        if not self.keep_tokens:
+            return states
+        return {k: v[:, : self.keep_tokens] for k, v in states.items()}
 
     def _kept(self, states: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         keep = self.keep_tokens
@@ -214,10 +279,13 @@ class TextTower(nn.Module):
             if text is None:
                 raise ValueError("TextTower needs tokenized text or precomputed encoder states")
             states = self.encoder_states(text)
-        if self.tune_last_layers:
+        if self.foundation and self.tune_last_layers:
+            states = self._kept_first(self.encoder.upper(states))
+        elif self.tune_last_layers:
             mask = states["attention_mask"]
             states = self._kept(self.encoder.upper(states["hidden_states"], mask), mask)
         mask = states["attention_mask"]
         x = self.proj(states["hidden_states"])
         x = self.norm(run_transformer(self.blocks, x, pad_mask=mask == 0))
-        return TextTokens(states=x, mask=mask)
+        native = states["hidden_states"][:, 0] if self.foundation else None
+        return TextTokens(states=x, mask=mask, native=native)
