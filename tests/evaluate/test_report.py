@@ -100,3 +100,69 @@ def test_the_embedding_map_shows_every_cold_pin_and_a_bounded_seeded_sample():
     assert (pins == map_pins(data, limit=400, seed=1)).all()
     small = SimpleNamespace(n_pins=300, split=SimpleNamespace(cold=cold[:3]))
     assert (map_pins(small, limit=400) == np.arange(300)).all()
+
+
+def _fake_result(name: str, starts: dict[str, float]):
+    """An EvalResult with a recall curve (and Recall@10 = its start) per task (curated)."""
+    import numpy as np
+
+    from pinclip.evaluate.tasks import EvalResult, TaskResult
+
+    results = {}
+    for task, start in starts.items():
+        curve = np.linspace(start, 1.0, 50)
+        per_query = {"recall@10": np.full(20, start)}
+        results[(task, "curated")] = TaskResult(
+            task,
+            "curated",
+            per_query,
+            {"recall@10": (start, start, start)},
+            20,
+            0,
+            curve,
+            np.arange(20),
+            np.zeros((20, 50), dtype=int),
+            np.zeros((20, 50), dtype=bool),
+        )
+    return EvalResult(name, results, embeddings=None, split_source="test")
+
+
+def test_recall_curves_name_each_line_by_its_own_model(tmp_path, monkeypatch):
+    """A model n/a in one panel must not shift the others' colours, and the legend must name
+    every model by the colour of its lines (the 'random' line once started at 0.83)."""
+    from matplotlib.colors import to_hex
+
+    from pinclip.evaluate import report
+
+    every = {
+        "related_cold": 0.6,
+        "related_cold_image": 0.5,
+        "related_warm": 0.7,
+        "board_to_pins": 0.4,
+    }
+    results = [
+        _fake_result("ours", every),
+        _fake_result(
+            "text-only", {"related_cold": 0.83, "related_warm": 0.8, "board_to_pins": 0.3}
+        ),
+        _fake_result("random", {t: 0.05 for t in every}),
+    ]
+    figures = []
+    monkeypatch.setattr(report.plt, "close", lambda fig: figures.append(fig))
+    report.plot_recall_curves(results, "curated", tmp_path / "curves.png")
+    (fig,) = figures
+    colour_of: dict[str, set] = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            colour_of.setdefault(line.get_label(), set()).add(to_hex(line.get_color()))
+            start = {"ours": every, "random": {t: 0.05 for t in every}}.get(line.get_label())
+            if start and ax.get_title() == report.TASKS["related_cold"]:
+                assert line.get_ydata()[0] == start["related_cold"]
+    assert all(len(c) == 1 for c in colour_of.values()), colour_of
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    named = {
+        text.get_text(): to_hex(handle.get_color())
+        for legend in legends
+        for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)
+    }
+    assert named == {name: next(iter(c)) for name, c in colour_of.items()}

@@ -132,6 +132,7 @@ def plot_metric_bars(
     fig, ax = plt.subplots(figsize=(13, 5.5))
     width = 0.8 / len(results)
     x = np.arange(len(tasks))
+    colours = model_colours(results)
     for i, r in enumerate(results):
         vals = [
             r.get(t, relevance).summary[metric] if r.get(t, relevance) else (np.nan,) * 3
@@ -140,7 +141,13 @@ def plot_metric_bars(
         mean = np.array([v[0] for v in vals])
         err = np.array([[v[0] - v[1] for v in vals], [v[2] - v[0] for v in vals]])
         ax.bar(
-            x + (i - (len(results) - 1) / 2) * width, mean, width, yerr=err, capsize=2, label=r.name
+            x + (i - (len(results) - 1) / 2) * width,
+            mean,
+            width,
+            yerr=err,
+            capsize=2,
+            label=r.name,
+            color=colours[r.name],
         )
     ax.set_xticks(x, [TASKS[t] for t in tasks], rotation=15, ha="right", fontsize=9)
     ax.set_ylabel(f"{metric} (95% CI)")
@@ -156,26 +163,42 @@ def plot_metric_bars(
     return path
 
 
+def model_colours(results: list[EvalResult]) -> dict[str, tuple]:
+    """One colour per model for every plot: a panel where a model is n/a must not shift the
+    colours of the others (each axis restarts matplotlib's colour cycle)."""
+    cmap = plt.get_cmap("tab10" if len(results) <= 10 else "tab20")
+    return {r.name: cmap(i % cmap.N) for i, r in enumerate(results)}
+
+
 def plot_recall_curves(results: list[EvalResult], relevance: str, path: Path) -> Path:
+    """Recall@k per task; one legend for the figure, each model in its own colour everywhere
+    (a per-axis legend named the lines of another panel when a model was n/a there)."""
     tasks = ("related_cold", "related_cold_image", "related_warm", "board_to_pins")
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4), sharey=True)
+    colours = model_colours(results)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4.6), sharey=True)
     for ax, task in zip(axes, tasks, strict=True):
         for r in results:
             res = r.get(task, relevance)
             if res is not None:
-                ax.plot(np.arange(1, len(res.recall_curve) + 1), res.recall_curve, label=r.name)
+                ax.plot(
+                    np.arange(1, len(res.recall_curve) + 1),
+                    res.recall_curve,
+                    label=r.name,
+                    color=colours[r.name],
+                )
         ax.set_title(TASKS[task], fontsize=10)
         ax.set_xlabel("k")
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"mean recall@k ({relevance} boards)")
     axes[0].set_ylim(0, 1.02)
-    axes[-1].legend(fontsize=8)
+    handles = [plt.Line2D([], [], color=colours[r.name], label=r.name) for r in results]
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncols=min(len(results), 8))
     fig.suptitle(
         "recall@k = relevant found in the top k / min(k, #relevant): it can dip while k < #relevant",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
