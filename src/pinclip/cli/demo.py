@@ -107,7 +107,11 @@ def _serving(ours, console: Console) -> tuple[dict, str]:
             progress.update(task, completed=done, total=total)
 
         _, info, command = prepare_serving(
-            f"{ours.run_dir}/best", ours.data.catalog, f"{ours.run_dir}/serving", progress=advance
+            f"{ours.run_dir}/best",
+            ours.data.catalog,
+            f"{ours.run_dir}/serving",
+            progress=advance,
+            features=Path(ours.data.cache_dir) / "features",  # the store training built
         )
     return info, command
 

@@ -61,6 +61,12 @@ def embed(
     batch_size: int = typer.Option(64, min=1),
     part_size: int = typer.Option(512, min=1, help="Rows per resumable part."),
     workers: int = typer.Option(2, min=1, help="Image decoding threads (local) or Ray actors."),
+    features: Path = typer.Option(
+        None,
+        "--features",
+        help="The feature store training built (<data.cache_dir>/features): frozen outputs "
+        "are read from it, not recomputed, when it holds every pin (checked on a sample).",
+    ),
 ) -> None:
     """Embed every pin of a catalog; re-run the same command to resume after a kill."""
     if backend == "onnx":
@@ -82,6 +88,7 @@ def embed(
             part_size=part_size,
             workers=workers,
             progress=progress,
+            features=features,
         )
     console.print(f"[green]done[/]: {path}")
 

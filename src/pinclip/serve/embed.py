@@ -7,6 +7,13 @@ unrecorded part: no row is lost or written twice. The parts are never concatenat
 output directory *is* the data set (`open_embeddings` reads it as one pyarrow dataset,
 `iter_embeddings` streams one column at a time), so 10^8 pins never sit in memory.
 
+With `features` (the `<cache_dir>/features` folder training wrote) and a model whose stem
+and text encoder are frozen, the frozen outputs are read from that store by row instead of
+being recomputed, and only the trainable layers run: a catalog the model was trained on is
+embedded without decoding a single image. The store is used only when it holds every pin and
+a sample of pins embeds the same both ways (`STORED_MIN_COS`); otherwise the pins are
+computed, as new pins always are when served.
+
 The output may be a local path or any fsspec URL (`s3://bucket/emb`, `gs://...`,
 `file:///shared/emb`): with `engine="ray"` every worker, on whichever node, writes its
 parts there. `ray_address` (or `RAY_ADDRESS`) joins an existing cluster and leaves its
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,11 +41,17 @@ from pinclip.data.catalog import read_catalog
 from pinclip.errors import PinclipError, require
 from pinclip.memory import bound_heap_growth
 
-from .embedder import Embedder, load_embedder, resolve_backend, resolve_device
+from .embedder import Embedder, TorchEmbedder, load_embedder, resolve_backend, resolve_device
+
+log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 PARTS_DIR = "parts"
 KEYS = ("image_emb", "text_emb", "pin_emb")
+#: Least cosine between a pin embedded from stored features and the same pin computed, over
+#: a sample (fp16/int8 storage moves an embedding by ~1e-4); below it the store is not used.
+STORED_MIN_COS = 0.999
+STORED_CHECKED_PINS = 8
 
 
 class EmbeddingsError(PinclipError):
@@ -56,6 +70,7 @@ class EmbedJob:
     batch_size: int
     part_size: int
     workers: int
+    features: str | None = None  # a feature store root: frozen outputs read, not recomputed
 
 
 class Location:
@@ -186,6 +201,10 @@ def _fingerprint(job: EmbedJob, pin_ids: list[str]) -> str:
             h.update(str((model_dir / name).stat().st_size).encode())
     device_kind = job.device.split(":")[0]
     h.update(json.dumps([job.backend, device_kind, job.part_size, pin_ids]).encode())
+    if (
+        job.features is not None
+    ):  # rows from stored (fp16/int8) features differ in the 4th decimal: start over
+        h.update(b"stored-features")
     return h.hexdigest()[:16]
 
 
@@ -201,6 +220,11 @@ class PartRunner:
         self.catalog, self.pin_ids, self.images, self.texts = _pins_frame(job.catalog_dir)
         bound_heap_growth(len(self.pin_ids))  # a long job over a large catalog (pinclip.memory)
         self.pool = ThreadPoolExecutor(max_workers=max(1, job.workers))
+        self.stored = (
+            StoredPins.open(job.features, self.embedder, self.catalog, self.images, self.texts)
+            if job.features is not None
+            else None
+        )
 
     def _pixels(self, rows: range):
         load = lambda i: self.embedder.preprocess(self.catalog.load_image(self.images[i]))  # noqa: E731
@@ -213,11 +237,15 @@ class PartRunner:
             range(b, min(b + job.batch_size, stop)) for b in range(start, stop, job.batch_size)
         ]
         chunks: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
-        pending = self._pixels(batches[0]) if batches else None
+        stored = self.stored
+        pending = self._pixels(batches[0]) if batches and stored is None else None
         for i, rows in enumerate(batches):
-            pixels = np.stack(list(pending))
-            pending = self._pixels(batches[i + 1]) if i + 1 < len(batches) else None
-            out = self.embedder.embed_pins(pixels, [self.texts[r] for r in rows])
+            if stored is not None:
+                out = stored.embed(np.arange(rows.start, rows.stop))
+            else:
+                pixels = np.stack(list(pending))
+                pending = self._pixels(batches[i + 1]) if i + 1 < len(batches) else None
+                out = self.embedder.embed_pins(pixels, [self.texts[r] for r in rows])
             for key in KEYS:
                 chunks[key].append(out[key])
             if on_rows:
@@ -227,6 +255,69 @@ class PartRunner:
         )
         self.location.write(part_name(part), lambda fh: pq.write_table(table, fh))
         return self.location.path(part_name(part))
+
+
+class StoredPins:
+    """The catalog's pins embedded from a feature store: stored frozen outputs, trainable layers
+    run. `open` returns None (and says why) when the store cannot stand in for the encoders."""
+
+    def __init__(self, embedder: TorchEmbedder, image_table, text_table) -> None:
+        self.embedder = embedder
+        self.image_table = image_table
+        self.text_table = text_table
+
+    @classmethod
+    def open(
+        cls, root: str | Path, embedder: Embedder, catalog, images: list[str], texts: list[str]
+    ) -> StoredPins | None:
+        from pinclip.model import FeatureStore, FeatureStoreError
+        from pinclip.model.feature_store import DTYPES
+
+        if not isinstance(embedder, TorchEmbedder):
+            raise EmbeddingsError(
+                "--features feeds stored frozen outputs to the PyTorch model: use --backend "
+                "torch with a model directory (an ONNX export takes pixels)"
+            )
+        cfg = embedder.model.config
+        if not (cfg.freeze_stem and cfg.freeze_text_encoder):
+            log.info("feature store not used: the model trains its stem or text encoder")
+            return None
+        paths = [catalog.image_path(i) for i in images]
+        for dtype in DTYPES:  # whichever storage dtype training chose
+            store = FeatureStore(root, embedder.model, dtype=dtype)
+            if not (store.folder("images").is_dir() and store.folder("texts").is_dir()):
+                continue
+            try:
+                stored = cls(embedder, store.table("images", paths), store.table("texts", texts))
+            except FeatureStoreError as err:
+                log.info("feature store (%s) not used: %s", dtype, err)
+                continue
+            return stored if stored._agrees(catalog, images, texts) else None
+        log.info("feature store %s holds no features of this model's frozen parts", root)
+        return None
+
+    def _agrees(self, catalog, images: list[str], texts: list[str]) -> bool:
+        """A sample of pins, embedded from the store and computed: the same within fp16/int8."""
+        n = len(images)
+        idx = np.unique(np.linspace(0, n - 1, min(n, STORED_CHECKED_PINS)).astype(np.int64))
+        pre = self.embedder.preprocess
+        pixels = np.stack([pre(catalog.load_image(images[i])) for i in idx])
+        direct = self.embedder.embed_pins(pixels, [texts[i] for i in idx])
+        stored = self.embed(idx)
+        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)  # noqa: E731
+        cos = min(float((unit(direct[k]) * unit(stored[k])).sum(1).min()) for k in KEYS)
+        if cos < STORED_MIN_COS:
+            log.warning(
+                "feature store not used: a stored pin embeds at cosine %.4f to the same pin "
+                "computed (< %s); computing every pin", cos, STORED_MIN_COS
+            )  # fmt: skip
+        return cos >= STORED_MIN_COS
+
+    def embed(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The three embeddings of pins `idx` (catalog rows) from their stored features."""
+        return self.embedder.embed_stored(
+            self.image_table.image_features(idx), self.text_table.text_states(idx)
+        )
 
 
 class Manifest:
@@ -274,8 +365,12 @@ def embed_catalog(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     max_parts: int | None = None,
+    features: str | Path | None = None,
 ) -> Path | str | None:
     """Embed every pin of a catalog into parts under `out` (a path or an fsspec URL).
+
+    `features`: the feature store training built (`<data.cache_dir>/features`); its stored
+    frozen outputs are read instead of recomputed when it holds them (see the module doc).
 
     Returns `out` once every part is done (read it with `open_embeddings`), None when
     `max_parts` stopped the run early (what tests use to simulate a kill). Re-running the
@@ -292,7 +387,7 @@ def embed_catalog(
     location.makedirs(PARTS_DIR)
     job = EmbedJob(
         str(model_dir), str(catalog_dir), location.url, backend, device, batch_size, part_size,
-        workers,
+        workers, None if features is None else str(features),
     )  # fmt: skip
     _, pin_ids, _, _ = _pins_frame(job.catalog_dir)
     if not pin_ids:

@@ -99,6 +99,22 @@ class TorchEmbedder(_Base):
             k: getattr(out, k).float().cpu().numpy() for k in ("image_emb", "text_emb", "pin_emb")
         }
 
+    @torch.inference_mode()
+    def embed_stored(
+        self, image_features: list[torch.Tensor], text_states: dict[str, torch.Tensor]
+    ) -> dict[str, np.ndarray]:
+        """`embed_pins` from the frozen parts' stored outputs (a `FeatureTable`'s rows): only
+        the trainable layers run."""
+        move = lambda x: x.to(self.device, non_blocking=True)  # noqa: E731
+        with self.lock, self._autocast():
+            out = self.model(
+                image_features=[move(x) for x in image_features],
+                text_states={k: move(v) for k, v in text_states.items()},
+            )
+        return {
+            k: getattr(out, k).float().cpu().numpy() for k in ("image_emb", "text_emb", "pin_emb")
+        }
+
 
 def pad_text(states: np.ndarray, mask: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad text states and mask to `length` tokens: the fusion graph has a fixed sequence length

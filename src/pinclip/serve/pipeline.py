@@ -31,13 +31,17 @@ def prepare_serving(
     out: str | Path,
     *,
     progress: Callable[[int, int], None] | None = None,
+    features: str | Path | None = None,
 ) -> tuple[Path, dict, str]:
-    """Embed the catalog and build its index under `out`; returns the index dir, its info and
-    the `pinclip serve` command that serves it."""
+    """Embed the catalog (from the training's feature store `features` where it holds the
+    pins) and build its index under `out`; returns the index dir, its info and the
+    `pinclip serve` command that serves it."""
     from .index import build_index  # faiss: the 'serve' extra
 
     out = Path(out)
-    embeddings = embed_catalog(model_dir, catalog_dir, out / "embeddings", progress=progress)
+    embeddings = embed_catalog(
+        model_dir, catalog_dir, out / "embeddings", progress=progress, features=features
+    )
     index_dir = out / "index"
     _, info = build_index(embeddings, index_dir, catalog_dir=catalog_dir)
     command = f"pinclip serve --index {index_dir} --model {model_dir} --catalog {catalog_dir}"
