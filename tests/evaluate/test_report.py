@@ -65,7 +65,8 @@ def test_compare_writes_report_and_plots(tiny_run, tmp_path):
     md = (out / "report.md").read_text()
     assert "Headline" in md and "| ours |" in md and "| random |" in md
     headline = next(line for line in md.splitlines() if line.startswith("**Headline:**"))
-    assert "(the CI excludes 1)" in headline or "(the CI includes 1)" in headline
+    assert "besides the random floor" in headline  # random is never "the best baseline"
+    assert "only 24 cold pins (< 30)" in md  # the tiny split is flagged
     assert "<table" in (out / "report.html").read_text()
     pngs = {p.name for p in out.glob("*.png")}
     assert {

@@ -149,11 +149,24 @@ def _print_comparison(runs: dict, results: list) -> None:
             f"{result.seconds:.0f}s",
         )
     console.print(table)
-    ours, base = (recall(name, "related_cold") for _, name, _ in RUNS)
-    verdict = "beats" if ours > base else "does NOT beat"
-    console.print(
-        f"PinCLIP {verdict} the λ=0 run on cold-start Recall@10: {ours:.4f} vs {base:.4f}"
-        f" ({ours / max(base, 1e-9):.2f}×)."
+    console.print(verdict_line(results, rel))
+
+
+def verdict_line(results: list, relevance: str) -> str:
+    """PinCLIP vs the λ=0 run on cold related pins, read by the report's CI rule (the same
+    paired bootstrap ratio and `ci_reading`), not from the two point estimates."""
+    from pinclip.evaluate.report import ci_reading, headline
+
+    (_, ours, _), (_, base, _) = RUNS
+    row = next(
+        h
+        for h in headline(results, ours, relevance)
+        if h.task == "related_cold" and h.reference == base
+    )
+    return (
+        f"PinCLIP on cold-start Recall@10: {row.ours:.4f} vs {row.theirs:.4f} for the λ=0 run, "
+        f"{row.ratio:.2f}× [95% CI {row.low:.2f}–{row.high:.2f}]: "
+        f"{ci_reading(row.low, row.high, 'the λ=0 run')}."
     )
 
 

@@ -74,6 +74,17 @@ def headline(
     return rows
 
 
+def ci_reading(low: float, high: float, reference: str) -> str:
+    """How a ratio's 95% CI reads against `reference`: the one rule of the report, the demo
+    and the benchmarks (the CI says whether a gain is real; what gain is enough is the
+    reader's goal)."""
+    if low > 1.0:
+        return f"above {reference} (the CI excludes 1)"
+    if high < 1.0:
+        return f"below {reference} (the CI excludes 1)"
+    return f"not distinguishable from {reference} (the CI includes 1)"
+
+
 def best_baseline(
     results: list[EvalResult],
     ours: str,
@@ -81,11 +92,14 @@ def best_baseline(
     relevance: str = "curated",
     exclude: tuple[str, ...] = (),
 ) -> str | None:
-    """The strongest other model on `task` by Recall@10."""
+    """The strongest other model on `task` by Recall@10; a floor (random) never counts."""
     scored = [
         (r.get(task, relevance).summary[HEADLINE_METRIC][0], r.name)
         for r in results
-        if r.name != ours and r.name not in exclude and r.get(task, relevance) is not None
+        if r.name != ours
+        and r.name not in exclude
+        and not r.is_floor
+        and r.get(task, relevance) is not None
     ]
     return max(scored)[1] if scored else None
 
@@ -428,20 +442,19 @@ def write_report(
         else pd.DataFrame()
     )
     verdict = ""
+    if best is None and len(results) > 1:
+        verdict = (
+            f"**Headline:** no baseline to read {ours} against besides the random floor: add "
+            "one (minilm, lite0, minilm+lite0, open_clip:RUN) to the comparison."
+        )
     if best is not None:
         row = next((h for h in head if h.task == "related_cold" and h.reference == best), None)
         if row is not None:
-            # the CI says whether the gain is real; what gain is enough is the reader's goal
-            if row.low > 1.0:
-                reading = "above the best baseline (the CI excludes 1)"
-            elif row.high < 1.0:
-                reading = "below the best baseline (the CI excludes 1)"
-            else:
-                reading = "not distinguishable from the best baseline (the CI includes 1)"
             verdict = (
                 f"**Headline:** on cold related pins ({main_rel} boards), {ours} reaches Recall@10 "
                 f"{row.ours:.3f} vs {row.theirs:.3f} for the best baseline ({best}): "
-                f"{row.ratio:.2f}× [95% CI {row.low:.2f}–{row.high:.2f}], {reading}."
+                f"{row.ratio:.2f}× [95% CI {row.low:.2f}–{row.high:.2f}], "
+                f"{ci_reading(row.low, row.high, 'the best baseline')}."
             )
     sections = [
         (
@@ -449,7 +462,8 @@ def write_report(
             f"{data.source}: {data.n_pins} pins, {len(data.split.warm)} warm, {len(data.split.val)} val, "
             f"{len(data.split.cold)} cold (never seen in training). Exact search; 95% percentile bootstrap "
             f"CIs over queries ({n_resamples} resamples, seed {seed}). Relevance = shares a board "
-            f"({', '.join(relevances)} boards).",
+            f"({', '.join(relevances)} boards)."
+            + "".join(f" **Warning: {w}.**" for w in data.split.too_small()),
         ),
     ]
     md = [f"# Evaluation report: {ours}", "", verdict, ""]
@@ -474,12 +488,11 @@ def write_report(
             table = task_table(results, task, rel)
             if len(table):
                 md += [f"### {TASKS[task]} ({rel})", "", _markdown(table), ""]
-    skipped = {r.name: r.skipped for r in results if r.skipped}
+    skipped = [
+        f"- {r.name}, {TASKS[task]}: {why}" for r in results for task, why in r.skipped.items()
+    ]
     if skipped:
-        md += [
-            "Not applicable: " + "; ".join(f"{n}: {', '.join(s)}" for n, s in skipped.items()),
-            "",
-        ]
+        md += ["Not applicable (n/a in the tables):", "", *skipped, ""]
     md += ["## Plots", ""] + [
         f"### {t}\n\n![{t}]({p.name})\n" for t, p in plots.items() if p is not None
     ]
@@ -489,7 +502,9 @@ def write_report(
         f"<h1>Evaluation report: {html.escape(ours)}</h1>",
         f"<p>{html.escape(verdict.replace('**', ''))}</p>",
     ]
-    body += [f"<h2>{html.escape(t)}</h2><p>{html.escape(x)}</p>" for t, x in sections]
+    body += [
+        f"<h2>{html.escape(t)}</h2><p>{html.escape(x.replace('**', ''))}</p>" for t, x in sections
+    ]
     if len(head_df):
         body += ["<h2>Headline: ours relative to each model</h2>", head_df.to_html()]
     for rel in relevances:

@@ -105,7 +105,8 @@ class EvalResult:
     embeddings: PinEmbeddings
     split_source: str
     loss_log: str | None = None
-    skipped: dict[str, str] = field(default_factory=dict)  # task -> why (a missing modality)
+    skipped: dict[str, str] = field(default_factory=dict)  # task -> why it is n/a
+    is_floor: bool = False  # a reference floor (random): never the best baseline
 
     def get(self, task: str, relevance: str) -> TaskResult | None:
         rel = "self" if task in IDENTITY_TASKS else relevance
@@ -199,7 +200,8 @@ def evaluate_embedder(
     emb = check_embeddings(embedder.embed_pins(data), data.n_pins, embedder.name)
     cold, warm = data.split.cold, data.split.warm
     results: dict[tuple[str, str], TaskResult] = {}
-    skipped: dict[str, str] = {}
+    skipped = {t: why for t, why in embedder.not_applicable.items() if t in wanted}
+    wanted -= set(skipped)
 
     textless = cold[~data.catalog.has_text()[cold]]
     related = {
@@ -300,4 +302,12 @@ def evaluate_embedder(
         f"evaluated {embedder.name}: {len(results)} task × relevance results"
         + (f", skipped {', '.join(skipped)}" if skipped else "")
     )
-    return EvalResult(embedder.name, results, emb, data.source, embedder.trained_on(), skipped)
+    return EvalResult(
+        embedder.name,
+        results,
+        emb,
+        data.source,
+        embedder.trained_on(),
+        skipped,
+        is_floor=embedder.is_floor,
+    )

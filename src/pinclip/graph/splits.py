@@ -12,6 +12,7 @@ enough unprotected eligible pins.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,11 @@ from .bipartite import PinBoardGraph
 
 SPLIT_NAMES = ("warm", "val", "cold")
 WARM, VAL, COLD = 0, 1, 2
+#: Fewest held-out pins behind a figure that means something: with fewer, one pin moves a
+#: mean Recall@10 by over 3 points and its 95% CI spans much of [0, 1].
+MIN_HELD_OUT = 30
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -57,6 +63,15 @@ class Split:
             raise ValueError(f"need one split label per pin ({graph.n_pins}), got {labels.shape}")
         warm, val, cold = (np.flatnonzero(labels == k) for k in (WARM, VAL, COLD))
         return cls(warm, val, cold, graph.restrict(labels == WARM), dict(params or {}))
+
+    def too_small(self) -> list[str]:
+        """A warning per held-out part with fewer than `MIN_HELD_OUT` pins (none: [])."""
+        return [
+            f"only {len(pins)} {name} pins (< {MIN_HELD_OUT}): figures measured on them are "
+            "noise; use a bigger catalog or raise data.cold_frac / data.val_frac"
+            for name, pins in (("val", self.val), ("cold", self.cold))
+            if 0 < len(pins) < MIN_HELD_OUT
+        ]
 
     def save(self, path: str | Path) -> Path:
         """Write ``pin_id → split`` as parquet (params in the file's metadata)."""
@@ -138,7 +153,10 @@ def split_pins(
     labels[held[:n_val]] = VAL
     labels[held[n_val:]] = COLD
     params = dict(cold_frac=cold_frac, val_frac=val_frac, seed=seed)
-    return Split.from_labels(graph, labels, params)
+    split = Split.from_labels(graph, labels, params)
+    for warning in split.too_small():
+        log.warning("split of %d pins: %s", graph.n_pins, warning)
+    return split
 
 
 def split_boards(

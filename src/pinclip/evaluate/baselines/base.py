@@ -31,6 +31,10 @@ class Embedder(ABC):
     """A model or baseline under evaluation. Subclass, set `name`, implement `embed_pins`."""
 
     name: str = "embedder"
+    #: tasks this model is at the floor on by construction, and why: reported n/a, not scored
+    not_applicable: dict[str, str] = {}
+    #: a reference floor (random vectors), never "the best baseline"
+    is_floor: bool = False
 
     @abstractmethod
     def embed_pins(self, data: EvalData) -> PinEmbeddings:

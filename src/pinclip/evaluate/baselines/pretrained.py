@@ -251,6 +251,11 @@ class ConcatEmbedder(Embedder):
     """image ⊕ text, each half unit-norm, scaled by 1/√2; a single modality is zero-padded."""
 
     name = "minilm+lite0"
+    not_applicable = {
+        task: "image and text halves are zero-padded into disjoint coordinates, so every "
+        "cross-modal score is 0 by construction"
+        for task in ("text_to_image", "image_to_text")
+    }
 
     def __init__(
         self, image: Lite0Embedder | None = None, text: MiniLMEmbedder | None = None

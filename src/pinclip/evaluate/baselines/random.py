@@ -12,6 +12,7 @@ from .base import Embedder, PinEmbeddings, normalize, register_baseline
 @register_baseline("random")
 class RandomEmbedder(Embedder):
     name = "random"
+    is_floor = True
 
     def __init__(self, dim: int = 256, seed: int = 0) -> None:
         self.dim, self.seed = dim, seed
