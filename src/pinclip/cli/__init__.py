@@ -43,9 +43,25 @@ app.add_typer(serve.index_app, name="index")
 app.command("serve")(serve.serve)
 
 
+def _print_version(value: bool) -> None:
+    """Eager: runs while the options are parsed, before Typer asks for a command."""
+    if value:
+        from pinclip import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        expose_value=False,
+        callback=_print_version,
+        help="Print the version and exit.",
+    ),
     log_level: str = typer.Option(
         None,
         "--log-level",
@@ -56,11 +72,6 @@ def _root(
     from pinclip.log import setup_logging
 
     setup_logging(log_level)
-    if version:
-        from pinclip import __version__
-
-        typer.echo(__version__)
-        raise typer.Exit()
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 from rich.text import Text
 
 stderr = Console(stderr=True)
@@ -22,3 +24,17 @@ def fail(err: Exception | str) -> NoReturn:
     is), and is not wrapped mid-path."""
     stderr.print(Text.assemble(("error: ", "bold red"), str(err)), soft_wrap=True)
     raise typer.Exit(2) from None
+
+
+#: Widest line a table is printed at when the output is not a terminal (a log, a pipe)
+LOG_WIDTH_MAX = 1000
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print `table` whole: on a terminal at the terminal's width; in a log or a pipe at the
+    table's own width (Rich's 80-column default there cut cells to 'pres…', '/tmp…')."""
+    if not console.is_terminal:
+        natural = Measurement.get(console, console.options.update(max_width=LOG_WIDTH_MAX), table)
+        if natural.maximum > console.width:  # print(width=) is capped at the console's width
+            console = Console(file=console.file, width=natural.maximum)
+    console.print(table)

@@ -12,6 +12,7 @@ from pinclip.data.catalog import REJECTS_FILE, ValidationReport, check_catalog
 from pinclip.data.images import DEFAULT_MAX_PIXELS
 from pinclip.data.importer import import_catalog
 
+from ._errors import print_table
 from .catalog_build import app as build_app
 
 app = typer.Typer(
@@ -38,14 +39,14 @@ def print_report(report: ValidationReport, rejects_path: Path) -> None:
         files.add_column(col, justify="left" if col == "file" else "right")
     for name in report.files.values():
         files.add_row(name, f"{report.good.get(name, 0):,}", f"{report.rejected(name):,}")
-    console.print(files)
+    print_table(console, files)
     if report.rejects:
         reasons = Table(title="Rejected rows by reason")
         for col in ("file", "reason", "rows"):
             reasons.add_column(col, justify="right" if col == "rows" else "left")
         for (name, reason), n in sorted(report.by_reason().items()):
             reasons.add_row(name, reason, f"{n:,}")
-        console.print(reasons)
+        print_table(console, reasons)
     for (name, what), n in sorted(report.warnings.items()):
         console.print(f"[yellow]warning:[/] {name}: {n:,} {what}, kept")
     console.print(f"{len(report.rejects):,} rejected rows written to {rejects_path}")

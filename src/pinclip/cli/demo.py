@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._errors import fail
+from ._errors import fail, print_table
 
 console = Console(stderr=True)
 
@@ -148,7 +148,7 @@ def _print_comparison(runs: dict, results: list) -> None:
             f"{result.best_val_recall:.4f}",
             f"{result.seconds:.0f}s",
         )
-    console.print(table)
+    print_table(console, table)
     console.print(verdict_line(results, rel))
 
 

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from pinclip.errors import require_extra
 
+from ._errors import print_table
+
 console = Console(stderr=True)
 
 
@@ -33,7 +35,7 @@ def _print_result(result) -> None:
     for (task, rel), res in result.results.items():
         cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in res.summary.values()]
         table.add_row(TASKS[task], rel, str(res.n_queries), *cells)
-    console.print(table)
+    print_table(console, table)
 
 
 def evaluate(
@@ -103,7 +105,7 @@ def compare(
         table.add_column(column, justify="right")
     for name, row in df.iterrows():
         table.add_row(name, *row.tolist())
-    console.print(table)
+    print_table(console, table)
     first = next(
         (line for line in report.read_text().splitlines() if line.startswith("**Headline")), None
     )

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._errors import print_table
+
 
 def list_models() -> None:
     """List the model presets: parameter counts and which parts start pretrained."""
@@ -40,8 +42,8 @@ def list_models() -> None:
             info["layers"],
             ", ".join(pretrained) or "none (all random)",
         )
-    Console().print(table)
-    Console().print(backbone_table())
+    print_table(Console(), table)
+    print_table(Console(), backbone_table())
 
 
 def backbone_table() -> Table:
