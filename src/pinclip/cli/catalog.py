@@ -11,6 +11,7 @@ from rich.table import Table
 from pinclip.data.catalog import REJECTS_FILE, ValidationReport, check_catalog
 from pinclip.data.images import DEFAULT_MAX_PIXELS
 from pinclip.data.importer import import_catalog
+from pinclip.data.validate import IMAGE_ONLY_PIN
 
 from ._errors import print_table
 from .catalog_build import app as build_app
@@ -30,6 +31,10 @@ ALLOW_ABSOLUTE = typer.Option(
     False, "--allow-absolute-paths", help="Accept absolute image paths outside the catalog."
 )
 WORKERS = typer.Option(None, "--workers", help="Threads for image checks (default: all cores).")
+STRICT = typer.Option(
+    False, "--strict", help="Exit 1 when any row is rejected (default: exit 0 if readable)."
+)
+IMAGE_ONLY_SHOWN = 20  # image-only pin ids printed (all kept ones are in the report)
 
 
 def print_report(report: ValidationReport, rejects_path: Path) -> None:
@@ -49,7 +54,18 @@ def print_report(report: ValidationReport, rejects_path: Path) -> None:
         print_table(console, reasons)
     for (name, what), n in sorted(report.warnings.items()):
         console.print(f"[yellow]warning:[/] {name}: {n:,} {what}, kept")
+        if what == IMAGE_ONLY_PIN and report.image_only:
+            shown = report.image_only[:IMAGE_ONLY_SHOWN]
+            more = f" … and {n - len(shown):,} more" if n > len(shown) else ""
+            console.print("  image-only pin ids: " + ", ".join(shown) + more, soft_wrap=True)
     console.print(f"{len(report.rejects):,} rejected rows written to {rejects_path}")
+
+
+def exit_if_strict(report: ValidationReport, strict: bool) -> None:
+    """--strict: exit 1 when any row was rejected, so scripts and CI can stop on it."""
+    if strict and report.rejects:
+        errors.print(f"[red]--strict[/]: {len(report.rejects):,} rows rejected")
+        raise typer.Exit(1)
 
 
 @app.command("check")
@@ -62,8 +78,10 @@ def check(
     max_pixels: int = MAX_PIXELS,
     allow_absolute_paths: bool = ALLOW_ABSOLUTE,
     workers: int | None = WORKERS,
+    strict: bool = STRICT,
 ) -> None:
-    """Validate a catalog; exit 0 if it could be read (whatever was rejected), 2 if not."""
+    """Validate a catalog; exit 0 if it could be read (with --strict: and nothing was
+    rejected), 1 if --strict and rows were rejected, 2 if it could not be read."""
     rejects_path = rejects or root / REJECTS_FILE
     report = check_catalog(
         root,
@@ -75,6 +93,7 @@ def check(
         progress=True,
     )
     print_report(report, rejects_path)
+    exit_if_strict(report, strict)
 
 
 @app.command("import")
@@ -104,6 +123,7 @@ def import_(
     max_pixels: int = MAX_PIXELS,
     allow_absolute_paths: bool = ALLOW_ABSOLUTE,
     workers: int | None = WORKERS,
+    strict: bool = STRICT,
 ) -> None:
     """Convert CSV/JSONL tables plus an image folder into a catalog (bad rows go to OUT/rejects.jsonl)."""
     meta = {
@@ -127,3 +147,4 @@ def import_(
     )
     print_report(report, out / REJECTS_FILE)
     console.print(f"catalog written to {out}")
+    exit_if_strict(report, strict)

@@ -164,40 +164,47 @@ def import_catalog(
         check_image(source, max_pixels=max_pixels)
         _place(Path(source), out / _destination(Path(source), image_root), link)
 
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    frames, report = validate_tables(
-        *tables,
-        image_root=image_root,
-        allow_absolute_paths=allow_absolute_paths,
-        image_check=check_and_place,
-        workers=workers,
-        progress=progress,
-    )
-    pin_frame = frames["pins"]
-    pin_frame["image"] = [
-        _destination(
-            resolve_image_path(image_root, img, allow_absolute=allow_absolute_paths), image_root
+    try:
+        frames, report = validate_tables(
+            *tables,
+            image_root=image_root,
+            allow_absolute_paths=allow_absolute_paths,
+            image_check=check_and_place,
+            workers=workers,
+            progress=progress,
         )
-        for img in pin_frame["image"]
-    ]
-    build = {
-        "command": "import",
-        "sources": {
-            kind: Path(p).name for kind, p in (("pins", pins), ("boards", boards), ("edges", edges))
-        },
-        "images": "hard-linked" if link else "copied",
-        "max_pixels": max_pixels,
-        "allow_absolute_paths": allow_absolute_paths,
-        "rejected_rows": len(report.rejects),
-    }
-    info = {
-        "name": out.name,
-        "version": "1",
-        "license": None,
-        "attribution": None,
-        **(meta or {}),
-        "build": build,
-    }
-    write_catalog(out, pin_frame, frames["boards"], frames["edges"], info)
-    report.write_jsonl(out / REJECTS_FILE)
+        pin_frame = frames["pins"]
+        pin_frame["image"] = [
+            _destination(
+                resolve_image_path(image_root, img, allow_absolute=allow_absolute_paths), image_root
+            )
+            for img in pin_frame["image"]
+        ]
+        build = {
+            "command": "import",
+            "sources": {
+                kind: Path(p).name
+                for kind, p in (("pins", pins), ("boards", boards), ("edges", edges))
+            },
+            "images": "hard-linked" if link else "copied",
+            "max_pixels": max_pixels,
+            "allow_absolute_paths": allow_absolute_paths,
+            "rejected_rows": len(report.rejects),
+        }
+        info = {
+            "name": out.name,
+            "version": "1",
+            "license": None,
+            "attribution": None,
+            **(meta or {}),
+            "build": build,
+        }
+        write_catalog(out, pin_frame, frames["boards"], frames["edges"], info)
+        report.write_jsonl(out / REJECTS_FILE)
+    except BaseException:
+        if created:  # a failed import leaves no (empty or half-filled) folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out, report

@@ -38,6 +38,7 @@ EDGE_REJECTED_BOARD = "edge to rejected board"
 DUPLICATE_EDGE = "duplicate edge"
 # Warnings: rows that are kept but worth counting in the summary.
 IMAGE_ONLY_PIN = "image-only pins (no title or description)"
+IMAGE_ONLY_LISTED = 1000  # ids of image-only pins a report keeps (bounded at any scale)
 
 TABLES = ("pins", "boards", "edges")
 REQUIRED = {
@@ -82,6 +83,8 @@ class ValidationReport:
     good: dict[str, int] = field(default_factory=dict)  # file name -> rows kept
     rejects: list[Reject] = field(default_factory=list)
     warnings: dict[tuple[str, str], int] = field(default_factory=dict)  # (file, what) -> kept rows
+    #: ids of kept image-only pins, the first `IMAGE_ONLY_LISTED` (their count: `warnings`)
+    image_only: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -372,9 +375,10 @@ def validate_tables(
                 kept[kind][key] = i not in problems
         frames[kind] = _frame(table, kind, problems, {id_col: ids})
         report.good[table.file] = len(frames[kind])
-        n_image_only = sum(i not in problems for i in image_only)
-        if n_image_only:
-            report.warnings[(table.file, IMAGE_ONLY_PIN)] = n_image_only
+        image_only = [i for i in image_only if i not in problems]
+        if image_only:
+            report.warnings[(table.file, IMAGE_ONLY_PIN)] = len(image_only)
+            report.image_only = [str(ids[i]) for i in image_only[:IMAGE_ONLY_LISTED]]
         report.rejects += _report_rows(table, problems, ids)
 
     problems = _Problems()
