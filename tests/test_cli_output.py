@@ -43,3 +43,25 @@ def test_tables_are_not_cut_when_the_output_is_not_a_terminal(monkeypatch):
     text = out.getvalue()
     assert long_path in text and "preset-with-a-long-name-that-is-not-short" in text
     assert "…" not in text
+
+
+def test_print_config_shows_every_key_resolved_with_its_default_and_doc(tmp_path):
+    from pinclip._typed_config import describe
+    from pinclip.train.config import TrainConfig
+
+    rows = describe(TrainConfig(), TrainConfig())
+    undocumented = [key for key, _, _, doc in rows if not doc]
+    assert not undocumented, f"config keys without a doc comment: {undocumented}"
+    run_dir = tmp_path / "never-created"
+    result = CliRunner().invoke(
+        app, ["train", "--print-config", "optim.lr=1e-3", f"run_dir={run_dir}", "loss.kind=siglip"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    for key, *_ in rows:
+        assert key in lines or f"*{key}" in lines, key  # every key, one row each
+    cells = [c.strip() for c in lines["*optim.lr"].split("│")]
+    assert cells[2:4] == ["0.001", "0.0005"] and "learning rate" in cells[4]
+    assert "*loss.kind" in lines and "siglip" in lines["*loss.kind"]
+    assert "epochs" in lines and "*epochs" not in lines  # unchanged keys are not marked
+    assert not run_dir.exists()  # printing the config trains nothing

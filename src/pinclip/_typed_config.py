@@ -86,3 +86,51 @@ def build(schema: type, layers: list[tuple[Any, str]], *, prefix: str = "") -> A
     for layer, source in layers:
         cfg = merge(cfg, layer, source, prefix=prefix)
     return to_object(cfg, layers[-1][1] if layers else schema.__name__)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """One line of doc per field of dataclass `cls`, from its source comments: the `#`/`#:`
+    lines right above the field, else the comment at the end of its line(s). Comments are
+    where this project documents config keys, so `--print-config` reads them, not a copy."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments: dict[int, str] = {}  # line -> comment text
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#:").strip()
+    lines = source.splitlines()
+    docs: dict[str, str] = {}
+    for node in ast.parse(source).body[0].body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        above, line = [], node.lineno - 1
+        while line >= 1 and lines[line - 1].strip().startswith("#"):
+            above.insert(0, comments.get(line, ""))
+            line -= 1
+        trailing = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        docs[node.target.id] = " ".join(above or trailing).strip()
+    return docs
+
+
+def describe(cfg: Any, default: Any, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
+    """(dotted key, value in `cfg`, value in `default`, doc) for every leaf of a dataclass
+    config, nested sections flattened; classes up the MRO contribute their fields' docs."""
+    import dataclasses
+
+    docs: dict[str, str] = {}
+    for klass in reversed(type(cfg).__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs |= field_docs(klass)
+    rows = []
+    for f in dataclasses.fields(cfg):
+        value, base = getattr(cfg, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe(value, base, f"{prefix}{f.name}.")
+        else:
+            rows.append((prefix + f.name, value, base, docs.get(f.name, "")))
+    return rows

@@ -59,11 +59,13 @@ class LossConfig:
     """Weights and options of the PinCLIP objective: training's `loss:` config section is
     this dataclass. ``nbr_weight=0`` is plain CLIP (+ fusion)."""
 
-    kind: Literal["infonce", "siglip"] = "infonce"
-    fuse_weight: float = 0.5  # a
+    kind: Literal["infonce", "siglip"] = (
+        "infonce"  # contrastive form of every term: softmax InfoNCE or sigmoid SigLIP
+    )
+    fuse_weight: float = 0.5  # a: weight of L_fuse, the pin ↔ its own image and text
     nbr_weight: float = 1.0  # λ; 0 is the plain CLIP-style objective
-    nbr_terms: tuple[str, ...] = NBR_TERMS
-    logq: bool = False
+    nbr_terms: tuple[str, ...] = NBR_TERMS  # L_nbr terms: anchor pin / image / text ↔ neighbor pin
+    logq: bool = False  # subtract log P(drawn as a neighbor) from the anchor→neighbor logits
     #: Matryoshka prefixes every term is averaged over. Empty: the model's own
     #: (`PinCLIPConfig.matryoshka_dims`, see `for_model`); a bare `pinclip_loss` call with
     #: empty dims uses the full embedding dimension only.
@@ -79,7 +81,7 @@ class LossConfig:
     #: tower); 0 is off. Each anchor's positive is one of its training-graph boards, the
     #: candidates are the (global) batch's boards
     board_weight: float = 0.0
-    board_terms: tuple[str, ...] = BOARD_TERMS
+    board_terms: tuple[str, ...] = BOARD_TERMS  # L_board terms: anchor pin / image ↔ board
     #: subtract log P(board sampled) from the anchor→board logits (sampled softmax)
     board_logq: bool = True
     #: also the board→anchor direction (InfoNCE); False: pin→board only

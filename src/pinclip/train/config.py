@@ -34,12 +34,12 @@ __all__ = [
 
 @dataclass
 class DataConfig:
-    catalog: str = "data/emoji"
+    catalog: str = "data/emoji"  # catalog directory (docs/catalog.md)
     build_if_missing: str | None = "emoji"  # builder run when the catalog is missing; null: error
-    check_images: bool = True
-    cold_frac: float = 0.1
-    val_frac: float = 0.05
-    split_seed: int = 0
+    check_images: bool = True  # open and decode every image when the catalog is read
+    cold_frac: float = 0.1  # share of pins held out as cold (evaluation)
+    val_frac: float = 0.05  # share of pins held out for validation (model selection)
+    split_seed: int = 0  # seed of the warm / val / cold split, held-out boards, neighbor sampler
     sampler: str = "coboard"  # "coboard" or "random_walk"
     random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)  # sampler=random_walk
     cache_dir: str = "cache"  # frozen-feature store and neighbor caches, shared by runs
@@ -65,33 +65,33 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    preset: str = "small"
+    preset: str = "small"  # model preset: tiny, small, base (`pinclip models`)
     overrides: dict[str, Any] = field(default_factory=dict)  # PinCLIPConfig keys, e.g. image.depth
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 5e-4
+    lr: float = 5e-4  # peak learning rate of the trained layers (AdamW)
     #: lr of the pretrained towers' tuned top blocks (model.overrides.text.tune_last_layers,
     #: image.tune_last_blocks); the schedule scales it like `lr`.
     tuned_lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    accum_steps: int = 1
+    weight_decay: float = 0.05  # AdamW weight decay (not on gains, biases, norms)
+    warmup_steps: int = 50  # linear warmup steps before the cosine decay
+    min_lr_ratio: float = 0.05  # cosine decay floor, as a fraction of lr
+    grad_clip: float = 1.0  # max global gradient norm (clip_grad_norm_)
+    accum_steps: int = 1  # micro-batches accumulated per optimizer step
 
 
 @dataclass
 class TrainConfig:
-    run_dir: str = "runs/emoji-small"
-    seed: int = 0
-    epochs: int = 10
+    run_dir: str = "runs/emoji-small"  # where checkpoints, best/, metrics.jsonl go
+    seed: int = 0  # seed of model init, batches and augmentations
+    epochs: int = 10  # passes over the warm pins (unless max_steps)
     max_steps: int = 0  # 0: epochs decide
-    batch_size: int = 128
+    batch_size: int = 128  # batch of one micro-batch, summed over ranks
     val_every: int = 0  # steps; 0: once per epoch
     ckpt_every: int = 0  # steps; 0: once per epoch
-    keep_last: int = 2
+    keep_last: int = 2  # checkpoints kept (best/ is kept apart)
     device: str = "auto"  # auto (CUDA if visible, else CPU), cpu, cuda, cuda:N, mps
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (+ grad scaler)
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
