@@ -98,3 +98,28 @@ def test_fusion_without_late_path_exports_with_parity(tmp_path, samples):
     export_onnx(model_dir, tmp_path / "export", samples, int8=False)
     report = json.loads((tmp_path / "export" / "export.json").read_text())
     assert min(report["parity"].values()) >= 0.99
+
+
+def test_cli_export_without_catalog_uses_the_runs_own_catalog(tmp_path, model_dir, catalog_dir):
+    """`pinclip export RUN/best OUT` calibrates on the catalog the run trained on (it once
+    fell back to data/emoji and told the user to build it)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pinclip.cli import app
+    from pinclip.train.config import TrainConfig, save_config
+
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run / "best")
+    cfg = TrainConfig()
+    cfg.data.catalog = str(catalog_dir)
+    save_config(cfg, run / "config.yaml")
+    out = tmp_path / "onnx"
+    result = CliRunner().invoke(
+        app, ["export", str(run / "best"), str(out), "--samples", "8"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "export.json").is_file()
+    alone = CliRunner().invoke(app, ["export", str(model_dir), str(tmp_path / "x")])
+    assert alone.exit_code == 2 and "pass --catalog DIR" in alone.output

@@ -101,7 +101,9 @@ def export(
         False, "--int8", help="Quantize parts where int8 is faster and accurate."
     ),
     catalog: Path = typer.Option(
-        Path("data/emoji"), help="Catalog whose pins calibrate and check parity."
+        None,
+        help="Catalog whose pins calibrate and check parity (default: the catalog the "
+        "model's training run used).",
     ),
     samples: int = typer.Option(64, min=2, help="Catalog pins used for calibration and parity."),
 ) -> None:
@@ -111,6 +113,7 @@ def export(
 
     if format != "onnx":
         fail(f"unknown format {format!r}; only onnx is supported")
+    catalog = catalog or run_catalog(model)
     report = export_onnx(model, out, catalog_samples(catalog, samples), int8=int8)
     console.print(f"graphs: {report.graphs}")
     console.print(
@@ -122,6 +125,21 @@ def export(
             "int8 measurements: " + ", ".join(f"{k} {v:.3f}" for k, v in report.timings_ms.items())
         )
     console.print(f"[green]done[/]: {out}")
+
+
+def run_catalog(model: Path) -> Path:
+    """The catalog the run holding `model` (a run dir, or its best/ or final/) trained on."""
+    from pinclip.errors import InputError
+    from pinclip.evaluate.data import find_run_dir
+    from pinclip.train import load_config
+
+    run = find_run_dir(Path(model))
+    if run is None:
+        raise InputError(
+            f"{model}: no training run's config.yaml beside this model to take its catalog "
+            "from; pass --catalog DIR"
+        )
+    return Path(load_config(run / "config.yaml").data.catalog)
 
 
 @index_app.command("build")

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from pinclip._typed_config import merge, to_object, unknown_key_error
+from pinclip.atomic import atomic_write_text
 from pinclip.errors import ConfigError
 from pinclip.graph import RandomWalkConfig
 from pinclip.losses import LossConfig
@@ -168,4 +169,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config (what actually ran) as YAML."""
-    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
