@@ -210,3 +210,23 @@ def test_build_killed_midway_resumes_to_the_uninterrupted_bytes(tmp_path) -> Non
     assert not finished and 3 <= n_before < 24, "the kill should land mid-build"
     assert _run_build(killed, images, workers=2)  # parallel workers, resumed
     assert _tree(killed) == _tree(whole)  # same segments, same bytes
+
+
+def test_batched_preprocessing_is_the_per_image_transform(tmp_path):
+    """The store's batch preprocessing (PIL steps per image, tensor steps per batch) computes
+    exactly what the model's eval transform does image by image."""
+    from PIL import Image
+
+    from pinclip.model.feature_store import _Frozen
+
+    model = PinCLIP.from_preset("tiny", pretrained=False, freeze_stem=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(40, 30), (64, 64), (17, 90)]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(paths[-1])
+    frozen = _Frozen(model, "images")
+    per_image = torch.stack([frozen.transform(Image.open(p).convert("RGB")) for p in paths])
+    batched = frozen.pixels(paths)
+    assert batched.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(batched, per_image, rtol=0, atol=0)
