@@ -14,6 +14,18 @@ Beside them, measured in the same run: the matmul peak (fp32 GFLOP/s, torch, all
 Pillow decode + eval resize per second on one core, and the FLOPs of the frozen parts per
 pin (`torch.utils.flop_counter`), so the store build is stated as a share of the peak.
 Results go into bench/results/scale_1e6.json under "speedup" and "speed".
+
+    python bench/bench_scale_1e6.py scale --pins 10000 100000 --preset small --steps 20
+
+`scale` runs every stage of a synthetic catalog of N pins, each a process of its own (what
+a user runs), its process tree's RssAnon sampled every 0.2 s (bench_scale_train.run_stage):
+catalog (build), check, split+neighbors (`load_training_data`: the split, the neighbor
+sampler and the loss arrays), features (the store build `pinclip train` starts with),
+train (`--steps` optimizer steps and the final validation), embed (`pinclip embed
+--features`: from the store), index (`pinclip index build --kind ivfsq8`), serve (startup to
+/healthz, text search at concurrency 8 for 10 s, 16 adds). Each stage's result is written
+as soon as it ends, under `{"N": {"stage": {...}}}`; a stage already there is skipped, so
+a killed run resumes. `--stages` picks stages (later ones need the earlier ones' outputs).
 """
 
 from __future__ import annotations
@@ -124,7 +136,141 @@ def child_ceilings(args: argparse.Namespace) -> dict:
     }
 
 
-CHILDREN = {"features": child_features, "embed": child_embed, "ceilings": child_ceilings}
+def child_split(args: argparse.Namespace) -> dict:
+    """The split, the neighbor sampler and the loss arrays, as `pinclip train` makes them."""
+    from pinclip.train.config import load_config
+    from pinclip.train.data import load_training_data
+
+    cfg = load_config(None, json.loads(args.overrides))
+    started = time.perf_counter()
+    data = load_training_data(cfg.data)
+    return {"seconds": time.perf_counter() - started, "pins": int(data.n_pins)}
+
+
+def child_serve(args: argparse.Namespace) -> dict:
+    """`pinclip serve` started on the index: startup, text search at concurrency 8, adds."""
+    import asyncio
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    from bench_service import free_port, start_server, window
+
+    port = free_port()
+    started = time.perf_counter()
+    extra = ["--catalog", args.catalog]
+    server = start_server(Path(args.store), Path(args.model), "torch", port, Path(args.out), extra)
+    startup = time.perf_counter() - started
+    try:
+        url = f"http://127.0.0.1:{port}"
+        queries = ["red ring", "blue ocean dots", "forest kitchen", "magenta cake", "teal house"]
+        asyncio.run(window(f"{url}/v1/search", 8, 2.0, queries))  # warm-up
+        n, lat = asyncio.run(window(f"{url}/v1/search", 8, 10.0, queries))
+        adds = []
+        rng = np.random.default_rng(0)
+        for i in range(16):
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+            t = time.perf_counter()
+            r = httpx.post(
+                f"{url}/v1/pins",
+                files={"file": ("pin.png", buf.getvalue(), "image/png")},
+                data={"title": f"bench pin {i}", "pin_id": f"bench-add-{time.time_ns()}"},
+                timeout=60,
+            )
+            r.raise_for_status()
+            adds.append(time.perf_counter() - t)
+    finally:
+        server.terminate()
+        server.wait(30)
+    ms = np.array(lat) * 1000
+    return {
+        "seconds": startup,
+        "startup_s": round(startup, 2),
+        "search_c8_requests_per_s": round(n / 10.0, 1),
+        "search_c8_p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "search_c8_p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "add_p50_ms": round(float(np.median(adds) * 1000), 1),
+    }
+
+
+CHILDREN = {
+    "features": child_features,
+    "embed": child_embed,
+    "ceilings": child_ceilings,
+    "split": child_split,
+    "serve": child_serve,
+}
+STAGES = ("catalog", "check", "split", "features", "train", "embed", "index", "serve")
+PRESETS = {  # the training overrides of bench_scale_train (the `small` store settings)
+    "small": [
+        "model.preset=small", "data.feature_dtype=int8", "model.overrides.text.keep_tokens=4",
+        "model.overrides.image.fine_grid=4",
+    ],
+    "tiny": [
+        "model.preset=tiny", "model.overrides.freeze_stem=true",
+        "model.overrides.freeze_text_encoder=true",
+    ],
+}  # fmt: skip
+
+
+def scale(args: argparse.Namespace) -> None:
+    """Every stage of one catalog size after another; each result saved as it ends."""
+    from bench_scale_train import run_stage
+
+    for n in args.pins:
+        work = Path(args.work) / f"n{n}"
+        work.mkdir(parents=True, exist_ok=True)
+        catalog, run, cache = work / "catalog", work / "run", work / "cache"
+        emb, index = work / "emb", work / "index"
+        overrides = [
+            *PRESETS[args.preset], f"data.catalog={catalog}", "data.build_if_missing=null",
+            "data.check_images=false", f"data.cache_dir={cache}", f"run_dir={run}",
+            f"max_steps={args.steps}", "batch_size=128", "tensorboard=false",
+            f"data.feature_workers={args.workers}",
+        ]  # fmt: skip
+        pinclip = [sys.executable, "-m", "pinclip"]
+        me = [sys.executable, str(Path(__file__).resolve()), "child"]
+        commands = {
+            "catalog": [*pinclip, "catalog", "build", "synthetic", str(catalog), "--pins", str(n),
+                        "--seed", "0"],
+            "check": [*pinclip, "catalog", "check", str(catalog)],
+            "split": [*me, "split", "--overrides", json.dumps(overrides)],
+            "features": [sys.executable, str(HERE / "bench_scale_train.py"), "--stage",
+                         "features", "--overrides", *overrides],
+            "train": [*pinclip, "train", *overrides],
+            "embed": [*pinclip, "embed", str(run / "final"), str(catalog), str(emb), "--backend",
+                      "torch", "--features", str(cache / "features"), "--part-size", "4096"],
+            "index": [*pinclip, "index", "build", str(emb), str(index), "--kind", "ivfsq8",
+                      "--catalog", str(catalog)],
+            "serve": [*me, "serve", "--store", str(index), "--model", str(run / "final"),
+                      "--catalog", str(catalog), "--out", str(work / "server.log"),
+                      "--result", str(work / "serve.json")],
+        }  # fmt: skip
+        commands["split"] += ["--result", str(work / "split.json")]
+        for stage in args.stages:
+            if stage in _load().get(str(n), {}):
+                continue
+            if time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
+                print(f"not starting {stage} at N={n}: past {args.stop_at} UTC", flush=True)
+                return
+            load = os.getloadavg()[0]
+            env = os.environ | {"PYTHONPATH": f"{ROOT / 'src'}:{HERE}"}
+            r = run_stage(commands[stage], work / f"{stage}.log", env=env)
+            r["load_1min_before"] = round(load, 2)
+            child = work / f"{stage}.json"
+            if stage in ("split", "serve") and child.is_file():  # the child's own timing
+                r["process_seconds"] = r["seconds"]
+                r |= json.loads(child.read_text())
+            if stage in ("features", "train", "embed"):
+                r["preset"] = args.preset
+            r["pins_per_s"] = round(n / r["seconds"], 1)
+            data = _load()
+            data.setdefault(str(n), {})[stage] = r
+            _save({str(n): data[str(n)]})
+            print(n, stage, json.dumps(r), flush=True)
 
 
 def run_child(code: Path, stage: str, **kw: str | None) -> dict:
@@ -160,9 +306,15 @@ def speed(args: argparse.Namespace) -> None:
     model = work / "model-small"
     if not (model / "config.json").is_file():
         subprocess.run(
-            [sys.executable, "-c", "import sys; from pinclip.model import PinCLIP; "
-             f"PinCLIP.from_preset('small', **{SMALL!r}).save_pretrained(sys.argv[1])", str(model)],
-            check=True, env=os.environ | {"PYTHONPATH": str(before / "src")},
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pinclip.model import PinCLIP; "
+                f"PinCLIP.from_preset('small', **{SMALL!r}).save_pretrained(sys.argv[1])",
+                str(model),
+            ],
+            check=True,
+            env=os.environ | {"PYTHONPATH": str(before / "src")},
         )  # fmt: skip  (saved by the old code: the new one reads its config, not the reverse)
     runs: dict[str, dict[str, list[dict]]] = {"before": {}, "after": {}}
     ceilings = run_child(after, "ceilings", model=str(model), catalog=str(catalog), work=str(work))
@@ -229,13 +381,23 @@ def main() -> None:
     sp.add_argument("--pins", type=int, default=2000)
     sp.add_argument("--reps", type=int, default=2)
     sp.add_argument("--work", default="/tmp/pinclip-scale")
+    sc = sub.add_parser("scale")
+    sc.add_argument("--pins", type=int, nargs="+", default=[10_000, 100_000])
+    sc.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    sc.add_argument("--steps", type=int, default=20)
+    sc.add_argument("--workers", type=int, default=1, help="feature store processes")
+    sc.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    sc.add_argument("--stop-at", default="07:40", help="start no stage after HH:MM UTC")
+    sc.add_argument("--work", default="/tmp/pinclip-scale")
     ch = sub.add_parser("child")
     ch.add_argument("stage", choices=sorted(CHILDREN))
-    for opt in ("model", "catalog", "store", "out", "work", "result"):
+    for opt in ("model", "catalog", "store", "out", "work", "result", "overrides"):
         ch.add_argument(f"--{opt}")
     args = parser.parse_args()
     if args.cmd == "speed":
         speed(args)
+    elif args.cmd == "scale":
+        scale(args)
     else:
         import logging
 
