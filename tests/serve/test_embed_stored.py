@@ -41,6 +41,7 @@ def test_stored_features_embed_like_the_encoders(frozen_model, catalog_dir, tmp_
             model_dir, catalog_dir, tmp_path / "stored", features=root / "features", **opts
         )
     assert "not used" not in caplog.text
+    assert "frozen features read from" in caplog.text
     ids_a, a = read_embeddings(computed)
     ids_b, b = read_embeddings(stored)
     assert ids_a == ids_b

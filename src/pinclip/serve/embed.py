@@ -292,7 +292,10 @@ class StoredPins:
             except FeatureStoreError as err:
                 log.info("feature store (%s) not used: %s", dtype, err)
                 continue
-            return stored if stored._agrees(catalog, images, texts) else None
+            if not stored._agrees(catalog, images, texts):
+                return None
+            log.info("frozen features read from %s (%s), not recomputed", root, dtype)
+            return stored
         log.info("feature store %s holds no features of this model's frozen parts", root)
         return None
 
