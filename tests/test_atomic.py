@@ -71,3 +71,35 @@ def test_a_kill_at_any_moment_leaves_the_old_or_the_new_version(tmp_path):
         assert len(folder) == 1, f"folder mixes versions {folder}"
         (folder_version,) = folder
         assert folder_version in (file_version - 1, file_version)  # file first, then folder
+
+
+def _no_plain_writes(monkeypatch):
+    """Make Path.write_text / write_bytes fail: a writer that bypasses pinclip.atomic fails."""
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{self.name} written without pinclip.atomic")
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+
+
+def test_run_config_metrics_catalog_json_and_results_go_through_atomic(tmp_path, monkeypatch):
+    import json
+
+    from pinclip.data.builders._tables import write_json
+    from pinclip.evaluate.tasks import EvalResult
+    from pinclip.train.config import TrainConfig, save_config
+    from pinclip.train.tracking import MetricsFile
+
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    metrics.parent.mkdir()
+    metrics.write_text('{"step": 1}\n{"step": 2}\n')  # before the patch: a run killed at step 2
+    _no_plain_writes(monkeypatch)
+    save_config(TrainConfig(), tmp_path / "run" / "config.yaml")
+    tracker = MetricsFile(tmp_path / "run", step=1)  # resume at 1: rewrite keeps step 1 only
+    tracker.close()
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1]
+    write_json(tmp_path / "catalog.json", {"name": "syn"})
+    EvalResult("m", {}, None, "split").save(tmp_path / "results" / "m.json")
+    assert json.loads((tmp_path / "results" / "m.json").read_text())["model"] == "m"

@@ -45,7 +45,13 @@ def test_evaluate_cli_bad_path_is_a_clear_error(tmp_path):
     assert "--catalog" in result.output
 
 
-def test_compare_writes_report_and_plots(tiny_run, tmp_path):
+def test_compare_writes_report_and_plots(tiny_run, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"{self.name} written without pinclip.atomic")
+
+    monkeypatch.setattr(Path, "write_text", refuse)  # report, results and plots are atomic
     out = tmp_path / "report"
     result = CliRunner().invoke(
         app,

@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from pinclip.atomic import atomic_write_text, write_with  # noqa: E402
+
 from .bootstrap import ratio_ci  # noqa: E402
 from .data import EvalData  # noqa: E402
 from .tasks import TASKS, EvalResult, task_relevances  # noqa: E402
@@ -139,6 +141,11 @@ def _markdown(df: pd.DataFrame, index: str = "model") -> str:
 
 
 # ---- plots -----------------------------------------------------------------------------------
+def _savefig(fig, path: Path, dpi: int) -> None:
+    """A plot's PNG, written atomically like every other file of the report."""
+    write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+
+
 def plot_metric_bars(
     results: list[EvalResult], relevance: str, path: Path, metric: str = HEADLINE_METRIC
 ) -> Path:
@@ -172,7 +179,7 @@ def plot_metric_bars(
     ax.legend(fontsize=8, ncols=min(len(results), 4), loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _savefig(fig, path, 110)
     plt.close(fig)
     return path
 
@@ -213,7 +220,7 @@ def plot_recall_curves(results: list[EvalResult], relevance: str, path: Path) ->
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
+    _savefig(fig, path, 110)
     plt.close(fig)
     return path
 
@@ -251,7 +258,7 @@ def plot_loss_curves(results: list[EvalResult], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _savefig(fig, path, 110)
     plt.close(fig)
     return path
 
@@ -325,7 +332,7 @@ def plot_embedding_map(
         fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), title="group"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _savefig(fig, path, 100)
     plt.close(fig)
     return path
 
@@ -376,7 +383,7 @@ def plot_gallery(
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _savefig(fig, path, 100)
     plt.close(fig)
     return path
 
@@ -496,7 +503,7 @@ def write_report(
     md += ["## Plots", ""] + [
         f"### {t}\n\n![{t}]({p.name})\n" for t, p in plots.items() if p is not None
     ]
-    (out / "report.md").write_text("\n".join(md))
+    atomic_write_text(out / "report.md", "\n".join(md))
 
     body = [
         f"<h1>Evaluation report: {html.escape(ours)}</h1>",
@@ -518,9 +525,10 @@ def write_report(
         if p is not None
     ]
     style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-    (out / "report.html").write_text(
+    atomic_write_text(
+        out / "report.html",
         f"<!doctype html><html><head><meta charset='utf-8'><title>pinclip report</title>"
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n",
     )
     return out / "report.md"
 

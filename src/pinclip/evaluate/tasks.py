@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from pinclip.atomic import atomic_write_text
 from pinclip.errors import InputError
 from pinclip.retrieval import exact_topk, related_pins_hits, related_pins_topk, retrieval_metrics
 
@@ -127,8 +128,7 @@ class EvalResult:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 def _score(

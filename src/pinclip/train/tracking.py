@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
+from pinclip.atomic import atomic_write_text
 from pinclip.errors import require_extra
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class MetricsFile:
                 for line in path.read_text().splitlines()
                 if line and json.loads(line)["step"] <= step
             ]
-        path.write_text("".join(line + "\n" for line in kept))
+        # the rows up to the resumed step, whole or not at all: a kill here must not lose them
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.fh = path.open("a")
 
     def write(self, record: dict[str, Any]) -> None:
@@ -104,7 +106,7 @@ class MLflow:
         params = [Param(k, v) for k, v in sorted(_flatten(config).items())]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=params[start : start + 100])
-        id_file.write_text(self.run_id + "\n")
+        atomic_write_text(id_file, self.run_id + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric

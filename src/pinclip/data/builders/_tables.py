@@ -15,7 +15,7 @@ from types import TracebackType
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pinclip.atomic import atomic_open
+from pinclip.atomic import atomic_open, atomic_write_text
 from pinclip.data.catalog import PARQUET_OPTIONS
 from pinclip.errors import PinclipError
 
@@ -39,7 +39,7 @@ def fresh_output_dir(out: str | Path, overwrite: bool) -> Path:
 
 def write_json(path: Path, obj: dict) -> None:
     """Write JSON with sorted keys so the bytes only depend on the content."""
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 class TableStream:

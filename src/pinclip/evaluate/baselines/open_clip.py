@@ -28,6 +28,7 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
+from pinclip.atomic import atomic_write_text
 from pinclip.errors import NotFoundError
 from pinclip.evaluate.data import EvalData
 from pinclip.log import quiet_root_records
@@ -73,12 +74,12 @@ def create_open_clip(run_dir: Path, config: dict | None = None, *, pretrained: b
     path = run_dir / CONFIG_FILE
     if config is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(config, indent=2) + "\n")
     if not path.is_file():
         raise NotFoundError(f"{path} not found: train one with `pinclip train-open-clip`")
     registered = run_dir / "open_clip_models"
     registered.mkdir(exist_ok=True)
-    (registered / f"{CONFIG_NAME}.json").write_text(path.read_text())
+    atomic_write_text(registered / f"{CONFIG_NAME}.json", path.read_text())
     open_clip.add_model_config(registered)
     from transformers.utils import logging as hf_logging
 
@@ -287,7 +288,8 @@ def train_open_clip(
     from safetensors.torch import save_model
 
     save_model(model, str(run_dir / WEIGHTS_FILE))
-    (run_dir / "train_info.json").write_text(
+    atomic_write_text(
+        run_dir / "train_info.json",
         json.dumps(
             {
                 "source_config": asdict(cfg),
@@ -300,7 +302,7 @@ def train_open_clip(
             },
             indent=2,
         )
-        + "\n"
+        + "\n",
     )
     return run_dir
 
