@@ -53,6 +53,7 @@ data/mdi:
 quality: $(STAMP) data/mdi
 	test -d data/emoji || $(VENV)/bin/pinclip catalog build emoji data/emoji
 	$(PY) bench/quality.py --catalog emoji=data/emoji --catalog mdi=data/mdi --out runs/quality
+	$(PY) bench/docs_tables.py
 
 clean:
 	rm -rf $(VENV) runs data/emoji

@@ -96,6 +96,32 @@ def _summary(results, ours: str, n_resamples: int) -> dict:
     return out
 
 
+def _tables(results, ours: str, n_resamples: int) -> dict:
+    """What docs/evaluation.md's tables show (bench/docs_tables.py writes them from here):
+    every model × task per relevance, ours vs every model, and what is n/a and why."""
+    from pinclip.evaluate.report import headline, metrics_table
+    from pinclip.evaluate.tasks import TASKS
+
+    relevances = [r for r in ("curated", "all") if any(x.get("related_cold", r) for x in results)]
+    return {
+        "per_task": {
+            rel: metrics_table(results, rel).to_dict(orient="index") for rel in relevances
+        },
+        "vs_every_model": [
+            {
+                "task": TASKS[h.task],
+                "vs": h.reference,
+                "ours": round(h.ours, 4),
+                "theirs": round(h.theirs, 4),
+                "ratio": round(h.ratio, 3),
+                "ci": [round(h.low, 3), round(h.high, 3)],
+            }
+            for h in headline(results, ours, relevances[0], n_resamples=n_resamples)
+        ],
+        "not_applicable": {r.name: r.skipped for r in results if r.skipped},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/emoji-small.yaml")
@@ -146,6 +172,7 @@ def main() -> None:
             console=console,
         )
         result[name] = _summary(results, "PinCLIP", args.bootstrap)
+        result[name]["tables"] = _tables(results, "PinCLIP", args.bootstrap)
         timing[name] = {"train_s": trained["train_s"], "compared": specs, "report": str(report)}
     path = write_result("quality", {**result, "_runs": timing, "_config": args.config})
     console.print(f"wrote {path} (figures also in {RESULTS})")
