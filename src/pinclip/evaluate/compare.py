@@ -1,7 +1,9 @@
 """Evaluate one model, or several models and baselines on one split, from short specs.
 
 A spec is `[LABEL=]WHAT`, WHAT being a registered baseline name (`random`, `minilm`,
-`lite0`, `minilm+lite0`), `open_clip:RUN_DIR` (a run of `pinclip train-open-clip`), or the
+`lite0`, `minilm+lite0`), `open_clip:RUN_DIR` (a run of `pinclip train-open-clip`),
+`zero-shot:BACKBONE` (a foundation's own embeddings, e.g. `zero-shot:hf:google/siglip2-base-
+patch16-224`, `zero-shot:pinclip:runs/foundation`), or the
 path of a PinCLIP run dir / model dir. Every model is scored on the same split: the one of
 `split_from` (a PinCLIP run), rebuilt from its config.yaml.
 """
@@ -18,6 +20,8 @@ from pinclip.progress import Progress
 from .baselines import Embedder, PinCLIPEmbedder, create_baseline
 from .baselines.open_clip import OpenCLIPEmbedder
 from .baselines.pretrained import ConcatEmbedder, Lite0Embedder, MiniLMEmbedder, StoredFeatures
+from .baselines.zero_shot import PREFIX as ZERO_SHOT
+from .baselines.zero_shot import ZeroShotEmbedder
 from .data import EvalData
 from .report import write_report
 from .tasks import EvalResult, evaluate_embedder
@@ -51,6 +55,8 @@ def build_embedders(
         label, what = parse_spec(spec)
         if what in ("minilm", "lite0", "minilm+lite0"):
             emb = pretrained(what)
+        elif what.startswith(ZERO_SHOT):
+            emb = ZeroShotEmbedder(what.removeprefix(ZERO_SHOT))
         elif what.startswith("open_clip:"):
             emb = OpenCLIPEmbedder(what.removeprefix("open_clip:"))
         elif Path(what).exists():

@@ -463,6 +463,16 @@ def write_report(
                 f"{row.ratio:.2f}× [95% CI {row.low:.2f}–{row.high:.2f}], "
                 f"{ci_reading(row.low, row.high, 'the best baseline')}."
             )
+    free = best_baseline(
+        results, ours, relevance=main_rel, exclude=tuple(r.name for r in results if r.loss_log)
+    )
+    if free is not None:  # e.g. the foundation's own zero-shot (`zero-shot:SPEC`)
+        score = results[[r.name for r in results].index(free)].get("related_cold", main_rel)
+        low, high = score.summary[HEADLINE_METRIC][1:]
+        verdict += (
+            f"\n\nStrongest training-free baseline on cold related pins: **{free}** "
+            f"(Recall@10 {score.summary[HEADLINE_METRIC][0]:.3f} [{low:.3f}, {high:.3f}])."
+        )
     sections = [
         (
             "Split",

@@ -150,11 +150,13 @@ class Foundation:
 
 @dataclass(frozen=True)
 class BackboneFamily:
-    """A registered family: `load(arg, weights=bool, saved=Path|None) -> Foundation`."""
+    """A registered family: `load(arg, weights=bool, saved=Path|None) -> Foundation`, and
+    `tokenizer(arg, saved)` -> its tokenizer alone (serving ONNX graphs needs no weights)."""
 
     load: Callable[..., Foundation]
     towers: tuple[str, ...]
     example: str
+    tokenizer: Callable[[str, Path | None], Any] = lambda arg, saved: None
 
 
 BACKBONES: Registry[BackboneFamily] = Registry("backbone family")
@@ -177,6 +179,13 @@ def load_foundation(spec: str, *, weights: bool = True, saved: Path | None = Non
     family, arg = split_spec(spec)
     saved = saved if saved is not None and saved.is_dir() else None
     return BACKBONES.get(family).load(arg, weights=weights, saved=saved)
+
+
+def load_tokenizer(spec: str, saved: Path | None = None) -> Any:
+    """The tokenizer of `spec`'s text tower (None: it has none), from `saved` if given."""
+    family, arg = split_spec(spec)
+    saved = saved if saved is not None and saved.is_dir() else None
+    return BACKBONES.get(family).tokenizer(arg, saved)
 
 
 def is_timm_cnn(spec: str) -> str | None:
@@ -245,8 +254,14 @@ class HFVision(TokenEncoder):
         b, c, h, w = inputs.shape
         gh, gw = h // self.patch, w // self.patch
         patches = inputs.reshape(b, c, gh, self.patch, gw, self.patch).permute(0, 2, 4, 3, 5, 1)
-        shapes = torch.tensor([[gh, gw]] * b, device=inputs.device)
-        return m.embeddings(patches.reshape(b, gh * gw, -1), shapes), None
+        e = m.embeddings
+        x = e.patch_embedding(patches.reshape(b, gh * gw, -1))
+        # one resized position grid for the batch (every image has the same size): an ONNX
+        # trace keeps the batch dynamic; the values are what the model's embeddings compute
+        size = e.position_embedding_size
+        grid = e.position_embedding.weight.reshape(size, size, -1)
+        shape = torch.tensor([[gh, gw]], device=inputs.device)
+        return x + e.resize_positional_embeddings(grid, shape, max_length=gh * gw), None
 
     @property
     def layers(self):
@@ -284,7 +299,9 @@ class HFText(TokenEncoder):
         self.hidden_size = int(text_model.config.hidden_size)
 
     def embed(self, inputs, mask=None):
-        return self.model.embeddings(input_ids=inputs), mask
+        # explicit positions: an ONNX trace then keeps the sequence length dynamic
+        positions = torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
+        return self.model.embeddings(input_ids=inputs, position_ids=positions), mask
 
     @property
     def layers(self):
@@ -300,8 +317,10 @@ class HFText(TokenEncoder):
     def finish(self, x, mask):
         x = self.model.final_layer_norm(x)
         if self.kind == "clip":  # the EOS token: the last real one as the tokenizer places it
-            last = (mask.sum(1) - 1) if mask is not None else torch.full((len(x),), x.shape[1] - 1)
-            return x, x[torch.arange(len(x), device=x.device), last.to(x.device)]
+            last = (
+                (mask.sum(1) - 1) if mask is not None else torch.full((x.shape[0],), x.shape[1] - 1)
+            )
+            return x, x[torch.arange(x.shape[0], device=x.device), last.to(x.device)]
         return x, x[:, -1]  # SigLIP: the last position of the fixed-length sequence
 
     def embed_modules(self):
@@ -320,8 +339,9 @@ class FixedLengthTokenizer:
 
     def __call__(self, texts, **kwargs):
         kwargs["padding"] = "max_length"
-        enc = self.tokenizer(texts, **kwargs)
-        enc["attention_mask"] = torch.ones_like(enc["input_ids"])
+        enc = dict(self.tokenizer(texts, **kwargs))
+        ids = enc["input_ids"]
+        enc["attention_mask"] = ids * 0 + 1  # numpy or torch, as asked
         return enc
 
     def __len__(self) -> int:
@@ -346,7 +366,7 @@ def _hf_kind(model: nn.Module) -> str:
 
 
 def _load_hf(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel
 
     from .pretrained import quiet_hf, resolve_text_source
 
@@ -358,7 +378,7 @@ def _load_hf(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
         else:
             model = AutoModel.from_config(config)
     kind = _hf_kind(model)
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+    tokenizer = _hf_tokenizer(source, local, kind)
     vc = config.vision_config
     if kind == "clip":
         from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -366,7 +386,6 @@ def _load_hf(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
         mean, std = tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD)
     else:
         mean = std = (0.5, 0.5, 0.5)
-        tokenizer = FixedLengthTokenizer(tokenizer)
     try:  # the checkpoint's own preprocessing, when it ships one
         from transformers import AutoImageProcessor
 
@@ -403,6 +422,23 @@ def _load_hf(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
         save=save,
         max_length=int(config.text_config.max_position_embeddings),
     )
+
+
+def _hf_tokenizer(source: str, local: bool, kind: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+    return tokenizer if kind == "clip" else FixedLengthTokenizer(tokenizer)
+
+
+def _hf_tokenizer_only(arg: str, saved: Path | None) -> Any:
+    from transformers import AutoConfig
+
+    from .pretrained import resolve_text_source
+
+    source, local = resolve_text_source(saved or arg)
+    model_type = AutoConfig.from_pretrained(source, local_files_only=local).model_type
+    return _hf_tokenizer(source, local, "clip" if model_type == "clip" else "siglip")
 
 
 def _copy_linear(layer: nn.Linear | None) -> nn.Linear | None:
@@ -474,7 +510,13 @@ class OpenCLIPText(TokenEncoder):
         t = getattr(model, "text", model)
         if getattr(t, "cls_emb", None) is not None or not hasattr(t, "token_embedding"):
             raise ConfigError("open_clip: only CLIP-style text towers are supported")
-        self.t = t
+        # the text parts alone (a CLIP holds them beside its visual tower)
+        self.t = nn.Module()
+        for name in ("token_embedding", "transformer", "ln_final"):
+            setattr(self.t, name, getattr(t, name))
+        self.t.positional_embedding = t.positional_embedding
+        self.t.register_buffer("attn_mask", t.attn_mask, persistent=False)
+        self.projection = (t.text_projection,)  # copied into the aligned head, not kept here
         self.hidden_size = int(t.transformer.width)
 
     def embed(self, inputs, mask=None):
@@ -492,7 +534,7 @@ class OpenCLIPText(TokenEncoder):
     def finish(self, x, mask):
         x = self.t.ln_final(x)
         last = mask.sum(1) - 1  # the end-of-text token (its id is the vocabulary's largest)
-        return x, x[torch.arange(len(x), device=x.device), last.to(x.device)]
+        return x, x[torch.arange(x.shape[0], device=x.device), last.to(x.device)]
 
     def embed_modules(self):
         return [self.t.token_embedding, _Params(self.t.positional_embedding)]
@@ -508,15 +550,17 @@ class OpenCLIPTokenizer:
         self.tokenizer = tokenizer
         self.context_length = context_length
 
-    def __call__(self, texts, padding=True, truncation=True, max_length=None, **_: Any):
+    def __call__(
+        self, texts, padding=True, truncation=True, max_length=None, return_tensors="pt", **_: Any
+    ) -> dict[str, Any]:
         length = min(max_length or self.context_length, self.context_length)
         ids = self.tokenizer(list(texts), context_length=length)
         mask = (ids != 0).long()
         if padding != "max_length":  # pad to the longest text, as HF's padding=True
-            ids, mask = (
-                ids[:, : max(int(mask.sum(1).max()), 1)],
-                mask[:, : max(int(mask.sum(1).max()), 1)],
-            )
+            longest = max(int(mask.sum(1).max()), 1)
+            ids, mask = ids[:, :longest], mask[:, :longest]
+        if return_tensors == "np":
+            return {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         return {"input_ids": ids, "attention_mask": mask}
 
     def __len__(self) -> int:
@@ -526,10 +570,11 @@ class OpenCLIPTokenizer:
         """Nothing to write: the tokenizer ships with open_clip (the spec names it)."""
 
 
-def _load_open_clip(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
+def _open_clip_name(arg: str, saved: Path | None) -> str:
+    """The open_clip model name of `arg` (a model-config JSON file is registered first)."""
     import open_clip
 
-    arch, _, pretrained = arg.partition("@")
+    arch = arg.partition("@")[0]
     config_file = next(iter(sorted(saved.glob("*.json"))), None) if saved else None
     if config_file is None and arch.endswith(".json"):
         config_file = Path(arch)
@@ -540,9 +585,25 @@ def _load_open_clip(arg: str, *, weights: bool, saved: Path | None) -> Foundatio
         name = config_file.stem
     else:
         name = arch
-    cfg = open_clip.get_model_config(name)
-    if cfg is None:
+    if open_clip.get_model_config(name) is None:
         raise ConfigError(f"open_clip: unknown model {name!r} (see open_clip.list_models())")
+    return name
+
+
+def _open_clip_tokenizer(arg: str, saved: Path | None) -> OpenCLIPTokenizer:
+    import open_clip
+
+    name = _open_clip_name(arg, saved)
+    length = int(open_clip.get_model_config(name)["text_cfg"].get("context_length", 77))
+    return OpenCLIPTokenizer(open_clip.get_tokenizer(name), length)
+
+
+def _load_open_clip(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
+    import open_clip
+
+    pretrained = arg.partition("@")[2]
+    name = _open_clip_name(arg, saved)
+    cfg = open_clip.get_model_config(name)
     model = open_clip.create_model(name, pretrained=None)
     if weights and pretrained:
         if Path(pretrained).is_file():
@@ -552,16 +613,14 @@ def _load_open_clip(arg: str, *, weights: bool, saved: Path | None) -> Foundatio
         else:
             model = open_clip.create_model(name, pretrained=pretrained)
     model.eval()
-    tokenizer = OpenCLIPTokenizer(
-        open_clip.get_tokenizer(name), int(cfg["text_cfg"].get("context_length", 77))
-    )
+    tokenizer = _open_clip_tokenizer(arg, saved)
     visual = model.visual
     pp = getattr(visual, "preprocess_cfg", {}) or {}
     size = visual.image_size
     size = int(size[0] if isinstance(size, list | tuple) else size)
     tower_text = OpenCLIPText(model)
     proj_v = visual.proj
-    proj_t = tower_text.t.text_projection
+    proj_t = tower_text.projection[0]
 
     def save(directory: Path) -> None:
         (directory / f"{name}.json").write_text(json.dumps(cfg, indent=2) + "\n")
@@ -650,27 +709,40 @@ def _load_timm(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
     import timm
     from timm.data import resolve_data_config
 
+    from pinclip.errors import InputError
+
     name, _, weights_file = arg.partition("@")
-    if Path(name).is_dir():  # a folder timm's save_for_hf / push_to_hf_hub wrote
-        cfg = json.loads((Path(name) / "config.json").read_text())
-        args = {k: v for k, v in cfg.get("model_args", {}).items() if k != "num_classes"}
-        model = timm.create_model(cfg["architecture"], pretrained=False, num_classes=0, **args)
-        files = [Path(name) / f for f in ("model.safetensors", "pytorch_model.bin")]
+    folder = saved or (Path(name) if Path(name).is_dir() else None)
+    if folder is not None:  # a folder timm's save_for_hf / push_to_hf_hub wrote (or ours)
+        cfg = json.loads((folder / "config.json").read_text())
+        files = [folder / f for f in ("model.safetensors", "pytorch_model.bin")]
         weights_file = weights_file or str(next((f for f in files if f.is_file()), files[0]))
-        pretrained_cfg = cfg.get("pretrained_cfg", {})
     else:
-        model = timm.create_model(name, pretrained=weights and not weights_file, num_classes=0)
-        pretrained_cfg = {}
+        cfg = {"architecture": name, "model_args": {}, "pretrained_cfg": {}}
+    args = {k: v for k, v in cfg.get("model_args", {}).items() if k != "num_classes"}
+    online = weights and folder is None and not weights_file
+    model = timm.create_model(cfg["architecture"], pretrained=online, num_classes=0, **args)
     if weights and weights_file:
         from .pretrained import load_state_file
 
-        state = load_state_file(weights_file)
-        model.load_state_dict(
-            {k: v for k, v in state.items() if not k.startswith("head.")}, strict=False
-        )
-    model.reset_classifier(0)
+        state = {
+            k: v for k, v in load_state_file(weights_file).items() if not k.startswith("head.")
+        }
+        missing = sorted(set(model.state_dict()) - set(state))
+        if missing:
+            raise InputError(
+                f"timm weights {weights_file} lack {len(missing)} tensors: {missing[:3]}"
+            )
+        model.load_state_dict(state, strict=False)  # a classifier head, if any, is dropped
     model.eval()
+    pretrained_cfg = cfg.get("pretrained_cfg") or dict(model.pretrained_cfg)
     data = resolve_data_config(pretrained_cfg, model=model)
+
+    def save(directory: Path) -> None:  # the architecture, for an offline reload
+        out = {"architecture": cfg["architecture"], "model_args": args}
+        out["pretrained_cfg"] = {k: v for k, v in pretrained_cfg.items() if _jsonable(v)}
+        (directory / "config.json").write_text(json.dumps(out, indent=2) + "\n")
+
     return Foundation(
         spec=f"timm:{arg}",
         image=TimmViT(model),
@@ -678,7 +750,16 @@ def _load_timm(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
         image_size=int(data["input_size"][-1]),
         mean=_triple(data["mean"]),
         std=_triple(data["std"]),
+        save=save,
     )
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
 
 
 # ----- pinclip ------------------------------------------------------------------------------------
@@ -748,8 +829,31 @@ class PinCLIPText(TokenEncoder):
         return [self.tower.norm]
 
 
+def _pinclip_tokenizer(arg: str, saved: Path | None) -> Any:
+    from .model import TEXT_ENCODER_DIR, read_config
+    from .text_tower import build_tokenizer
+
+    directory = saved or _pinclip_dir(arg)
+    text_dir = directory / TEXT_ENCODER_DIR
+    return build_tokenizer(read_config(directory), text_dir if text_dir.is_dir() else None)
+
+
+def _pinclip_dir(arg: str) -> Path:
+    from pinclip.errors import NotFoundError
+
+    from .model import CONFIG_FILE
+
+    path = Path(arg)
+    directory = path if (path / CONFIG_FILE).is_file() else path / "best"
+    if not (directory / CONFIG_FILE).is_file():
+        raise NotFoundError(
+            f"pinclip:{arg}: neither a model dir (config.json) nor a run dir with best/"
+        )
+    return directory
+
+
 def _load_pinclip(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
-    from .model import CONFIG_FILE, TEXT_ENCODER_DIR, PinCLIP, read_config
+    from .model import TEXT_ENCODER_DIR, PinCLIP, read_config
 
     if saved is not None:
         config = read_config(saved)
@@ -758,15 +862,9 @@ def _load_pinclip(arg: str, *, weights: bool, saved: Path | None) -> Foundation:
             config, load_pretrained=False, text_source=text_dir if text_dir.is_dir() else None
         )
     else:
-        from pinclip.errors import NotFoundError
-
-        path = Path(arg)
-        directory = path if (path / CONFIG_FILE).is_file() else path / "best"
-        if not (directory / CONFIG_FILE).is_file():
-            raise NotFoundError(
-                f"pinclip:{arg}: neither a model dir (config.json) nor a run dir with best/"
-            )
-        model = PinCLIP.from_pretrained(directory)  # trained weights are its architecture too
+        model = PinCLIP.from_pretrained(
+            _pinclip_dir(arg)
+        )  # trained weights are its architecture too
     model.eval()
     cfg = model.config
 
@@ -798,16 +896,23 @@ BACKBONES.add(
 )
 BACKBONES.add(
     "open_clip",
-    BackboneFamily(_load_open_clip, ("image", "text"), "open_clip:ViT-B-32@laion2b_s34b_b79k"),
+    BackboneFamily(
+        _load_open_clip,
+        ("image", "text"),
+        "open_clip:ViT-B-32@laion2b_s34b_b79k",
+        _open_clip_tokenizer,
+    ),
     help="open_clip model, both towers (ViT image tower), aligned start",
 )
 BACKBONES.add(
     "hf",
-    BackboneFamily(_load_hf, ("image", "text"), "hf:google/siglip2-base-patch16-224"),
+    BackboneFamily(
+        _load_hf, ("image", "text"), "hf:google/siglip2-base-patch16-224", _hf_tokenizer_only
+    ),
     help="transformers CLIPModel / SiglipModel / Siglip2Model, both towers, aligned start",
 )
 BACKBONES.add(
     "pinclip",
-    BackboneFamily(_load_pinclip, ("image", "text"), "pinclip:runs/foundation"),
+    BackboneFamily(_load_pinclip, ("image", "text"), "pinclip:runs/foundation", _pinclip_tokenizer),
     help="a trained PinCLIP run or model dir as the foundation of a new run",
 )

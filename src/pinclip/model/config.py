@@ -166,7 +166,7 @@ class PinCLIPConfig:
             raise ConfigError(
                 f"backbone={self.backbone!r}: write FAMILY:ARG (timm:, open_clip:, hf:, pinclip:)"
             )
-        if self.image.image_size % 32:
+        if self.image.image_size % 32 and not self.backbone:  # a ViT backbone sets its own
             raise ConfigError(f"image.image_size={self.image.image_size} must be a multiple of 32")
 
     def to_dict(self) -> dict[str, Any]:

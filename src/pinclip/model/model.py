@@ -513,6 +513,39 @@ def preset_info(name: str) -> dict[str, Any]:
     }
 
 
+def text_from_backbone(config: PinCLIPConfig) -> bool:
+    """The text tower is a backbone's: its states then start with the backbone's pooled one."""
+    from .backbones import BACKBONES, split_spec
+
+    return bool(config.backbone) and "text" in BACKBONES.get(split_spec(config.backbone)[0]).towers
+
+
+def text_mask(config: PinCLIPConfig, mask: Any) -> Any:
+    """The text tower's mask for a tokenizer mask [B, L] (numpy or torch): a backbone's
+    pooled state first (one more real token); keep_tokens keeps the first K."""
+    if not text_from_backbone(config):
+        return mask
+    if isinstance(mask, torch.Tensor):
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+    else:
+        import numpy as np
+
+        mask = np.concatenate([np.ones_like(mask[:, :1]), mask], axis=1)
+    keep = config.text.keep_tokens
+    return mask[:, :keep] if keep else mask
+
+
+def model_tokenizer(config: PinCLIPConfig, directory: Path) -> Any:
+    """The tokenizer of a folder `save_pretrained` (or `pinclip export`) wrote, without
+    building the model: the backbone's when its text tower is the backbone's."""
+    if text_from_backbone(config):
+        from .backbones import load_tokenizer
+
+        return load_tokenizer(config.backbone, directory / BACKBONE_DIR)
+    text_dir = directory / TEXT_ENCODER_DIR
+    return build_tokenizer(config, text_dir if text_dir.is_dir() else None)
+
+
 def read_config(directory: Path) -> PinCLIPConfig:
     """The PinCLIPConfig of a folder `save_pretrained` wrote."""
     data = json.loads((directory / CONFIG_FILE).read_text())

@@ -22,8 +22,8 @@ from PIL import Image
 from pinclip.errors import PinclipError, require
 from pinclip.model import PinCLIP, PinCLIPConfig
 from pinclip.model.devices import resolve_device
-from pinclip.model.model import image_transform
-from pinclip.model.text_tower import build_tokenizer, tokenize
+from pinclip.model.model import image_transform, model_tokenizer, text_from_backbone, text_mask
+from pinclip.model.text_tower import tokenize
 
 ONNX_MANIFEST = "export.json"
 PARTS = ("image", "text", "fusion")
@@ -116,6 +116,11 @@ class TorchEmbedder(_Base):
         }
 
 
+def fusion_length(config: PinCLIPConfig) -> int:
+    """The fusion graph's text length: max_length tokens (+ a backbone's pooled state)."""
+    return config.text.max_length + text_from_backbone(config)
+
+
 def pad_text(states: np.ndarray, mask: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad text states and mask to `length` tokens: the fusion graph has a fixed sequence length
     (the exporter bakes it in); padded tokens are masked out, so the result is unchanged."""
@@ -161,8 +166,7 @@ class OnnxEmbedder(_Base):
                 if k != "format"
             }
         )
-        text_dir = export_dir / "text_encoder"
-        super().__init__(config, build_tokenizer(config, text_dir if text_dir.is_dir() else None))
+        super().__init__(config, model_tokenizer(config, export_dir))
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -196,7 +200,9 @@ class OnnxEmbedder(_Base):
         with self.lock:
             image_emb, patches = self._image(pixels)
             text_emb, states = self._text(tok)
-            states, mask = pad_text(states, tok["attention_mask"], self.config.text.max_length)
+            states, mask = pad_text(
+                states, text_mask(self.config, tok["attention_mask"]), fusion_length(self.config)
+            )
             feeds = fusion_feeds(patches, states, mask, image_emb, text_emb)
             fusion = self.sessions["fusion"]
             (pin_emb,) = fusion.run(None, {i.name: feeds[i.name] for i in fusion.get_inputs()})

@@ -25,6 +25,8 @@ from torch import nn
 from pinclip.atomic import atomic_dir
 from pinclip.errors import InputError, PinclipError
 from pinclip.model import PinCLIP
+from pinclip.model.image_tower import ViTImageTower
+from pinclip.model.model import text_mask
 
 from .embedder import (
     FUSION_INPUTS,
@@ -32,6 +34,7 @@ from .embedder import (
     OnnxEmbedder,
     TorchEmbedder,
     fusion_feeds,
+    fusion_length,
     pad_text,
 )
 
@@ -50,7 +53,7 @@ class _ImagePart(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.model.image(images=pixels)
-        return self.model.image_head(tokens.pooled), tokens.patches
+        return self.model.image_head(tokens.pooled, tokens.native), tokens.patches
 
 
 class _TextPart(nn.Module):
@@ -60,7 +63,7 @@ class _TextPart(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         tokens = self.model.text(text={"input_ids": input_ids, "attention_mask": attention_mask})
-        return self.model.text_head(tokens.pooled), tokens.states
+        return self.model.text_head(tokens.pooled, tokens.native), tokens.states
 
 
 class _FusionPart(nn.Module):
@@ -147,10 +150,11 @@ def _export_all(model, out, sample_pixels, tok, img, txt) -> None:
             "text_states": {0: "batch", 1: "seq"},
         },
     )
-    image_emb, text_emb = model.image_head(img.pooled), model.text_head(txt.pooled)
+    image_emb = model.image_head(img.pooled, img.native)
+    text_emb = model.text_head(txt.pooled, txt.native)
     _export(
         _FusionPart(model, img.levels),
-        (img.patches, txt.states, tok["attention_mask"], image_emb, text_emb),
+        (img.patches, txt.states, txt.mask, image_emb, text_emb),
         out / "fusion.onnx",
         list(FUSION_INPUTS),
         ["pin_emb"],
@@ -169,6 +173,7 @@ EARLY_STEM = ("/conv_stem/", "/blocks.0/", "/blocks.1/")
 # faster than fp32 and within the cosine threshold (see docs/serving.md for measurements).
 IMAGE_OPTIONS = ("stem-all", "stem-late")
 TEXT_OPTIONS = ("matmul-all", "matmul-keep-ffn-out")
+VIT_IMAGE_OPTIONS = ("matmul-all",)
 FUSION_OPTIONS = ("matmul-all",)
 
 
@@ -330,8 +335,9 @@ def export_onnx(
     with atomic_dir(out) as tmp:  # `out` is the previous export until this one passes parity
         graphs = export_fp32(reference.model, tmp, torch.from_numpy(pixels[:2]), texts[:2])
         shutil.copy(model_dir / "config.json", tmp / "config.json")
-        if (model_dir / "text_encoder").is_dir():
-            shutil.copytree(model_dir / "text_encoder", tmp / "text_encoder")
+        for folder in ("text_encoder", "backbone"):  # what rebuilds the tokenizer offline
+            if (model_dir / folder).is_dir():
+                shutil.copytree(model_dir / folder, tmp / folder)
         timings: dict[str, float] = {}
         choice: dict[str, str] = {}
         if int8:
@@ -371,7 +377,8 @@ def _quantize_parts(
         tok = reference.tokenize(txt)
         image_emb, patches = image.run(None, {"pixels": pix})
         text_emb, states = text.run(None, tok)
-        states, mask = pad_text(states, tok["attention_mask"], reference.config.text.max_length)
+        mask = text_mask(reference.config, tok["attention_mask"])
+        states, mask = pad_text(states, mask, fusion_length(reference.config))
         return {
             "image": {"pixels": pix},
             "text": tok,
@@ -381,7 +388,10 @@ def _quantize_parts(
     # Timed at batch 32; accuracy on every sample (the parity set).
     timed = part_feeds(np.resize(pixels, (32, *pixels.shape[1:])), (texts * 32)[:32])
     every = part_feeds(pixels, texts)
-    options = {"image": IMAGE_OPTIONS, "text": TEXT_OPTIONS, "fusion": FUSION_OPTIONS}
+    # a ViT backbone is MatMul-heavy like the text tower: dynamic int8, no CNN stem to calibrate
+    vit = isinstance(reference.model.image, ViTImageTower)
+    image_options = VIT_IMAGE_OPTIONS if vit else IMAGE_OPTIONS
+    options = {"image": image_options, "text": TEXT_OPTIONS, "fusion": FUSION_OPTIONS}
     chosen, choice = dict(graphs), {}
     for part, fp32 in graphs.items():
         ref_out = _run_graph(tmp / fp32, every[part], repeats=0)[0]
@@ -389,7 +399,7 @@ def _quantize_parts(
         choice[part] = "fp32"
         for option in options[part]:
             q = f"{part}.int8.onnx"
-            if part == "image":
+            if part == "image" and not vit:
                 quantize_image_static(tmp / fp32, tmp / q, calibration, option)
             else:
                 quantize_matmul_dynamic(tmp / fp32, tmp / q, option)
