@@ -2,6 +2,8 @@
 
     python bench/quality.py                       # emoji (data/emoji) and mdi (data/mdi)
     python bench/quality.py --catalog emoji=/work/data/emoji --catalog mdi=/work/data/mdi
+    python bench/quality.py --backbone hf:google/siglip2-base-patch16-224 --catalog mine=data/mine \
+        model.overrides.embed_dim=768 model.overrides.matryoshka_dims=[256,768]
 
 For each catalog: train PinCLIP with `configs/emoji-small.yaml` (only `data.catalog` and
 `run_dir` change: no per-catalog tuning), the λ = 0 ablation (`loss.nbr_weight=0`) and the
@@ -12,9 +14,12 @@ with the training-free baselines on PinCLIP's split, and write bench/results/qua
                                     "ci": [lo, hi], ...},
                    "related_cold_image": {...}}}
 
-`best_baseline` is the best *training-free* baseline (minilm, lite0, minilm+lite0) on the
-task, curated boards, Recall@10; the ratio and its CI are the report's paired bootstrap. The
-trained comparisons (λ = 0, open_clip) are recorded beside it.
+`best_baseline` is the best *training-free* baseline (minilm, lite0, minilm+lite0, and with
+`--backbone SPEC` the foundation's own zero-shot `zero-shot:SPEC`) on the task, curated
+boards, Recall@10; the ratio and its CI are the report's paired bootstrap. The trained
+comparisons (λ = 0, open_clip) are recorded beside it. `--backbone SPEC` trains PinCLIP and
+λ = 0 on that foundation (`model.overrides.backbone`, docs/foundation.md): the same protocol
+on a user's catalog and foundation model.
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ def _train_all(
     }
 
 
-def _summary(results, ours: str, n_resamples: int) -> dict:
+def _summary(
+    results, ours: str, n_resamples: int, training_free: tuple[str, ...] = TRAINING_FREE
+) -> dict:
     from pinclip.evaluate.bootstrap import ratio_ci
     from pinclip.evaluate.report import HEADLINE_METRIC
 
@@ -76,7 +83,7 @@ def _summary(results, ours: str, n_resamples: int) -> dict:
             for r in results
             if r.name != ours and r.get(task, "curated") is not None
         }
-        free = {n: res for n, res in scored.items() if n in TRAINING_FREE}
+        free = {n: res for n, res in scored.items() if n in training_free}
         best = max(free, key=lambda n: free[n].summary[HEADLINE_METRIC][0])
         ratio, lo, hi = ratio_ci(
             a.per_query[HEADLINE_METRIC],
@@ -140,11 +147,23 @@ def main() -> None:
         help="do not train open_clip on CATALOG (an existing run is still compared)",
     )
     ap.add_argument(
+        "--backbone",
+        help="a foundation spec (docs/foundation.md): PinCLIP and λ=0 stand on it and its "
+        "zero-shot joins the training-free baselines",
+    )
+    ap.add_argument(
         "overrides", nargs="*", help="key=value overrides for every run (e.g. a budget)"
     )
     args = ap.parse_args()
     console = Console(stderr=True)
     catalogs = dict(c.split("=", 1) for c in args.catalog or ["emoji=data/emoji", "mdi=data/mdi"])
+    training_free = TRAINING_FREE
+    if args.backbone:
+        from pinclip.model.backbones import BACKBONES, split_spec
+
+        args.overrides = [f"model.overrides.backbone={args.backbone}", *args.overrides]
+        if "text" in BACKBONES.get(split_spec(args.backbone)[0]).towers:
+            training_free = (*TRAINING_FREE, f"zero-shot:{args.backbone}")
     from pinclip.evaluate.compare import compare
 
     result, timing = {}, {}
@@ -162,7 +181,7 @@ def main() -> None:
         specs = [f"PinCLIP={trained['runs']['PinCLIP']}", f"λ=0={trained['runs']['λ=0']}"]
         if "open_clip" in trained["runs"]:
             specs.append(f"open_clip=open_clip:{trained['runs']['open_clip']}")
-        specs += [*TRAINING_FREE, "random"]
+        specs += [*training_free, "random"]
         console.rule(f"[bold]{name}: pinclip compare")
         report, results = compare(
             specs,
@@ -171,7 +190,7 @@ def main() -> None:
             n_resamples=args.bootstrap,
             console=console,
         )
-        result[name] = _summary(results, "PinCLIP", args.bootstrap)
+        result[name] = _summary(results, "PinCLIP", args.bootstrap, training_free)
         result[name]["tables"] = _tables(results, "PinCLIP", args.bootstrap)
         timing[name] = {"train_s": trained["train_s"], "compared": specs, "report": str(report)}
     path = write_result("quality", {**result, "_runs": timing, "_config": args.config})
