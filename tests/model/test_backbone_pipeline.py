@@ -98,6 +98,12 @@ def test_backbone_family_through_the_pipeline(family, tiny_catalog, tmp_path, mo
     for key in before:
         np.testing.assert_allclose(after[key], before[key], atol=1e-5)
 
+    model = PinCLIP.from_pretrained(model_dir)  # encode_*: strings and PIL images in
+    text = model.encode_text([t for _, t in samples])
+    np.testing.assert_allclose(text.numpy(), after["text_emb"], atol=1e-4)
+    image = model.encode_image([i for i, _ in samples])
+    assert image.shape == (len(samples), model.config.embed_dim)
+
     # embed the catalog, then export (parity is checked inside; it raises below 0.99)
     out = embed_catalog(model_dir, tiny_catalog, tmp_path / "emb", backend="torch", device="cpu")
     ids, emb = read_embeddings(out)

@@ -24,7 +24,7 @@ from pinclip.errors import PinclipError
 from .config import LITE0_PIP, MINILM_PIP, SCRATCH, PinCLIPConfig
 
 CARD_FILE = "README.md"
-REPO_FILES = ["config.json", "model.safetensors", "text_encoder/*", CARD_FILE]
+REPO_FILES = ["config.json", "model.safetensors", "text_encoder/*", "backbone/*", CARD_FILE]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 #: The offline pretrained sources: what they are and under which licence their weights come.
@@ -91,7 +91,22 @@ def resolve(
 
 def pretrained_parts(config: PinCLIPConfig) -> dict[str, str | None]:
     """Which parts of a model start from pretrained weights (source) and which are random."""
-    stem = config.image.pretrained
+    if config.backbone:
+        from .backbones import BACKBONES, split_spec
+
+        towers = BACKBONES.get(split_spec(config.backbone)[0]).towers
+        if "text" in towers:
+            return {
+                "image and text backbone": config.backbone,
+                "image/text adapter layers": None,
+                "fusion layers": None,
+                "embedding heads": (
+                    f"{config.backbone} projections (aligned start)"
+                    if config.aligned_start
+                    else None
+                ),
+            }
+    stem = config.backbone if config.backbone else config.image.pretrained
     text = config.text.encoder
     return {
         "image stem": stem if stem else None,

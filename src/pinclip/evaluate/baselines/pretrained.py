@@ -73,7 +73,9 @@ class StoredFeatures:
     def text_means(self, data: EvalData, baseline: MiniLMEmbedder) -> torch.Tensor | None:
         """`baseline`'s embedding of every pin text from the stored MiniLM token states."""
         cfg = self.model.config
-        if not (cfg.freeze_text_encoder and cfg.text.encoder == baseline.encoder):
+        if not (cfg.freeze_text_encoder and cfg.text.encoder == baseline.encoder) or (
+            cfg.backbone  # a foundation's text tower: the store holds its states, not MiniLM's
+        ):
             return None
         table = self._table(data, "texts", data.texts)
         if table is None:
@@ -105,7 +107,8 @@ class StoredFeatures:
         """`baseline`'s features of every pin image from the stored stride-32 stem maps."""
         cfg = self.model.config
         if not (
-            cfg.freeze_stem
+            type(self.model.image).__name__ == "ImageTower"  # a CNN stem, not a ViT backbone
+            and cfg.freeze_stem
             and cfg.image.stem == "tf_efficientnet_lite0"
             and cfg.image.pretrained == LITE0_PIP
         ):
