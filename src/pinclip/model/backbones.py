@@ -197,8 +197,8 @@ def is_timm_cnn(spec: str) -> str | None:
         return None
     import timm
 
-    if name not in timm.list_models() or _is_vit_name(name):
-        return None
+    if name.partition(".")[0] not in timm.list_models() or _is_vit_name(name):
+        return None  # (a pretrained tag such as `resnet50.a1_in1k` names the same model)
     return name
 
 
