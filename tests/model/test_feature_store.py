@@ -230,3 +230,66 @@ def test_batched_preprocessing_is_the_per_image_transform(tmp_path):
     batched = frozen.pixels(paths)
     assert batched.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(batched, per_image, rtol=0, atol=0)
+
+
+def test_onnx_graphs_store_what_torch_computes(tmp_path, monkeypatch):
+    """On the CPU the frozen parts run as checked ONNX graphs; their rows match eager torch."""
+    pytest.importorskip("onnxruntime")
+    from pinclip.model import feature_store
+
+    monkeypatch.setattr(feature_store, "ONNX_FROM_ITEMS", 1)
+
+    model = PinCLIP.from_preset(
+        "tiny", pretrained=False, freeze_stem=True, freeze_text_encoder=True
+    )
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(12):
+        images.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(images[-1])
+    texts = [f"pin {i} " + "word " * i for i in range(12)]
+    onnx = FeatureStore(tmp_path / "onnx", model, dtype="fp16")
+    tables = {k: onnx.build(k, items) for k, items in (("images", images), ("texts", texts))}
+    assert (onnx.folder("images") / "frozen-images.onnx").is_file()
+    assert (onnx.folder("texts") / "frozen-texts.onnx").is_file()
+    monkeypatch.setattr(feature_store._Frozen, "exportable", lambda self: False)
+    eager = FeatureStore(tmp_path / "eager", model, dtype="fp16")
+    idx = np.arange(12)
+    for a, b in zip(
+        tables["images"].image_features(idx),
+        eager.build("images", images).image_features(idx),
+        strict=True,
+    ):
+        assert (a - b).abs().max() <= 2 * feature_store.ONNX_TOLERANCE * b.abs().max()
+        assert not torch.equal(a, b)  # ...and truly computed by another runtime
+    a = tables["texts"].text_states(idx)["hidden_states"]
+    b = eager.build("texts", texts).text_states(idx)["hidden_states"]
+    assert (a - b).abs().max() <= 2 * feature_store.ONNX_TOLERANCE * b.abs().max()
+
+
+def test_an_onnx_graph_that_disagrees_is_not_used(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("onnxruntime")
+    from pinclip.model import feature_store
+
+    monkeypatch.setattr(feature_store, "ONNX_FROM_ITEMS", 1)
+    model = PinCLIP.from_preset("tiny", pretrained=False, freeze_stem=True)
+    real_maps = feature_store._Frozen.maps
+
+    def skewed(self, pixels, onnx=True):
+        maps = real_maps(self, pixels, onnx)
+        return [m * 1.01 for m in maps] if onnx and self.onnx_path else maps
+
+    monkeypatch.setattr(feature_store._Frozen, "maps", skewed)
+    store = FeatureStore(tmp_path, model, dtype="fp16")
+    images = [png_bytes(i) for i in range(3)]
+    with caplog.at_level("WARNING", logger="pinclip"):
+        table = store.build("images", images)
+    assert "computing in torch" in caplog.text
+    monkeypatch.setattr(feature_store._Frozen, "maps", real_maps)
+    pixels = torch.stack(
+        [model.image_transform()(Image.open(io.BytesIO(b)).convert("RGB")) for b in images]
+    )
+    with torch.no_grad():
+        direct = model.image.stem_features(pixels)
+    for a, b in zip(table.image_features(np.arange(3)), direct, strict=True):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)

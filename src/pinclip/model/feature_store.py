@@ -21,12 +21,22 @@ and renamed into place whole (`atomic_dir`), so a kill loses at most the chunks 
 and a rebuild plans exactly the chunks that were not written (identical bytes to an
 uninterrupted build). Under DDP the ranks split the chunks and meet at a barrier.
 Cached images use the eval transform (no augmentation): that is the price of caching.
+
+On the CPU, with onnxruntime installed, a build of at least `ONNX_FROM_ITEMS` items into
+an fp16 or int8 store (not the exact fp32 one) runs the frozen parts as ONNX graphs,
+exported once per namespace (`frozen-<kind>.onnx` beside the segments): ~5x eager torch for
+the stem, ~1.5x for the text encoder on this project's 2-core machine (BENCHMARKS.md §7).
+They are used only after they agree with eager torch on the build's first items (two batch
+sizes) to within `ONNX_TOLERANCE` of each output's largest value, below fp16 storage's own
+rounding; otherwise (and for a stem or encoder cut by tuned blocks, or if the runtime fails
+mid-build) the build runs torch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import shutil
 import time
@@ -42,7 +52,7 @@ from PIL import Image
 from rich.console import Console
 from torch import nn
 
-from pinclip.atomic import atomic_dir
+from pinclip.atomic import atomic_dir, write_with
 from pinclip.errors import PinclipError
 from pinclip.memory import bound_heap_growth
 from pinclip.progress import Progress
@@ -52,6 +62,8 @@ from .text_tower import tokenize
 if TYPE_CHECKING:
     from .model import PinCLIP
 
+log = logging.getLogger(__name__)
+
 __all__ = ["DTYPES", "FeatureStore", "FeatureStoreError", "FeatureTable", "module_fingerprint"]
 
 FORMAT = "pinclip-features/1"
@@ -59,6 +71,10 @@ KEY_DTYPE = np.dtype("S16")
 #: Storage dtypes: fp16 (default), fp32 (exact), int8 (per-channel/per-token absmax scale).
 DTYPES = {"fp16": np.float16, "fp32": np.float32, "int8": np.int8}
 STALE_TEMP_SECONDS = 3600  # a temp segment untouched this long belongs to a killed build
+#: Largest |ONNX - torch| difference allowed, as a share of the output's largest |value|.
+ONNX_TOLERANCE = 1e-3
+ONNX_OPSET = 17
+ONNX_FROM_ITEMS = 512  # fewer items than this do not pay for an export (~5 s for `small`)
 
 ImageInput = bytes | str | Path
 
@@ -129,11 +145,39 @@ def split_transform(transform: Any) -> tuple[list[Any], list[Any]] | None:
     return None if cut is None else (steps[:cut], steps[cut + 1 :])
 
 
+class _StemGraph(nn.Module):
+    """The stem's stored maps before `fine_grid` pooling (an adaptive pool has no ONNX form
+    for a map whose size the exporter cannot see; the pooling runs in torch after)."""
+
+    def __init__(self, tower: nn.Module) -> None:
+        super().__init__()
+        self.tower = tower
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps = self.tower.stem(pixels)
+        return tuple(maps[i] for i in self.tower.stem_indices)
+
+
+class _TextGraph(nn.Module):
+    def __init__(self, tower: nn.Module) -> None:
+        super().__init__()
+        self.tower = tower
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        states = self.tower.encoder_states(
+            {"input_ids": input_ids, "attention_mask": attention_mask}
+        )
+        return states["hidden_states"], states["attention_mask"]
+
+
 class _Frozen:
-    """The frozen part of one kind, picklable into worker processes."""
+    """The frozen part of one kind, picklable into worker processes; eager torch, or the
+    ONNX graph at `onnx_path` once `use_onnx` has checked it."""
 
     def __init__(self, model: PinCLIP, kind: str) -> None:
         self.kind = kind
+        self.onnx_path: Path | None = None
+        self._session: Any = None
         if kind == "images":
             self.module: nn.Module = model.image
             self.transform = model.image_transform(train=False)
@@ -143,6 +187,9 @@ class _Frozen:
             self.tokenizer = model.tokenizer
             self.max_length = model.config.text.max_length
             self.batch_size = 256
+
+    def __getstate__(self) -> dict[str, Any]:  # a worker opens its own session
+        return {**self.__dict__, "_session": None}
 
     def pixels(self, items: Sequence[Any]) -> torch.Tensor:
         """[B, 3, S, S] eval-transformed images (NHWC in memory, the stem's layout): decoding
@@ -166,14 +213,130 @@ class _Frozen:
         return x
 
     @torch.no_grad()
-    def __call__(self, items: Sequence[Any]) -> list[np.ndarray] | tuple[np.ndarray, np.ndarray]:
-        """float32 features of `items`: [maps] for images, (tokens [T, D], lengths) for texts."""
+    def maps(self, pixels: torch.Tensor, onnx: bool = True) -> list[np.ndarray]:
+        """float32 stored maps of a batch of pixels."""
+        if onnx and self.onnx_path is not None:
+            raw = self._run({"pixels": pixels.contiguous().numpy()})
+            if raw is not None:
+                pooled = self.module._pool_fine([torch.from_numpy(m) for m in raw])
+                return [m.float().numpy() for m in pooled]
         self.module.eval()
-        if self.kind == "images":
-            return [m.float().numpy() for m in self.module.stem_features(self.pixels(items))]
-        states = self.module.encoder_states(tokenize(self.tokenizer, items, self.max_length))
+        return [m.float().numpy() for m in self.module.stem_features(pixels)]
+
+    @torch.no_grad()
+    def states(self, texts: Sequence[str], onnx: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens [T, D] float32, lengths): the kept encoder states of `texts`, unpadded."""
+        if onnx and self.onnx_path is not None:
+            tok = tokenize(self.tokenizer, texts, self.max_length, return_tensors="np")
+            feeds = {k: np.asarray(v, dtype=np.int64) for k, v in tok.items()}
+            out = self._run(feeds)
+            if out is not None:
+                keep = out[1].astype(bool)
+                return out[0][keep].astype(np.float32), keep.sum(1)
+        self.module.eval()
+        states = self.module.encoder_states(tokenize(self.tokenizer, texts, self.max_length))
         mask = states["attention_mask"].bool()
         return states["hidden_states"][mask].float().numpy(), mask.sum(1).numpy()
+
+    def __call__(self, items: Sequence[Any]) -> list[np.ndarray] | tuple[np.ndarray, np.ndarray]:
+        """float32 features of `items`: [maps] for images, (tokens [T, D], lengths) for texts."""
+        return self.maps(self.pixels(items)) if self.kind == "images" else self.states(items)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+        """The graph's outputs; None (and torch from then on) if the runtime fails."""
+        try:
+            if self._session is None:
+                import onnxruntime as ort
+
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = torch.get_num_threads()
+                opts.inter_op_num_threads = 1
+                self._session = ort.InferenceSession(
+                    str(self.onnx_path), opts, providers=["CPUExecutionProvider"]
+                )
+            return self._session.run(None, feeds)
+        except Exception as e:  # e.g. a shape the trace fixed: the batch runs in torch
+            log.warning("feature store: the ONNX %s graph failed (%s); using torch", self.kind, e)
+            self.onnx_path = self._session = None
+            return None
+
+    # ----- the ONNX graph ------------------------------------------------------------------
+    def exportable(self) -> bool:
+        """A CPU module without a cut (tuned blocks make the stored part a slice)."""
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            return False
+        params = list(self.module.parameters())
+        if not params or params[0].device.type != "cpu":
+            return False
+        if self.kind == "images":
+            tower = self.module
+            return getattr(tower, "cut", True) is None and hasattr(tower, "stem_indices")
+        return not getattr(self.module, "tune_last_layers", 1)
+
+    def use_onnx(self, path: Path, sample: Sequence[Any]) -> bool:
+        """Export the graph to `path` (once per namespace) and keep it when it agrees with
+        torch on `sample`; False (torch stays) when it cannot be exported or disagrees."""
+        if not sample or not self.exportable():
+            return False
+        try:
+            if not path.is_file():
+                self._export(path, sample)
+            self.onnx_path, self._session = path, None
+            pairs = []
+            for batch in (sample, sample[:1]):  # batch sizes other than the export's 2
+                if self.kind == "images":
+                    pixels = self.pixels(batch)
+                    pairs += zip(self.maps(pixels), self.maps(pixels, onnx=False), strict=True)
+                else:
+                    pairs.append((self.states(batch)[0], self.states(batch, onnx=False)[0]))
+                if self.onnx_path is None:
+                    raise RuntimeError("the graph failed on the sample")
+            err = max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)) for a, b in pairs)
+        except Exception as e:  # an exporter or runtime gap: the build runs torch
+            log.info("feature store: %s run in torch (no ONNX graph: %s)", self.kind, e)
+            self.onnx_path = self._session = None
+            return False
+        if err > ONNX_TOLERANCE:
+            log.warning(
+                "feature store: the ONNX %s graph differs from torch by %.2g of the largest "
+                "value (> %s); computing in torch", self.kind, err, ONNX_TOLERANCE,
+            )  # fmt: skip
+            self.onnx_path = self._session = None
+            return False
+        return True
+
+    @torch.no_grad()
+    def _export(self, path: Path, sample: Sequence[Any]) -> None:
+        self.module.eval()
+        if self.kind == "images":
+            graph: nn.Module = _StemGraph(self.module)
+            args: tuple = (self.pixels(sample[:2]).contiguous(memory_format=torch.channels_last),)
+            names, outputs = ["pixels"], ["map0", "map1"]
+            dynamic = {n: {0: "batch"} for n in names + outputs}
+        else:
+            graph = _TextGraph(self.module)
+            tok = tokenize(self.tokenizer, sample[:2], self.max_length)
+            args = (tok["input_ids"], tok["attention_mask"])
+            names, outputs = ["input_ids", "attention_mask"], ["hidden_states", "mask"]
+            dynamic = {n: {0: "batch", 1: "tokens"} for n in names + outputs}
+        buf = io.BytesIO()
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)  # the fused layer op has no ONNX form
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic
+                torch.onnx.export(
+                    graph, args, buf, input_names=names, output_names=outputs,
+                    dynamic_axes=dynamic, opset_version=ONNX_OPSET, do_constant_folding=True,
+                    dynamo=False,
+                )  # fmt: skip
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
+        write_with(path, lambda fh: fh.write(buf.getvalue()))
 
 
 def _write_segment(
@@ -228,9 +391,7 @@ def _ahead(pool: ThreadPoolExecutor, frozen: _Frozen, batches: list[Sequence[Any
         pixels = pending.result()
         if b + 1 < len(batches):
             pending = pool.submit(frozen.pixels, batches[b + 1])
-        with torch.no_grad():
-            frozen.module.eval()
-            yield [m.float().numpy() for m in frozen.module.stem_features(pixels)]
+        yield frozen.maps(pixels)
 
 
 _WORKER: dict[str, Any] = {}
@@ -454,6 +615,10 @@ class FeatureStore:
         ]
         console = console or Console(quiet=True)
         frozen_part = _Frozen(self.model, kind)
+        todo = sum(len(c) for _, c in tasks)
+        if todo >= ONNX_FROM_ITEMS and self.dtype != "fp32":  # fp32, the exact store: torch
+            sample = [items[i] for i in tasks[0][1][:8]]
+            frozen_part.use_onnx(folder / f"frozen-{kind}.onnx", sample)
         with Progress(console=console) as progress:
             bar = progress.add_task(f"feature store: {kind}", total=sum(len(c) for c in mine))
             if workers <= 1 or len(tasks) <= 1:
