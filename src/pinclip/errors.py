@@ -51,7 +51,15 @@ class ConfigError(InputError):
 #: The modules each pip extra brings (pyproject.toml's optional-dependencies), checked by
 #: `require_extra` before a command starts so a missing one fails in one line, not mid-run.
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "serve": ("faiss", "fastapi", "pydantic", "uvicorn", "multipart", "prometheus_client"),
+    "serve": (
+        "faiss",
+        "fastapi",
+        "pydantic",
+        "uvicorn",
+        "multipart",
+        "prometheus_client",
+        "fastapi_offline",
+    ),
     "export": ("onnx", "onnxruntime"),
     "eval": ("matplotlib", "sklearn", "open_clip"),
     "ray": ("ray",),

@@ -192,3 +192,137 @@ def test_index_copy_dims_must_match(index_dir, tmp_path):
     shutil.copytree(index_dir, tmp_path / "idx")
     with pytest.raises(ValueError, match="dims"):
         PinService.open(tmp_path / "idx", other)
+
+
+@pytest.mark.parametrize("table", ["pins.parquet", "pin_board.parquet", "boards.parquet"])
+def test_catalog_route_serves_images_only(client, service, table):
+    # The catalog's tables (who saved what) stay private even though they sit in its folder.
+    assert (service.catalog_dir / table).is_file()
+    response = client.get(f"/v1/catalog/{table}")
+    assert response.status_code == 404 and "images only" in response.json()["detail"]
+
+
+def test_error_messages_never_carry_server_paths(client, service, tmp_path):
+    # An escaping image path, an undecodable upload and a pin whose image path escapes: each
+    # error names the relative file or the pin, never the catalog's or a temp file's location.
+    responses = [
+        client.get("/v1/catalog/../../etc/passwd.png"),
+        client.post("/v1/search/image", files={"file": ("a.png", b"not an image", "image/png")}),
+    ]
+    row = service.index.rows[service.index.field(5, "pin_id")]
+    image = service.index._columns["image"][row]
+    service.index._columns["image"][row] = "../../outside.png"
+    try:
+        responses.append(client.get(f"/v1/pins/{service.index.field(5, 'pin_id')}/image"))
+    finally:
+        service.index._columns["image"][row] = image
+    for response in responses:
+        assert 400 <= response.status_code < 500, response.text
+        detail = response.json()["detail"]
+        for root in (str(service.catalog_dir.resolve()), "/tmp", str(tmp_path.parent)):
+            assert root not in detail, detail
+        assert ".upload" not in detail
+
+
+def test_docs_assets_are_served_locally(client):
+    # Swagger UI and ReDoc load their scripts and styles from this server, never a CDN.
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css|png))["']""", html)
+        assert assets, html
+        for url in assets:
+            assert url.startswith("/"), f"{page} loads {url} from another host"
+            assert client.get(url).status_code == 200, url
+
+
+def test_results_page_through_the_ranking(client):
+    # Pages of k: page 2 is ranks k..2k of the same ranking, for every kind of query.
+    whole = client.get("/v1/search", params={"q": "blue", "k": 20}).json()["results"]
+    page2 = client.get("/v1/search", params={"q": "blue", "k": 10, "offset": 10}).json()
+    assert page2["offset"] == 10 and page2["results"] == whole[10:]
+    pin_id = whole[0]["pin_id"]
+    related = client.get(f"/v1/pins/{pin_id}/related", params={"k": 20}).json()["results"]
+    again = client.get(f"/v1/pins/{pin_id}/related", params={"k": 5, "offset": 15}).json()
+    assert again["results"] == related[15:]
+    png = {"file": ("q.png", png_bytes(40, color=(0, 90, 200), seed=2), "image/png")}
+    by_image = client.post("/v1/search/image", params={"k": 12}, files=png).json()["results"]
+    next_page = client.post("/v1/search/image", params={"k": 6, "offset": 6}, files=png).json()
+    assert next_page["results"] == by_image[6:]
+    too_deep = client.get("/v1/search", params={"q": "blue", "k": 10, "offset": 995})
+    assert too_deep.status_code == 422 and "offset" in too_deep.json()["detail"]
+
+
+def test_pin_page_has_its_boards_description_and_link(client, service, catalog_dir):
+    import pandas as pd
+
+    pins = pd.read_parquet(catalog_dir / "pins.parquet").set_index("pin_id")
+    edges = pd.read_parquet(catalog_dir / "pin_board.parquet")
+    titles = dict(service.board_titles)
+    pin_id = edges["pin_id"].iloc[0]
+    body = client.get(f"/v1/pins/{pin_id}").json()
+    assert body["description"] == pins.at[pin_id, "description"]
+    assert body["link"] == pins.at[pin_id, "link"]
+    expected = edges.loc[edges["pin_id"] == pin_id, "board_id"].tolist()
+    assert [b["board_id"] for b in body["boards"]] == expected
+    assert [b["title"] for b in body["boards"]] == [titles[b] for b in expected]
+
+
+def test_board_page_lists_its_pins_with_paging(client, catalog_dir):
+    import pandas as pd
+
+    edges = pd.read_parquet(catalog_dir / "pin_board.parquet")
+    boards = pd.read_parquet(catalog_dir / "boards.parquet").set_index("board_id")
+    board_id = edges["board_id"].value_counts().index[0]  # the biggest board
+    members = edges.loc[edges["board_id"] == board_id, "pin_id"].tolist()
+    body = client.get(f"/v1/boards/{board_id}", params={"limit": 50}).json()
+    assert body["title"] == boards.at[board_id, "title"] and body["total"] == len(members)
+    assert sorted(p["pin_id"] for p in body["pins"]) == sorted(members)
+    half = len(members) // 2
+    first = client.get(f"/v1/boards/{board_id}", params={"limit": half}).json()["pins"]
+    rest = client.get(f"/v1/boards/{board_id}", params={"offset": half}).json()["pins"]
+    assert first + rest == body["pins"]
+    missing = client.get("/v1/boards/no-such-board")
+    assert missing.status_code == 404 and "unknown board" in missing.json()["detail"]
+
+
+def test_added_pins_are_found_by_their_own_image_in_exact_order(index_dir, model_dir, tmp_path):
+    # Cold start end to end: pins added over HTTP (titled and untitled), each searched by its
+    # own image and by its pin (related pins); every added pin of the exact top k (over
+    # catalog + added vectors) is in the results, in the exact order.
+    import numpy as np
+
+    service = PinService.open(index_dir, model_dir, store_dir=tmp_path, batch_wait_ms=0)
+    client = TestClient(create_app(service))
+    uploads = [png_bytes(64, color=c, seed=i) for i, c in enumerate(
+        [(30, 60, 220), (220, 40, 40), (20, 160, 60), (240, 200, 0), (30, 60, 200), (0, 0, 0)]
+    )]  # fmt: skip
+    added = []
+    for i, data in enumerate(uploads):
+        title = "" if i % 2 else f"new pin {i}"
+        r = client.post(
+            "/v1/pins", files={"file": ("p.png", data, "image/png")}, data={"title": title}
+        )
+        assert r.status_code == 201, r.text
+        added.append(r.json()["pin_id"])
+    vectors = np.stack([service.index.vector(r) for r in range(len(service.index))])
+    ids = [service.index.field(r, "pin_id") for r in range(len(service.index))]
+    k, found = 20, 0
+    for pin_id, data in zip(added, uploads, strict=True):
+        image = service.embedder.embed_images(
+            service.embedder.preprocess(service.decode_image(data))[None]
+        )[0]
+        pin = service.index.vector(service.index.rows[pin_id])
+        by_image = client.post(
+            "/v1/search/image", params={"k": k}, files={"file": ("q.png", data, "image/png")}
+        ).json()["results"]
+        related = client.get(f"/v1/pins/{pin_id}/related", params={"k": k}).json()["results"]
+        for query, results in ((image, by_image), (pin, related)):
+            ranked = [ids[r] for r in np.argsort(-(vectors @ query), kind="stable")]
+            exact = [p for p in ranked if p != pin_id or results is by_image][:k]
+            want = [p for p in exact if p in added]
+            assert [h["pin_id"] for h in results if h["pin_id"] in added][: len(want)] == want
+            found += len(want)
+    assert found >= len(added)  # the added pins were among the exact top k
+    service.store.close()

@@ -94,3 +94,21 @@ def test_torn_log_tail_is_ignored(tmp_path):
     with open(store.log, "a") as f:
         f.write('{"pin_id": "b", "tit')  # killed mid-write: never acknowledged
     assert [p.pin_id for p in store.replay()] == ["a"]
+
+
+def test_store_fsyncs_its_folders_with_the_one_atomic_helper(tmp_path, monkeypatch):
+    # One fsync_dir in the project (pinclip.atomic): the store's image folder after each
+    # image, its root when the log is created.
+    import numpy as np
+
+    from pinclip import atomic
+    from pinclip.serve import store as store_module
+
+    synced: list = []
+    assert store_module.fsync_dir is atomic.fsync_dir
+    monkeypatch.setattr(store_module, "fsync_dir", synced.append)
+    store = store_module.PinStore(tmp_path)
+    store.save_image("a.png", png_bytes())
+    store.append(store_module.AddedPin("a", "", "", "a.png", np.ones(4, np.float32)))
+    store.close()
+    assert synced == [tmp_path / "images", tmp_path]

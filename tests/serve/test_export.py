@@ -29,8 +29,12 @@ def onnx_dir(tmp_path_factory, model_dir, samples):
     return out
 
 
-def test_export_parity_and_int8_choice(onnx_dir):
+def test_export_parity_and_int8_choice(onnx_dir, model_dir):
+    from pinclip.serve.embedder import model_fingerprint
+
     report = json.loads((onnx_dir / "export.json").read_text())
+    # the export carries its model's identity, so `serve --model EXPORT` is checked like MODEL
+    assert model_fingerprint(onnx_dir) == model_fingerprint(model_dir) is not None
     assert set(report["graphs"]) == {"image", "text", "fusion"}
     assert min(report["parity"].values()) >= 0.99
     t = report["timings_ms"]

@@ -79,6 +79,7 @@ def test_every_route_declares_a_response_schema(client, spec):
 def test_every_response_validates_against_the_document(client, service, spec):
     pin_id = service.index.meta.at[0, "pin_id"]
     image = service.index.meta.at[3, "image"]
+    board_id = service.index.boards["board_id"].iloc[0]
     png = png_bytes(40, color=(30, 200, 90), seed=3)
     b64 = base64.b64encode(png).decode()
     calls = [
@@ -87,6 +88,8 @@ def test_every_response_validates_against_the_document(client, service, spec):
         ("get", "/v1/search", "/v1/search", {"params": {"q": "green", "k": 3}}),
         ("get", "/v1/search", "/v1/search", {"params": {"q": "x", "k": 0}}),
         ("get", "/v1/search", "/v1/search", {"params": {"k": "ten"}}),
+        ("get", "/v1/search", "/v1/search", {"params": {"q": "green", "k": 3, "offset": 3}}),
+        ("get", "/v1/search", "/v1/search", {"params": {"q": "green", "k": 3, "offset": -1}}),
         ("post", "/v1/search", "/v1/search", {"json": {"q": "green", "k": 2}}),
         ("post", "/v1/search", "/v1/search", {"json": {"k": 2}}),
         ("post", "/v1/search/image", "/v1/search/image", {"files": {"file": ("a.png", png)}}),
@@ -97,6 +100,8 @@ def test_every_response_validates_against_the_document(client, service, spec):
         ("get", "/v1/pins/nope", "/v1/pins/{pin_id}", {}),
         ("get", f"/v1/pins/{pin_id}/related", "/v1/pins/{pin_id}/related", {}),
         ("get", "/v1/pins/nope/related", "/v1/pins/{pin_id}/related", {}),
+        ("get", f"/v1/boards/{board_id}", "/v1/boards/{board_id}", {"params": {"limit": 2}}),
+        ("get", "/v1/boards/nope", "/v1/boards/{board_id}", {}),
         ("get", f"/v1/pins/{pin_id}/boards", "/v1/pins/{pin_id}/boards", {}),
         ("get", f"/v1/pins/{pin_id}/image", "/v1/pins/{pin_id}/image", {}),
         ("get", "/v1/pins/nope/image", "/v1/pins/{pin_id}/image", {}),

@@ -3,6 +3,7 @@ process) that picks up the pins the writer adds; micro-batching of query forward
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,33 @@ def test_torn_tail_longer_than_the_read_window_is_cut(tmp_path):
     log.write_bytes(b"y" * 50)  # nothing complete at all
     _cut_torn_tail(log, window=16)
     assert log.read_bytes() == b""
+
+
+def test_replica_refresh_failures_are_logged_counted_and_backed_off(
+    tmp_path, index_dir, model_dir, caplog
+):
+    from pinclip.serve.service import MAX_BACKOFF_S, backoff_s
+
+    writer = PinStore(tmp_path)  # a writer's log that the replica follows
+    looks: list[float] = []
+
+    def broken_follow():
+        looks.append(time.monotonic())
+        raise OSError("disk went away")
+
+    with caplog.at_level("WARNING", logger="pinclip.serve.service"):
+        replica = PinService.open(
+            index_dir, model_dir, store_dir=tmp_path, read_only=True, refresh_s=0.02
+        )
+        replica.store.follow = broken_follow
+        time.sleep(1.2)
+    # 0.02 s apart without back-off would be ~60 looks; doubling waits allow ~6.
+    assert 3 <= len(looks) <= 8, len(looks)
+    assert all(b - a >= 0.9 * 0.02 * 2**i for i, (a, b) in enumerate(itertools.pairwise(looks)))
+    assert replica.follow_errors >= 3
+    assert any("disk went away" in r.getMessage() for r in caplog.records)
+    metrics = TestClient(create_app(replica)).get("/metrics").text
+    assert f"pinclip_replica_refresh_errors_total {float(replica.follow_errors)}" in metrics
+    assert backoff_s(1.0, 0) == 1.0 and backoff_s(1.0, 3) == 8.0
+    assert backoff_s(1.0, 40) == MAX_BACKOFF_S
+    writer.close()

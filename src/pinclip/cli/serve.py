@@ -192,6 +192,12 @@ def serve(
     api_key: str = typer.Option(
         None, "--api-key", envvar="PINCLIP_API_KEY", help="Required header X-API-Key."
     ),
+    allow_model_mismatch: bool = typer.Option(
+        False,
+        "--allow-model-mismatch",
+        help="Serve although --model is not the model the index was embedded with (its "
+        "fingerprint, recorded in the index): queries will not match the indexed vectors.",
+    ),
 ) -> None:
     """Serve search, related pins, board recommendations and adding pins over HTTP."""
     require_extra("serve", "pinclip serve")
@@ -215,6 +221,7 @@ def serve(
         read_only=read_only,
         refresh_s=refresh_seconds,
         batch_wait_ms=batch_wait_ms,
+        allow_model_mismatch=allow_model_mismatch,
     )
     console.print(
         f"{len(service.index)} pins ({service.replayed} added pins replayed); open "

@@ -91,11 +91,13 @@ def serve(
     port: int = 8000,
     api_key: str | None = None,
     block: bool = True,
+    allow_model_mismatch: bool = False,
 ) -> Server | None:
     """Serve search, related pins, boards and adding pins over HTTP (`pinclip serve`).
 
     `block=False` starts the server in a background thread and returns a `Server` (its
     `url`, `stop()`; a context manager), e.g. in a notebook; `port=0` picks a free port.
+    `allow_model_mismatch` serves a model other than the one the index was embedded with.
     """
     require_extra("serve", "pinclip.serve")
     from pinclip.serve.app import create_app, is_loopback, run
@@ -103,7 +105,14 @@ def serve(
 
     if not is_loopback(host) and not api_key:
         raise PinclipError(f"binding {host} exposes the API beyond this machine: pass api_key")
-    service = PinService.open(index, model, backend=backend, device=device, catalog_dir=catalog)
+    service = PinService.open(
+        index,
+        model,
+        backend=backend,
+        device=device,
+        catalog_dir=catalog,
+        allow_model_mismatch=allow_model_mismatch,
+    )
     if block:
         run(service, host=host, port=port, api_key=api_key)
         return None

@@ -57,16 +57,19 @@ class PinHit(BaseModel):
 
 class SearchResponse(BaseModel):
     query: str | None = None
+    offset: int = Field(0, description="Rank of the first result (0-based): pages of k.")
     results: list[PinHit]
 
 
 class TextQuery(BaseModel):
     q: str = Field(description="Text query.")
     k: int = Field(10, description="Number of results.")
+    offset: int = Field(0, description="Skip this many results (the next page: offset + k).")
 
 
 class RelatedResponse(BaseModel):
     pin_id: str
+    offset: int = 0
     results: list[PinHit]
 
 
@@ -81,6 +84,11 @@ class BoardsResponse(BaseModel):
     boards: list[BoardHit]
 
 
+class BoardRef(BaseModel):
+    board_id: str
+    title: str
+
+
 class PinCard(BaseModel):
     pin_id: str
     title: str
@@ -88,8 +96,22 @@ class PinCard(BaseModel):
     source: str = Field(description="'catalog' or 'added' (over the API).")
 
 
+class PinDetail(PinCard):
+    description: str = ""
+    link: str = Field("", description="The pin's link (its source page), if any.")
+    boards: list[BoardRef] = Field(description="The boards the pin is saved to.")
+
+
 class PinsPage(BaseModel):
     total: int
+    offset: int
+    pins: list[PinCard]
+
+
+class BoardPage(BaseModel):
+    board_id: str
+    title: str
+    total: int = Field(description="Pins on the board.")
     offset: int
     pins: list[PinCard]
 
@@ -196,6 +218,7 @@ class _Metrics:
         self.pins_added = Counter(
             "pinclip_pins_added", "Pins added over the API since start-up.", registry=self.registry
         )
+        self.registry.register(_ServiceCounters(service))
 
     def observe(self, request: Request, status: int, seconds: float) -> None:
         route = getattr(request.scope.get("route"), "path", "unmatched")
@@ -208,8 +231,25 @@ class _Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class _ServiceCounters:
+    """Counters the service keeps itself, read at scrape time (a custom Prometheus collector)."""
+
+    def __init__(self, service: PinService) -> None:
+        self.service = service
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        yield CounterMetricFamily(
+            "pinclip_replica_refresh_errors",
+            "A read-only replica's failed looks at the writer's log since start-up.",
+            value=self.service.follow_errors,
+        )
+
+
 STATIC = Path(__file__).parent / "static"
-OPEN_PATHS = ("/", "/healthz", "/metrics", "/docs", "/openapi.json", "/static/")
+DOCS_ASSETS = "/static-offline-docs/"  # Swagger UI's and ReDoc's files (fastapi-offline)
+OPEN_PATHS = ("/", "/healthz", "/metrics", "/docs", "/openapi.json", "/static/", DOCS_ASSETS)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -220,8 +260,13 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
-    """The HTTP API. With `api_key`, /v1 needs header `X-API-Key` (or `?api_key=` for <img>)."""
-    app = FastAPI(
+    """The HTTP API. With `api_key`, /v1 needs header `X-API-Key` (or `?api_key=` for <img>).
+
+    /docs and /redoc load Swagger UI and ReDoc from the installed `fastapi-offline` package
+    (never a CDN), so they work on an air-gapped machine."""
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(
         title="pinclip",
         version="1",
         description="Search pins by text, image or pin; boards for a pin; add pins; embed.",
@@ -261,6 +306,11 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         return _error(err.status_code, str(err.detail))
 
     k_query = Query(10, description=f"results, 1..{limits.max_k}")
+    offset_query = Query(
+        0,
+        ge=0,
+        description=f"skip this many results (next page); offset + k <= {limits.max_results}",
+    )
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -280,16 +330,24 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         return metrics.exposition()
 
     @app.get("/v1/search", response_model=SearchResponse, responses=_ERRORS)
-    def search(q: str = Query(..., description="text query"), k: int = k_query) -> SearchResponse:
-        return SearchResponse(query=q, results=service.search_text(q, k))
+    def search(
+        q: str = Query(..., description="text query"), k: int = k_query, offset: int = offset_query
+    ) -> SearchResponse:
+        return SearchResponse(query=q, offset=offset, results=service.search_text(q, k, offset))
 
     @app.post("/v1/search", response_model=SearchResponse, responses=_ERRORS)
     def search_json(body: TextQuery) -> SearchResponse:
-        return SearchResponse(query=body.q, results=service.search_text(body.q, body.k))
+        results = service.search_text(body.q, body.k, body.offset)
+        return SearchResponse(query=body.q, offset=body.offset, results=results)
 
     @app.post("/v1/search/image", response_model=SearchResponse, responses=_ERRORS)
-    def search_image(file: UploadFile = File(...), k: int = k_query) -> SearchResponse:
-        return SearchResponse(results=service.search_image(file.file.read(), k))
+    def search_image(
+        file: UploadFile = File(..., description="the query image"),
+        k: int = k_query,
+        offset: int = offset_query,
+    ) -> SearchResponse:
+        results = service.search_image(file.file.read(), k, offset)
+        return SearchResponse(offset=offset, results=results)
 
     @app.get("/v1/pins", response_model=PinsPage, responses=_ERRORS)
     def list_pins(
@@ -302,15 +360,29 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         pins = [_card(row) for row in rows]
         return PinsPage(total=total, offset=offset, pins=pins)
 
-    @app.get("/v1/pins/{pin_id}", response_model=PinCard, responses=_ERRORS)
-    def get_pin(pin_id: str) -> PinCard:
-        with service.lock:
-            row = service.index.pin(service.row(pin_id))
-        return _card(row)
+    @app.get("/v1/pins/{pin_id}", response_model=PinDetail, responses=_ERRORS)
+    def get_pin(pin_id: str) -> PinDetail:
+        pin = service.pin(pin_id)
+        return PinDetail(
+            **_card(pin).model_dump(),
+            description=str(pin["description"] or ""),
+            link=str(pin["link"] or ""),
+            boards=[BoardRef(**b) for b in pin["boards"]],
+        )
 
     @app.get("/v1/pins/{pin_id}/related", response_model=RelatedResponse, responses=_ERRORS)
-    def related(pin_id: str, k: int = k_query) -> RelatedResponse:
-        return RelatedResponse(pin_id=pin_id, results=service.related(pin_id, k))
+    def related(pin_id: str, k: int = k_query, offset: int = offset_query) -> RelatedResponse:
+        results = service.related(pin_id, k, offset)
+        return RelatedResponse(pin_id=pin_id, offset=offset, results=results)
+
+    @app.get("/v1/boards/{board_id}", response_model=BoardPage, responses=_ERRORS)
+    def board(
+        board_id: str,
+        offset: int = Query(0, ge=0, description="first pin (catalog order)"),
+        limit: int = Query(40, ge=1, le=limits.max_k, description=f"pins, 1..{limits.max_k}"),
+    ) -> BoardPage:
+        page = service.board(board_id, offset, limit)
+        return BoardPage(**page | {"pins": [_card(pin) for pin in page["pins"]]})
 
     @app.get("/v1/pins/{pin_id}/boards", response_model=BoardsResponse, responses=_ERRORS)
     def boards(

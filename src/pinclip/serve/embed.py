@@ -41,7 +41,14 @@ from pinclip.data.catalog import read_catalog
 from pinclip.errors import PinclipError, require
 from pinclip.memory import bound_heap_growth
 
-from .embedder import Embedder, TorchEmbedder, load_embedder, resolve_backend, resolve_device
+from .embedder import (
+    Embedder,
+    TorchEmbedder,
+    load_embedder,
+    model_fingerprint,
+    resolve_backend,
+    resolve_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +179,14 @@ def iter_embeddings(
     dataset = open_embeddings(path)
     for fragment in dataset.get_fragments():  # in file (= pin) order
         yield from fragment.to_batches(columns=list(columns), batch_size=batch_rows)
+
+
+def embeddings_model(path: str | Path) -> dict | None:
+    """The model that wrote the embeddings ({path, fingerprint}), from their manifest."""
+    location = Location(path)
+    if str(path).endswith(".parquet") or not location.exists(MANIFEST_FILE):
+        return None
+    return json.loads(location.read_text(MANIFEST_FILE)).get("model")
 
 
 def count_embeddings(path: str | Path) -> int:
@@ -397,6 +412,7 @@ def embed_catalog(
         raise EmbeddingsError(f"catalog {catalog_dir} has no pins to embed")
     n_parts = -(-len(pin_ids) // part_size)
     meta = {"rows": len(pin_ids), "part_size": part_size, "backend": backend, "keys": list(KEYS)}
+    meta["model"] = {"path": str(model_dir), "fingerprint": model_fingerprint(model_dir)}
     manifest = Manifest(location, _fingerprint(job, pin_ids), n_parts, meta)
     todo = manifest.todo[:max_parts] if max_parts is not None else manifest.todo
     done_rows = sum(_part_rows(p, part_size, len(pin_ids)) for p in manifest.done)

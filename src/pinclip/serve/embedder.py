@@ -8,6 +8,7 @@ none), exactly as training embeds them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import warnings
@@ -236,6 +237,24 @@ def find_export(model_dir: str | Path) -> Path | None:
     for candidate in (model_dir, model_dir / "onnx"):
         if (candidate / ONNX_MANIFEST).is_file():
             return candidate
+    return None
+
+
+def model_fingerprint(model_dir: str | Path) -> str | None:
+    """The model's identity: a hash of its weights (a retrained or renamed copy differs or
+    matches by content, not by path). An ONNX export carries its source model's fingerprint
+    (export.json); None for an export written before it did."""
+    model_dir = Path(model_dir)
+    weights = model_dir / "model.safetensors"
+    if weights.is_file():
+        digest = hashlib.sha256()
+        with open(weights, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()[:16]
+    export = find_export(model_dir)
+    if export is not None:
+        return json.loads((export / ONNX_MANIFEST).read_text()).get("model_fingerprint")
     return None
 
 

@@ -35,6 +35,7 @@ from .embedder import (
     TorchEmbedder,
     fusion_feeds,
     fusion_length,
+    model_fingerprint,
     pad_text,
 )
 
@@ -90,6 +91,7 @@ class ExportReport:
     parity: dict[str, float]  # min cosine over samples, per embedding
     timings_ms: dict[str, float] = field(default_factory=dict)  # per part and option, batch 32
     quantization: dict[str, str] = field(default_factory=dict)  # int8 option kept per part
+    model_fingerprint: str | None = None  # the source model's identity (embedder.model_fingerprint)
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic) -> None:
@@ -358,7 +360,9 @@ def export_onnx(
                 f"pins: min cosine {bad} < {threshold} (graphs left in {failed} for "
                 "inspection); try without --int8"
             )
-        report = ExportReport(str(out), graphs, int8, scores, timings, choice)
+        report = ExportReport(
+            str(out), graphs, int8, scores, timings, choice, model_fingerprint(model_dir)
+        )
         (tmp / ONNX_MANIFEST).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
 

@@ -24,6 +24,7 @@ from pinclip.atomic import atomic_dir, atomic_write_text, restore_dir
 from pinclip.errors import PinclipError
 
 INDEX_FILE = "index.faiss"
+ADDED_FILE = "added.faiss"  # the exact segment of pins added at run time (PinIndex)
 META_FILE = "meta.parquet"
 BOARDS_FILE = "boards.parquet"
 INFO_FILE = "index.json"
@@ -147,23 +148,44 @@ class SearchHit:
     score: float
 
 
-PIN_FIELDS = ("pin_id", "title", "image", "boards", "source")
+PIN_FIELDS = ("pin_id", "title", "image", "boards", "source", "description", "link")
 
 
 class PinIndex:
     """The index, the pin metadata (pin_id, title, image, boards) and a pin_id -> row map.
 
-    Catalog rows live in one read-only frame; pins added at run time are appended to a list
-    beside it, so adding a pin never copies the catalog's metadata (nor the faiss index).
+    Catalog rows live in one read-only frame and one ANN index; pins added at run time go to
+    an exact (flat) segment beside it, and every search merges both by score. An added pin
+    is a cold, often out-of-distribution vector: inserted into an HNSW graph it gets few
+    incoming links (the neighbour-selection heuristic prunes it from its neighbours' lists)
+    and a search can miss it although it is the best match; an IVF kind files it under
+    centroids trained without it. The exact segment finds every added pin in exact-search
+    order, and adding one never copies the catalog's metadata nor touches its index.
     """
 
     def __init__(
-        self, index: faiss.Index, meta: pd.DataFrame, boards: pd.DataFrame, info: dict
+        self,
+        index: faiss.Index,
+        meta: pd.DataFrame,
+        boards: pd.DataFrame,
+        info: dict,
+        added: faiss.Index | None = None,
     ) -> None:
         self.index, self.boards, self.info = index, boards, info
-        self.meta = meta.reset_index(drop=True)
-        self.added: list[dict] = []
-        self.rows = {pid: i for i, pid in enumerate(self.meta["pin_id"])}
+        meta = meta.reset_index(drop=True)
+        for name in ("description", "link"):  # an index built before they were kept
+            if name not in meta:
+                meta[name] = ""
+        base = int(index.ntotal)
+        self.meta = meta.iloc[:base] if len(meta) > base else meta
+        self.added: list[dict] = meta.iloc[base:][list(PIN_FIELDS)].to_dict("records")
+        self.fresh = added if added is not None else faiss.IndexFlatIP(int(index.d))
+        if self.fresh.ntotal != len(self.added):
+            raise PinclipError(
+                f"index holds {self.fresh.ntotal} added vectors for {len(self.added)} added "
+                "pins: rebuild it with `pinclip index build`"
+            )
+        self.rows = {pid: i for i, pid in enumerate(meta["pin_id"])}
         self._columns = {name: self.meta[name].to_numpy() for name in PIN_FIELDS}
 
     def __len__(self) -> int:
@@ -182,22 +204,38 @@ class PinIndex:
         return {name: self.field(row, name) for name in PIN_FIELDS}
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
-        scores, ids = self.index.search(normalize(queries), k)
+        """Top `k` of the catalog's ANN index and the added pins' exact segment, merged."""
+        queries = normalize(queries)
+        scores, ids = self.index.search(queries, k)
+        if self.fresh.ntotal:
+            fresh_s, fresh_i = self.fresh.search(queries, min(k, self.fresh.ntotal))
+            fresh_i = np.where(fresh_i >= 0, fresh_i + len(self.meta), -1)
+            scores = np.concatenate([scores, fresh_s], axis=1)
+            ids = np.concatenate([ids, fresh_i], axis=1)
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
         return [
             [SearchHit(int(i), float(s)) for s, i in zip(srow, irow, strict=True) if i >= 0]
             for srow, irow in zip(scores, ids, strict=True)
         ]
 
     def vector(self, row: int) -> np.ndarray:
-        return self.index.reconstruct(int(row))
+        base = len(self.meta)
+        return (
+            self.index.reconstruct(int(row)) if row < base else self.fresh.reconstruct(row - base)
+        )
 
     def add(self, pin_id: str, vector: np.ndarray, **fields: object) -> int:
         """Add one pin without a rebuild or a copy; returns its row. Caller holds the write lock."""
         if pin_id in self.rows:
             raise KeyError(f"pin {pin_id!r} already exists")
         row = len(self)
-        self.index.add_with_ids(normalize(vector[None]), np.array([row], dtype=np.int64))
-        record = {"pin_id": pin_id, "title": "", "image": "", "boards": [], "source": "added"}
+        self.fresh.add(normalize(np.asarray(vector)[None]))
+        record = {name: "" for name in PIN_FIELDS} | {
+            "pin_id": pin_id,
+            "boards": [],
+            "source": "added",
+        }
         self.added.append(record | {k: v for k, v in fields.items() if k in PIN_FIELDS})
         self.rows[pin_id] = row
         return row
@@ -209,6 +247,8 @@ class PinIndex:
             meta = pd.concat([meta, pd.DataFrame(self.added)], ignore_index=True)
         with atomic_dir(out) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
+            if self.fresh.ntotal:
+                faiss.write_index(self.fresh, str(tmp / ADDED_FILE))
             meta.to_parquet(tmp / META_FILE, index=False)
             self.boards.to_parquet(tmp / BOARDS_FILE, index=False)
             (tmp / INFO_FILE).write_text(json.dumps(self.info, indent=2) + "\n")
@@ -228,19 +268,31 @@ class PinIndex:
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         index = faiss.read_index(str(directory / INDEX_FILE), flags)
         set_search_params(index, info.get("search_params", SEARCH_DEFAULTS))
+        added = directory / ADDED_FILE
         return cls(
             index,
             pd.read_parquet(directory / META_FILE),
             pd.read_parquet(directory / BOARDS_FILE),
             info,
+            faiss.read_index(str(added)) if added.is_file() else None,
         )
 
 
 def catalog_metadata(
     pin_ids: list[str], catalog_dir: str | Path | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per pin: title, image path and boards (from the catalog if given); the boards table."""
-    meta = pd.DataFrame({"pin_id": pin_ids, "title": "", "image": "", "source": "catalog"})
+    """Per pin: title, image path, boards, description and link (from the catalog if given);
+    the boards table."""
+    meta = pd.DataFrame(
+        {
+            "pin_id": pin_ids,
+            "title": "",
+            "image": "",
+            "source": "catalog",
+            "description": "",
+            "link": "",
+        }
+    )
     meta["boards"] = [[] for _ in pin_ids]
     boards = pd.DataFrame({"board_id": pd.Series(dtype=str), "title": pd.Series(dtype=str)})
     if catalog_dir is None:
@@ -257,6 +309,9 @@ def catalog_metadata(
         )
     meta["title"] = pins.loc[pin_ids, "title"].fillna("").astype(str).to_numpy()
     meta["image"] = pins.loc[pin_ids, "image"].astype(str).to_numpy()
+    for name in ("description", "link"):
+        if name in pins:
+            meta[name] = pins.loc[pin_ids, name].fillna("").astype(str).to_numpy()
     edges = catalog.edges.astype({"pin_id": str, "board_id": str})
     by_pin = edges.groupby("pin_id")["board_id"].apply(list)
     meta["boards"] = [by_pin.get(p, []) for p in pin_ids]
@@ -280,7 +335,7 @@ def build_index(
     at a time, so memory is the index plus one batch (plus a training sample for IVF kinds).
     Recall@10 against exact search (on `recall_queries` pins) is measured in the same pass.
     """
-    from .embed import count_embeddings, iter_embeddings, open_embeddings, vectors
+    from .embed import count_embeddings, embeddings_model, iter_embeddings, open_embeddings, vectors
 
     n = count_embeddings(embeddings)
     if n == 0:
@@ -324,6 +379,7 @@ def build_index(
         "qps": qps,
         "build_seconds": build_s,
         "embeddings": str(embeddings),
+        "model": embeddings_model(embeddings),  # {path, fingerprint}: serve refuses another model
         "catalog": str(Path(catalog_dir).resolve()) if catalog_dir else None,
     }
     pin_index = PinIndex(index, meta, boards, info)

@@ -13,6 +13,7 @@ its own index every `refresh_s` seconds; run N replicas over one index behind a 
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import tempfile
@@ -26,16 +27,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pinclip.data.catalog import pin_text
 from pinclip.data.images import ImageError, load_image, resolve_image_path
 from pinclip.errors import InputError, PinclipError
 
-from .embedder import Embedder, load_embedder
+from .embedder import Embedder, load_embedder, model_fingerprint
 from .index import PinIndex
 from .store import AddedPin, PinStore
 
 PIN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: What /v1/catalog/... serves: image files only, never the catalog's tables (who saved what).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+#: A replica's refresh loop waits refresh_s * 2**failures after failures in a row, at most this.
+MAX_BACKOFF_S = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(PinclipError):
@@ -96,6 +104,7 @@ class Limits:
     max_pixels: int = 16_000_000
     max_k: int = 100
     max_query_chars: int = 1000
+    max_results: int = 1000  # how deep paging may go: offset + k <= this
 
 
 class PinService:
@@ -120,6 +129,8 @@ class PinService:
         self.lock = threading.Lock()
         self.board_titles = dict(zip(index.boards["board_id"], index.boards["title"], strict=True))
         self.replayed = self._replay()
+        self.follow_errors = 0  # a replica's failed refreshes since start-up (/metrics)
+        self._boards_index: dict[str, np.ndarray] | None = None
         self._embed_texts, self._embed_images = self._batchers(batch_wait_ms, max_batch)
         if read_only and self.store is not None:
             threading.Thread(
@@ -137,13 +148,17 @@ class PinService:
         catalog_dir: str | Path | None = None,
         store_dir: str | Path | None = None,
         limits: Limits | None = None,
+        allow_model_mismatch: bool = False,
         **options,
     ) -> PinService:
         """Load index + model; added pins live in `store_dir` (default `<index_dir>/added`).
-        `options`: read_only, refresh_s, batch_wait_ms, max_batch (see the class)."""
+        The model must be the one the index was embedded with (its fingerprint, recorded in
+        the index) unless `allow_model_mismatch`. `options`: read_only, refresh_s,
+        batch_wait_ms, max_batch (see the class)."""
         index = PinIndex.load(index_dir)
         catalog_dir = catalog_dir or index.info.get("catalog")
         store_dir = store_dir or Path(index_dir) / "added"
+        check_model(index.info, model_dir, index_dir, allow_mismatch=allow_model_mismatch)
         embedder = load_embedder(model_dir, backend, device=device)
         if embedder.config.embed_dim != index.dim:
             raise InputError(
@@ -163,19 +178,41 @@ class PinService:
             with self.lock:
                 if pin.pin_id not in self.index.rows:
                     self.index.add(
-                        pin.pin_id, pin.vector, title=pin.title, image=pin.image, source="added"
+                        pin.pin_id,
+                        pin.vector,
+                        title=pin.title,
+                        image=pin.image,
+                        description=pin.description,
+                        source="added",
                     )
                     n += 1
         return n
 
     def _follow(self, every_s: float) -> None:
-        """A replica's loop: add the pins the writer logged since the last look."""
+        """A replica's loop: add the pins the writer logged since the last look.
+
+        A failed look (a log being rebuilt, a disk error, a bad record) is logged, counted
+        (`pinclip_replica_refresh_errors` in /metrics) and retried after a doubling wait."""
+        failures = 0
         while True:
-            time.sleep(every_s)
+            time.sleep(backoff_s(every_s, failures))
             try:
                 self.replayed += self._add_logged(self.store.follow())
-            except Exception:  # a log being rotated or rebuilt: try again next round
-                continue
+            except Exception as err:
+                failures += 1
+                self.follow_errors += 1
+                log.warning(
+                    "replica refresh failed (%d in a row; next try in %.1f s): %s: %s",
+                    failures,
+                    backoff_s(every_s, failures),
+                    type(err).__name__,
+                    err,
+                    exc_info=failures == 1,
+                )
+            else:
+                if failures:
+                    log.info("replica refresh works again after %d failures", failures)
+                failures = 0
 
     def _batchers(self, wait_ms: float, max_batch: int):
         if wait_ms <= 0 or max_batch <= 1:  # no micro-batching: one forward per request
@@ -192,9 +229,15 @@ class PinService:
         return texts, images
 
     # ----- checks ---------------------------------------------------------------------------
-    def check_k(self, k: int) -> int:
+    def check_k(self, k: int, offset: int = 0) -> int:
         if not 1 <= k <= self.limits.max_k:
             raise ServiceError(422, f"k={k} is out of range; use 1 <= k <= {self.limits.max_k}")
+        if offset < 0 or offset + k > self.limits.max_results:
+            raise ServiceError(
+                422,
+                f"offset={offset} is out of range; use 0 <= offset and offset + k <= "
+                f"{self.limits.max_results}",
+            )
         return k
 
     def row(self, pin_id: str) -> int:
@@ -218,14 +261,16 @@ class PinService:
                 return load_image(f.name, max_pixels=self.limits.max_pixels)
             except ImageError as err:
                 status = 413 if "pixel limit" in err.reason else 400
-                raise ServiceError(
-                    status, f"upload rejected: {err.reason} ({err.detail.split(': ', 1)[-1]})"
-                ) from None
+                detail = err.detail.split(": ", 1)[-1].replace(f.name, "the upload")
+                raise ServiceError(status, f"upload rejected: {err.reason} ({detail})") from None
 
     # ----- queries --------------------------------------------------------------------------
-    def _results(self, vector: np.ndarray, k: int, exclude: str | None = None) -> list[dict]:
+    def _results(
+        self, vector: np.ndarray, k: int, offset: int = 0, exclude: str | None = None
+    ) -> list[dict]:
+        """Results `offset` .. `offset + k` of the ranking (one page of it)."""
         with self.lock:
-            hits = self.index.search(vector[None], k + (1 if exclude else 0))[0]
+            hits = self.index.search(vector[None], offset + k + (1 if exclude else 0))[0]
             pins = [self.index.pin(hit.row) for hit in hits]
         out = []
         for hit, pin in zip(hits, pins, strict=True):
@@ -240,28 +285,66 @@ class PinService:
                     "image_url": f"/v1/pins/{pin_id}/image",
                 }
             )
-        return out[:k]
+        return out[offset : offset + k]
 
-    def search_text(self, q: str, k: int) -> list[dict]:
-        self.check_k(k)
+    def search_text(self, q: str, k: int, offset: int = 0) -> list[dict]:
+        self.check_k(k, offset)
         if not q.strip():
             raise ServiceError(422, "q is empty; pass a text query, e.g. /v1/search?q=red+heart")
         if len(q) > self.limits.max_query_chars:
             raise ServiceError(
                 422, f"q has {len(q)} characters > limit {self.limits.max_query_chars}"
             )
-        return self._results(self._embed_texts(q), k)
+        return self._results(self._embed_texts(q), k, offset)
 
-    def search_image(self, data: bytes, k: int) -> list[dict]:
-        self.check_k(k)
+    def search_image(self, data: bytes, k: int, offset: int = 0) -> list[dict]:
+        self.check_k(k, offset)
         pixels = self.embedder.preprocess(self.decode_image(data))
-        return self._results(self._embed_images(pixels), k)
+        return self._results(self._embed_images(pixels), k, offset)
 
-    def related(self, pin_id: str, k: int) -> list[dict]:
-        self.check_k(k)
+    def related(self, pin_id: str, k: int, offset: int = 0) -> list[dict]:
+        self.check_k(k, offset)
         with self.lock:
             vector = self.index.vector(self.row(pin_id))
-        return self._results(vector, k, exclude=pin_id)
+        return self._results(vector, k, offset, exclude=pin_id)
+
+    def pin(self, pin_id: str) -> dict:
+        """A pin's card: its metadata and the boards it is saved to, with their titles."""
+        with self.lock:
+            pin = self.index.pin(self.row(pin_id))
+        boards = [str(b) for b in pin["boards"]]
+        return pin | {
+            "boards": [{"board_id": b, "title": self.board_titles.get(b, "")} for b in boards]
+        }
+
+    def board(self, board_id: str, offset: int, limit: int) -> dict:
+        """A board's title and one page of its pins (catalog order)."""
+        if board_id not in self.board_titles:
+            raise ServiceError(404, f"unknown board {board_id!r}")
+        rows = self._board_rows().get(board_id, np.empty(0, np.int64))
+        with self.lock:
+            pins = [self.index.pin(int(r)) for r in rows[offset : offset + limit]]
+        return {
+            "board_id": board_id,
+            "title": self.board_titles[board_id],
+            "total": len(rows),
+            "offset": offset,
+            "pins": pins,
+        }
+
+    def _board_rows(self) -> dict[str, np.ndarray]:
+        """board_id -> its pins' rows, built on the first board page (catalog pins only:
+        pins added over the API are on no board yet)."""
+        if self._boards_index is None:
+            boards = self.index.meta["boards"]
+            lengths = boards.map(len).to_numpy()
+            rows = np.repeat(np.arange(len(boards)), lengths)
+            ids = np.concatenate([np.asarray(b, dtype=object) for b in boards]) if len(rows) else []
+            frame = pd.DataFrame({"board": ids, "row": rows})
+            self._boards_index = {
+                str(b): g.to_numpy() for b, g in frame.groupby("board", sort=False)["row"]
+            }
+        return self._boards_index
 
     def boards(self, pin_id: str, k: int, neighbors: int = 50) -> list[dict]:
         """Boards of the pin's nearest pins, each vote weighted by the neighbour's similarity."""
@@ -306,8 +389,10 @@ class PinService:
             if pin_id in self.index.rows:
                 raise ServiceError(409, f"pin {pin_id!r} already exists")
             self.store.save_image(name, data)
-            self.store.append(AddedPin(pin_id, title, text, name, vector))
-            self.index.add(pin_id, vector, title=title, image=name, source="added")
+            self.store.append(AddedPin(pin_id, title, text, name, vector, description))
+            self.index.add(
+                pin_id, vector, title=title, image=name, description=description, source="added"
+            )
         return {"pin_id": pin_id, "title": title, "image_url": f"/v1/pins/{pin_id}/image"}
 
     # ----- files ----------------------------------------------------------------------------
@@ -323,22 +408,65 @@ class PinService:
                 raise ServiceError(
                     404, f"pin {pin_id!r} has no image here (start the server with --catalog)"
                 )
-        except ImageError as err:
-            raise ServiceError(404, str(err)) from None
+        except ImageError as err:  # its reason only: the detail names the server's paths
+            raise ServiceError(
+                404, f"image of pin {pin_id!r} cannot be served: {err.reason}"
+            ) from None
         if not path.is_file():
             raise ServiceError(404, f"image of pin {pin_id!r} is missing")
         return path
 
     def catalog_file(self, relative: str) -> Path:
+        """An image file of the catalog; its tables (pins, boards, who saved what) stay private."""
         if self.catalog_dir is None:
             raise ServiceError(404, "no catalog configured")
+        if Path(relative).suffix.lower() not in IMAGE_SUFFIXES:
+            raise ServiceError(
+                404, f"{relative!r} is not an image; /v1/catalog serves the catalog's images only"
+            )
         try:
             path = resolve_image_path(self.catalog_dir, relative)
         except ImageError as err:
-            raise ServiceError(404, str(err)) from None
+            raise ServiceError(404, f"{relative!r} cannot be served: {err.reason}") from None
         if not path.is_file():
             raise ServiceError(404, f"{relative!r} not found in the catalog")
         return path
+
+
+class ModelMismatchError(InputError):
+    """The index was embedded by another model: its vectors and the queries would not match."""
+
+
+def check_model(
+    info: dict, model_dir: str | Path, index_dir: str | Path, *, allow_mismatch: bool = False
+) -> None:
+    """Refuse to serve an index with a model other than the one that embedded it."""
+    recorded = (info.get("model") or {}).get("fingerprint")
+    if recorded is None:
+        log.warning(
+            "index %s does not record its model: cannot check --model %s", index_dir, model_dir
+        )
+        return
+    served = model_fingerprint(model_dir)
+    if served == recorded:
+        return
+    message = (
+        f"index {index_dir} was embedded by model {info['model'].get('path')} (fingerprint "
+        f"{recorded}) but --model {model_dir} is {'unknown' if served is None else served}: "
+        "its queries would not match the indexed vectors"
+    )
+    if allow_mismatch:
+        log.warning("%s; serving anyway (--allow-model-mismatch)", message)
+        return
+    raise ModelMismatchError(
+        f"{message}. Serve the model the index was built with, rebuild the index with this "
+        "model (`pinclip embed` + `pinclip index build`), or pass --allow-model-mismatch"
+    )
+
+
+def backoff_s(every_s: float, failures: int) -> float:
+    """The wait before a replica's next refresh: doubling with failures in a row, capped."""
+    return min(every_s * 2 ** min(failures, 16), max(every_s, MAX_BACKOFF_S))
 
 
 def _image_format(data: bytes) -> str:

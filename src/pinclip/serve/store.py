@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pinclip.atomic import fsync_dir
 from pinclip.errors import PinclipError
 
 LOG_FILE = "pins.jsonl"
@@ -40,14 +41,7 @@ class AddedPin:
     text: str
     image: str  # file name under the store's images/ directory
     vector: np.ndarray  # pin_emb, float32
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    description: str = ""  # shown on the pin's page (`text` is what the model read)
 
 
 def _lock_exclusively(path: Path) -> int:
@@ -122,7 +116,7 @@ class PinStore:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def append(self, pin: AddedPin) -> None:
         """Durable on return: the 201 may be sent."""
@@ -131,6 +125,7 @@ class PinStore:
             "title": pin.title,
             "text": pin.text,
             "image": pin.image,
+            "description": pin.description,
             "vector": base64.b64encode(np.asarray(pin.vector, np.float32).tobytes()).decode(),
         }
         new = not self.log.exists()
@@ -139,7 +134,7 @@ class PinStore:
             f.flush()
             os.fsync(f.fileno())
         if new:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     def replay(self) -> Iterator[AddedPin]:
         """Every record so far (then `follow()` continues from where this stopped)."""
@@ -161,7 +156,9 @@ class PinStore:
                 except json.JSONDecodeError:
                     continue  # a torn record of a killed write: it was never acknowledged
                 vector = np.frombuffer(base64.b64decode(r["vector"]), dtype=np.float32)
-                yield AddedPin(r["pin_id"], r["title"], r["text"], r["image"], vector)
+                yield AddedPin(
+                    r["pin_id"], r["title"], r["text"], r["image"], vector, r.get("description", "")
+                )
 
     def image_path(self, name: str) -> Path:
         from pinclip.data.images import resolve_image_path
