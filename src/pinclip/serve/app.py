@@ -271,6 +271,7 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         version="1",
         description="Search pins by text, image or pin; boards for a pin; add pins; embed.",
     )
+    _publish_uploads_as_binary(app)
     limits = service.limits
     metrics = _Metrics(service)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
@@ -425,6 +426,33 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     return app
+
+
+def _publish_uploads_as_binary(app: FastAPI) -> None:
+    """Declare file uploads as `type: string, format: binary` in /openapi.json.
+
+    FastAPI writes OpenAPI 3.1's `contentMediaType: application/octet-stream`, which client
+    generators (openapi-python-client) read as a text field: a generated client then posts
+    the file object's repr and gets a 422. `format: binary` is what they turn into a file."""
+    generate = app.openapi
+
+    def rewrite(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("contentMediaType") == "application/octet-stream":
+                del node["contentMediaType"]
+                node["format"] = "binary"
+            for value in node.values():
+                rewrite(value)
+        elif isinstance(node, list):
+            for value in node:
+                rewrite(value)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            rewrite(generate())  # generate() caches the document in app.openapi_schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _card(row) -> PinCard:
