@@ -18,3 +18,13 @@ def tiny_catalog(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("catalog") / "syn"
     build_synthetic_catalog(root, pins=240, seed=0, size=32, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_vlms(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random VLMs of two families (`save_pretrained` folders with their processors),
+    built once per session: family -> the folder a `hf-vlm:` spec names."""
+    from pinclip.model.vlm_tiny import TINY_VLMS, build_tiny_vlm
+
+    root = tmp_path_factory.mktemp("vlms")
+    return {family: build_tiny_vlm(family, root / family) for family in TINY_VLMS}

@@ -67,6 +67,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "lancedb": ("lancedb",),
     "tensorboard": ("tensorboard",),
     "mlflow": ("mlflow",),
+    "vlm": ("peft",),
 }
 
 

@@ -85,6 +85,45 @@ class FusionConfig:
 
 
 @dataclass
+class VLMConfig:
+    """A vision-language model as the backbone of both towers (`vlm.spec`, see `model.vlm`).
+
+    One decoder VLM reads the image alone, the text alone and both together; its pooled
+    hidden states feed the image, text and pin heads (the joint state is the mid fusion).
+    The resolution is `image.image_size` and the text budget `text.max_length`; the image,
+    text and fusion sections' layers are not built.
+    """
+
+    #: "" (no VLM: the towers above) or "hf-vlm:REPO_OR_DIR" (a transformers image-text-to-text
+    #: model id or a local `save_pretrained` folder with its processor).
+    spec: str = ""
+    #: "last" (the last real token's state) or "mean" (attention-masked mean over the prompt).
+    pooling: str = "last"
+    #: Which hidden state: -1 the last layer, k >= 0 the output of decoder layer k (0: embeddings).
+    layer: int = -1
+    #: The user message of each pass, rendered with the model's own chat template; "{text}"
+    #: marks where the pin's text goes; the image passes put the image before the message.
+    image_prompt: str = "Describe this image in one word:"
+    text_prompt: str = "{text}\nDescribe this text in one word:"
+    joint_prompt: str = "{text}\nDescribe this image and its text in one word:"
+    #: Append the template's assistant header (the pooled last token then starts the answer).
+    generation_prompt: bool = True
+    #: A Jinja chat template replacing the processor's own (None: the model's template).
+    chat_template: str | None = None
+    #: Extra keyword arguments of the image processor (e.g. do_image_splitting: false).
+    processor_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: LoRA adapters (peft) on the modules named in lora_targets; rank 0: the VLM stays frozen.
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    #: Recompute decoder activations in the backward pass (memory for ~30% more compute).
+    gradient_checkpointing: bool = False
+    #: dtype the base weights are held in: fp32, bf16 (half the memory; LoRA weights stay fp32).
+    base_dtype: str = "fp32"
+
+
+@dataclass
 class PinCLIPConfig:
     """Everything needed to rebuild a PinCLIP model (weights aside)."""
 
@@ -110,12 +149,14 @@ class PinCLIPConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    vlm: VLMConfig = field(default_factory=VLMConfig)
 
     def __post_init__(self) -> None:
         self.matryoshka_dims = tuple(int(d) for d in self.matryoshka_dims)
         self.image.levels = tuple(int(i) for i in self.image.levels)
         self.image.mean = tuple(float(x) for x in self.image.mean)
         self.image.std = tuple(float(x) for x in self.image.std)
+        self.vlm.lora_targets = tuple(str(t) for t in self.vlm.lora_targets)
         self.validate()
 
     def validate(self) -> None:
@@ -168,6 +209,29 @@ class PinCLIPConfig:
             )
         if self.image.image_size % 32 and not self.backbone:  # a ViT backbone sets its own
             raise ConfigError(f"image.image_size={self.image.image_size} must be a multiple of 32")
+        self._validate_vlm()
+
+    def _validate_vlm(self) -> None:
+        v = self.vlm
+        if not v.spec:
+            return
+        if not v.spec.startswith("hf-vlm:") or not v.spec.removeprefix("hf-vlm:"):
+            raise ConfigError(
+                f"vlm.spec={v.spec!r} must be 'hf-vlm:REPO_OR_DIR' (a Hub id or a local folder)"
+            )
+        if v.pooling not in ("last", "mean"):
+            raise ConfigError(f"vlm.pooling={v.pooling!r}: use 'last' or 'mean'")
+        if v.base_dtype not in ("fp32", "bf16"):
+            raise ConfigError(f"vlm.base_dtype={v.base_dtype!r}: use fp32 or bf16")
+        if v.lora_rank < 0 or not 0 <= v.lora_dropout < 1:
+            raise ConfigError("vlm.lora_rank must be >= 0 and vlm.lora_dropout in [0, 1)")
+        if v.lora_rank and not v.lora_targets:
+            raise ConfigError("vlm.lora_targets is empty: name the modules LoRA adapts")
+        for key in ("text_prompt", "joint_prompt"):
+            if "{text}" not in getattr(v, key):
+                raise ConfigError(f"vlm.{key} must contain '{{text}}' where the pin's text goes")
+        if "{text}" in v.image_prompt:
+            raise ConfigError("vlm.image_prompt reads the image alone: remove '{text}' from it")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

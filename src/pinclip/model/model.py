@@ -45,6 +45,14 @@ def image_transform(config: PinCLIPConfig, *, train: bool = False) -> Callable[[
     from timm.data import create_transform
 
     ic = config.image
+    if config.vlm.spec:  # the VLM's own image processor normalises: pixels stay in [0, 1]
+        return create_transform(
+            input_size=(3, ic.image_size, ic.image_size),
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            crop_pct=1.0,
+            interpolation="bicubic",
+        )
     return create_transform(
         input_size=(3, ic.image_size, ic.image_size),
         is_training=train,
@@ -90,10 +98,14 @@ class PinCLIP(nn.Module):
         seed: int = 0,
         text_source: str | Path | None = None,
         backbone_dir: Path | None = None,
+        model_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         ic = config.image
+        if config.vlm.spec:
+            self._init_vlm(config, seed, model_dir)
+            return
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # same config + seed => same initial weights
             foundation = self._foundation(load_pretrained, backbone_dir)
@@ -171,6 +183,63 @@ class PinCLIP(nn.Module):
             if foundation.logit_bias is not None:
                 self.logit_bias.fill_(foundation.logit_bias)
 
+    def _init_vlm(self, config: PinCLIPConfig, seed: int, model_dir: str | Path | None) -> None:
+        """A VLM backbone (`vlm.spec`) instead of the towers and the fusion layers: its
+        pooled image, text and joint states go through a LayerNorm each into the heads."""
+        from .vlm import PASSES, VLMEncoder
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # same config + seed => same adapters and heads
+            self.vlm = VLMEncoder(config.vlm, config.image.image_size, model_dir=model_dir)
+            self.tokenizer = self.vlm.tokenizer
+            h = self.vlm.hidden_size
+            self.vlm_norm = nn.ModuleDict({kind: nn.LayerNorm(h) for kind in PASSES})
+            self.image_head = EmbeddingHead(h, config.embed_dim)
+            self.text_head = EmbeddingHead(h, config.embed_dim)
+            self.pin_head = EmbeddingHead(h, config.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
+        self.logit_bias = nn.Parameter(torch.tensor(float(config.logit_bias_init)))
+        self._save_backbone = None  # the base comes from the spec (or save_merged's base/)
+        self.register_state_dict_post_hook(_drop_vlm_base_weights)
+        self.train()
+
+    @property
+    def is_vlm(self) -> bool:
+        return bool(self.config.vlm.spec)
+
+    # ----- what a checkpoint holds: a VLM's adapters and heads, never its base weights ------
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As nn.Module's; with a VLM, strict means exactly the keys `state_dict` writes (the
+        base weights come from `vlm.spec`, not from the checkpoint)."""
+        if not self.is_vlm:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        expected = set(self.state_dict())
+        missing = sorted(expected - set(state_dict))
+        unexpected = sorted(set(state_dict) - expected)
+        if strict and (missing or unexpected):
+            raise RuntimeError(
+                f"VLM checkpoint mismatch: missing {missing[:5]}, unexpected {unexpected[:5]} "
+                "(was it saved with other vlm.lora_* settings?)"
+            )
+        return result._replace(missing_keys=missing, unexpected_keys=unexpected)
+
+    def save_merged(self, directory: str | Path) -> Path:
+        """For serving: fold the LoRA adapters into the base, write that base with its
+        processor to `directory/base`, and a model folder whose spec is `hf-vlm:./base`
+        (no adapters left; `from_pretrained` needs no peft and no access to the old base)."""
+        if not self.is_vlm:
+            raise ValueError(
+                "save_merged applies to a VLM backbone (vlm.spec); use save_pretrained"
+            )
+        directory = Path(directory)
+        self.vlm.merge_adapters()
+        self.vlm.save_base(directory / "base")
+        self.config.vlm.spec = "hf-vlm:./base"
+        self.config.vlm.lora_rank = 0
+        self.vlm.cfg = self.config.vlm
+        return self.save_pretrained(directory)
+
     # ----- construction -------------------------------------------------------------------
     @classmethod
     def from_preset(
@@ -209,6 +278,7 @@ class PinCLIP(nn.Module):
             load_pretrained=False,
             text_source=text_dir if text_dir.is_dir() else None,
             backbone_dir=directory / BACKBONE_DIR,
+            model_dir=directory,
         )
         load_model(model, str(directory / WEIGHTS_FILE), strict=True)
         return model
@@ -250,7 +320,7 @@ class PinCLIP(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT, **self.config.to_dict()}
         (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
-        if isinstance(self.text.encoder, HFTextEncoder):
+        if not self.is_vlm and isinstance(self.text.encoder, HFTextEncoder):
             self.text.encoder.model.config.save_pretrained(directory / TEXT_ENCODER_DIR)
             self.tokenizer.save_pretrained(directory / TEXT_ENCODER_DIR)
         if self._save_backbone is not None:
@@ -324,18 +394,26 @@ class PinCLIP(nn.Module):
     # ----- frozen parts (what a feature cache stores) -------------------------------------
     def stem_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The stem's stride-16/32 maps; without autograd when the stem is frozen."""
+        self._no_store("stem_features")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_stem):
             return self.image.stem_features(images)
 
     def text_encoder_states(self, text: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The text encoder's token states; without autograd when it is frozen."""
+        self._no_store("text_encoder_states")
         frozen = self.config.freeze_text_encoder
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             return self.text.encoder_states(text)
 
+    def _no_store(self, what: str) -> None:
+        if self.is_vlm:
+            raise ValueError(f"{what}: a VLM backbone has no frozen-feature store inputs")
+
     def tuned_part(self) -> nn.ModuleList:
         """The tuned top blocks of the frozen towers (`image.tune_last_blocks`,
         `text.tune_last_layers`): trained at their own lr, see `param_groups`."""
+        if self.is_vlm:
+            return nn.ModuleList()
         return nn.ModuleList([*self.image.tuned_part(), *self.text.tuned_part()])
 
     def train(self, mode: bool = True) -> PinCLIP:
@@ -343,6 +421,8 @@ class PinCLIP(nn.Module):
         tuned top blocks too: those train their weights on the pretrained statistics, and
         the stored states below them stay what the blocks were pretrained on."""
         super().train(mode)
+        if self.is_vlm:
+            return self
         if self.config.freeze_stem:
             self.image.stem.eval()
         if self.config.freeze_text_encoder:
@@ -368,6 +448,10 @@ class PinCLIP(nn.Module):
         has_text = text is not None or text_states is not None
         if not (has_image or has_text):
             raise ValueError("PinCLIP.forward needs images (or image_features), text, or both")
+        if self.is_vlm:
+            if image_features is not None or text_states is not None or board_text_states:
+                raise ValueError("a VLM backbone reads images and text, not stored features")
+            return self._vlm_forward(images, text, board_text)
         img = txt = None
         if has_image:
             if image_features is None:
@@ -398,6 +482,31 @@ class PinCLIP(nn.Module):
             text_mask=txt.mask if txt else None,
         )
 
+    def _vlm_forward(
+        self,
+        images: torch.Tensor | None,
+        text: dict[str, torch.Tensor] | None,
+        board_text: dict[str, torch.Tensor] | None,
+    ) -> PinCLIPOutput:
+        """Hybrid fusion over a VLM: image and text alone give image_emb and text_emb, the
+        joint pass (both in one prompt) is the mid-fusion state; one modality alone is its
+        own joint state."""
+        states = self.vlm(images=images, text=text)
+        normed = {kind: self.vlm_norm[kind](s) for kind, s in states.items()}
+        image_emb = self.image_head(normed["image"]) if "image" in normed else None
+        text_emb = self.text_head(normed["text"]) if "text" in normed else None
+        fused = normed.get("joint", normed.get("image", normed.get("text")))
+        board_emb = self.board_embedding(board_text) if board_text is not None else None
+        return PinCLIPOutput(
+            image_emb=image_emb,
+            text_emb=text_emb,
+            pin_emb=self.pin_embedding(fused, image_emb, text_emb),
+            image_tokens=None,
+            text_tokens=None,
+            text_mask=None,
+            board_emb=board_emb,
+        )
+
     def board_embedding(
         self,
         text: dict[str, torch.Tensor] | None = None,
@@ -409,6 +518,10 @@ class PinCLIP(nn.Module):
         It shares every weight with a pin's text embedding, so it needs no parameter per
         board (an unseen board is embedded from its title alone, at any catalog size) and
         `encode_text(title)` is the board embedding; the board term of the loss trains it."""
+        if self.is_vlm:
+            if text is None:
+                raise ValueError("a VLM backbone embeds board titles from their tokens")
+            return self.text_head(self.vlm_norm["text"](self.vlm.encode("text", None, text)))
         if text_states is None:
             if text is None:
                 raise ValueError("board_embedding needs board title tokens or text states")
@@ -467,6 +580,15 @@ class PinCLIP(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def _drop_vlm_base_weights(module: nn.Module, state: dict, prefix: str, _: Any) -> None:
+    """state_dict hook: a VLM's frozen base weights are not part of a pinclip model's state
+    (they come from `vlm.spec`); adapters, norms, heads and scalars are."""
+    from .vlm import is_base_key
+
+    for key in [k for k in state if k.startswith(prefix) and is_base_key(k[len(prefix) :])]:
+        del state[key]
 
 
 def create_model(name: str, *, pretrained: bool = True, seed: int = 0, **overrides: Any) -> PinCLIP:

@@ -52,19 +52,26 @@ class PinInputs:
         """Build (or reuse) the stored features of every pin of `data` for `model` (and of
         every board title with `boards`: the board tower's inputs, in the same store)."""
         cfg = model.config
-        store = FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
+        # a VLM backbone reads every pin's image and text in each step (its adapters train
+        # through all of it): nothing to store, like unfrozen towers
+        stored = not cfg.vlm.spec
+        store = (
+            FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
+            if stored
+            else None
+        )
         image_table = text_table = images = texts = None
-        if cfg.freeze_stem:
+        if cfg.freeze_stem and stored:
             paths = [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
             image_table = store.build("images", paths, workers=workers, console=console)
         else:
             images = [str(data.catalog.image_path(p)) for p in data.catalog.pins["image"]]
-        if cfg.freeze_text_encoder:
+        if cfg.freeze_text_encoder and stored:
             text_table = store.build("texts", data.texts, workers=workers, console=console)
         else:
             texts = list(data.texts)
         board_table = board_texts = None
-        if boards and cfg.freeze_text_encoder:
+        if boards and cfg.freeze_text_encoder and stored:
             board_table = store.build("texts", data.board_titles, workers=workers, console=console)
         elif boards:
             board_texts = data.board_titles
