@@ -121,6 +121,9 @@ def micro_batches(
         # spawn: forking a process whose torch threads already run can deadlock them
         multiprocessing_context="spawn" if workers else None,
         worker_init_fn=partial(_worker_init, data.graph.n_pins) if workers else None,
+        # its own generator: starting the loader must not draw from the global torch RNG,
+        # which a resumed run has just restored (dropout masks would shift by one draw)
+        generator=torch.Generator().manual_seed(0),
     )
     return iter(loader)
 
