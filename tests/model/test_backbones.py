@@ -111,7 +111,7 @@ def test_vit_levels_are_three_evenly_spaced_blocks_by_default(foundation_specs) 
 
 
 def test_registry_names_every_family_and_rejects_unknown_ones() -> None:
-    assert BACKBONES.names() == ["timm", "open_clip", "hf", "pinclip"]
+    assert BACKBONES.names() == ["timm", "open_clip", "hf", "pinclip", "hf-vlm"]
     with pytest.raises(ConfigError, match="did you mean 'open_clip'"):
         load_foundation("openclip:ViT-B-32")
     with pytest.raises(ConfigError, match="FAMILY:ARG"):

@@ -18,7 +18,7 @@ TEXTS = ["a red fox in the snow", "espresso in a white cup", "mountain cabin ðŸ
 
 def vlm_model(tiny_vlms, family: str, seed: int = 0, **overrides) -> PinCLIP:
     cfg = preset_config(
-        "tiny", **{"vlm.spec": f"hf-vlm:{tiny_vlms[family]}", "image.image_size": 64, **overrides}
+        "tiny", **{"backbone": f"hf-vlm:{tiny_vlms[family]}", "image.image_size": 64, **overrides}
     )
     return PinCLIP(cfg, seed=seed)
 
@@ -68,10 +68,8 @@ def test_prompts_pooling_and_layer_come_from_the_config(tiny_vlms):
 
 
 def test_bad_vlm_settings_are_config_errors(tiny_vlms):
-    with pytest.raises(ConfigError, match="hf-vlm:"):
-        preset_config("tiny", **{"vlm.spec": "qwen"})
     with pytest.raises(ConfigError, match="text"):
-        preset_config("tiny", **{"vlm.spec": "hf-vlm:x", "vlm.joint_prompt": "no slot"})
+        preset_config("tiny", **{"backbone": "hf-vlm:x", "vlm.joint_prompt": "no slot"})
     with pytest.raises(ConfigError, match="vlm.layer"):
         vlm_model(tiny_vlms, "idefics3", **{"vlm.layer": 9})
     with pytest.raises(ConfigError, match="lora_targets"):
@@ -123,7 +121,7 @@ def test_save_holds_adapters_and_heads_and_round_trips(tiny_vlms, family, tmp_pa
     model.save_merged(tmp_path / "merged")
     assert (tmp_path / "merged" / "base" / "config.json").is_file()
     merged = PinCLIP.from_pretrained(tmp_path / "merged").eval()
-    assert merged.config.vlm.lora_rank == 0 and merged.config.vlm.spec == "hf-vlm:./base"
+    assert merged.config.vlm.lora_rank == 0 and merged.config.backbone == "hf-vlm:./base"
     assert not any("lora_" in n for n, _ in merged.named_parameters())
     with torch.no_grad():
         c = merged(images=images, text=text)
@@ -139,3 +137,20 @@ def test_encode_helpers_take_pil_images_and_strings(tiny_vlms):
     pin = model.encode_pin(images, TEXTS[:2])
     assert pin.shape == (2, model.config.embed_dim)
     torch.testing.assert_close(model.encode_text(TEXTS[:2]), model.encode_text(TEXTS[:2]))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_registry_loads_the_vlm_as_a_zero_shot_foundation(tiny_vlms, family):
+    from pinclip.model.backbones import BACKBONES, load_foundation
+
+    assert "hf-vlm" in BACKBONES and "joint" in BACKBONES.get("hf-vlm").towers
+    foundation = load_foundation(f"hf-vlm:{tiny_vlms[family]}")
+    assert foundation.image is None and not foundation.aligned  # no towers: its own path
+    size = foundation.image_size
+    pixels = torch.rand(2, 3, size, size)
+    tok = foundation.tokenizer(TEXTS[:2], padding=True, return_tensors="pt")
+    image = foundation.encode_image(pixels)
+    text = foundation.encode_text(dict(tok))
+    assert image.shape == text.shape == (2, foundation.encoder.hidden_size)
+    torch.testing.assert_close(image.norm(dim=-1), torch.ones(2))
+    assert not torch.allclose(image[0], image[1])

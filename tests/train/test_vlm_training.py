@@ -21,7 +21,7 @@ from pinclip.train.checkpoint import list_checkpoints
 
 def _vlm(tiny_overrides, tiny_vlms, family: str) -> list[str]:
     return tiny_overrides + [
-        f"model.overrides.vlm.spec=hf-vlm:{tiny_vlms[family]}",
+        f"model.overrides.backbone=hf-vlm:{tiny_vlms[family]}",
         "model.overrides.image.image_size=64",
         "batch_size=8",
         "max_steps=4",

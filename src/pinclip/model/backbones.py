@@ -916,3 +916,6 @@ BACKBONES.add(
     BackboneFamily(_load_pinclip, ("image", "text"), "pinclip:runs/foundation", _pinclip_tokenizer),
     help="a trained PinCLIP run or model dir as the foundation of a new run",
 )
+
+# The vision-language family lives in its own module (`hf-vlm:`); importing it registers it.
+from . import vlm as _vlm  # noqa: E402, F401

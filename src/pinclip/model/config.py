@@ -19,6 +19,13 @@ from pinclip.errors import ConfigError
 LITE0_PIP = "efficientnet-lite0-pip"
 MINILM_PIP = "minilm-pip"
 SCRATCH = "scratch"
+#: The backbone family of vision-language models (`pinclip.model.vlm`).
+VLM_PREFIX = "hf-vlm:"
+
+
+def is_vlm_spec(spec: str) -> bool:
+    """True when a `backbone` spec names a vision-language model (`hf-vlm:REPO_OR_DIR`)."""
+    return spec.startswith(VLM_PREFIX)
 
 
 @dataclass
@@ -86,17 +93,14 @@ class FusionConfig:
 
 @dataclass
 class VLMConfig:
-    """A vision-language model as the backbone of both towers (`vlm.spec`, see `model.vlm`).
+    """How a vision-language model backbone (`backbone: hf-vlm:REPO_OR_DIR`) is read and tuned.
 
     One decoder VLM reads the image alone, the text alone and both together; its pooled
     hidden states feed the image, text and pin heads (the joint state is the mid fusion).
     The resolution is `image.image_size` and the text budget `text.max_length`; the image,
-    text and fusion sections' layers are not built.
+    text and fusion sections' layers are not built (`pinclip.model.vlm`).
     """
 
-    #: "" (no VLM: the towers above) or "hf-vlm:REPO_OR_DIR" (a transformers image-text-to-text
-    #: model id or a local `save_pretrained` folder with its processor).
-    spec: str = ""
     #: "last" (the last real token's state) or "mean" (attention-masked mean over the prompt).
     pooling: str = "last"
     #: Which hidden state: -1 the last layer, k >= 0 the output of decoder layer k (0: embeddings).
@@ -205,7 +209,7 @@ class PinCLIPConfig:
                 )
         if self.backbone and ":" not in self.backbone:
             raise ConfigError(
-                f"backbone={self.backbone!r}: write FAMILY:ARG (timm:, open_clip:, hf:, pinclip:)"
+                f"backbone={self.backbone!r}: write FAMILY:ARG (timm:, open_clip:, hf:, pinclip:, hf-vlm:)"
             )
         if self.image.image_size % 32 and not self.backbone:  # a ViT backbone sets its own
             raise ConfigError(f"image.image_size={self.image.image_size} must be a multiple of 32")
@@ -213,11 +217,11 @@ class PinCLIPConfig:
 
     def _validate_vlm(self) -> None:
         v = self.vlm
-        if not v.spec:
+        if not is_vlm_spec(self.backbone):
             return
-        if not v.spec.startswith("hf-vlm:") or not v.spec.removeprefix("hf-vlm:"):
+        if not self.backbone.removeprefix(VLM_PREFIX):
             raise ConfigError(
-                f"vlm.spec={v.spec!r} must be 'hf-vlm:REPO_OR_DIR' (a Hub id or a local folder)"
+                f"backbone={self.backbone!r}: write hf-vlm:REPO_OR_DIR (a Hub id or a local folder)"
             )
         if v.pooling not in ("last", "mean"):
             raise ConfigError(f"vlm.pooling={v.pooling!r}: use 'last' or 'mean'")

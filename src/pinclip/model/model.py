@@ -18,7 +18,7 @@ from pinclip.errors import ConfigError, PinclipError
 
 from ._registry import preset_config
 from .backbones import BACKBONE_DIR, Foundation, is_timm_cnn, linear_from, load_foundation
-from .config import PinCLIPConfig
+from .config import PinCLIPConfig, is_vlm_spec
 from .fusion import Fusion
 from .heads import EmbeddingHead
 from .hub import pretrained_parts
@@ -45,7 +45,9 @@ def image_transform(config: PinCLIPConfig, *, train: bool = False) -> Callable[[
     from timm.data import create_transform
 
     ic = config.image
-    if config.vlm.spec:  # the VLM's own image processor normalises: pixels stay in [0, 1]
+    if is_vlm_spec(
+        config.backbone
+    ):  # the VLM's own image processor normalises: pixels stay in [0, 1]
         return create_transform(
             input_size=(3, ic.image_size, ic.image_size),
             mean=(0.0, 0.0, 0.0),
@@ -103,7 +105,7 @@ class PinCLIP(nn.Module):
         super().__init__()
         self.config = config
         ic = config.image
-        if config.vlm.spec:
+        if is_vlm_spec(config.backbone):
             self._init_vlm(config, seed, model_dir)
             return
         with torch.random.fork_rng(devices=[]):
@@ -184,13 +186,15 @@ class PinCLIP(nn.Module):
                 self.logit_bias.fill_(foundation.logit_bias)
 
     def _init_vlm(self, config: PinCLIPConfig, seed: int, model_dir: str | Path | None) -> None:
-        """A VLM backbone (`vlm.spec`) instead of the towers and the fusion layers: its
+        """A VLM backbone (`backbone: hf-vlm:...`) instead of the towers and the fusion layers: its
         pooled image, text and joint states go through a LayerNorm each into the heads."""
         from .vlm import PASSES, VLMEncoder
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # same config + seed => same adapters and heads
-            self.vlm = VLMEncoder(config.vlm, config.image.image_size, model_dir=model_dir)
+            self.vlm = VLMEncoder(
+                config.backbone, config.vlm, config.image.image_size, model_dir=model_dir
+            )
             self.tokenizer = self.vlm.tokenizer
             h = self.vlm.hidden_size
             self.vlm_norm = nn.ModuleDict({kind: nn.LayerNorm(h) for kind in PASSES})
@@ -205,12 +209,13 @@ class PinCLIP(nn.Module):
 
     @property
     def is_vlm(self) -> bool:
-        return bool(self.config.vlm.spec)
+        """A vision-language model backbone (`hf-vlm:`) in place of the towers and fusion."""
+        return is_vlm_spec(self.config.backbone)
 
     # ----- what a checkpoint holds: a VLM's adapters and heads, never its base weights ------
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """As nn.Module's; with a VLM, strict means exactly the keys `state_dict` writes (the
-        base weights come from `vlm.spec`, not from the checkpoint)."""
+        base weights come from the `hf-vlm:` spec, not from the checkpoint)."""
         if not self.is_vlm:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
@@ -229,15 +234,12 @@ class PinCLIP(nn.Module):
         processor to `directory/base`, and a model folder whose spec is `hf-vlm:./base`
         (no adapters left; `from_pretrained` needs no peft and no access to the old base)."""
         if not self.is_vlm:
-            raise ValueError(
-                "save_merged applies to a VLM backbone (vlm.spec); use save_pretrained"
-            )
+            raise ValueError("save_merged applies to a VLM backbone (hf-vlm:); use save_pretrained")
         directory = Path(directory)
         self.vlm.merge_adapters()
         self.vlm.save_base(directory / "base")
-        self.config.vlm.spec = "hf-vlm:./base"
+        self.config.backbone = "hf-vlm:./base"
         self.config.vlm.lora_rank = 0
-        self.vlm.cfg = self.config.vlm
         return self.save_pretrained(directory)
 
     # ----- construction -------------------------------------------------------------------
@@ -584,7 +586,7 @@ class PinCLIP(nn.Module):
 
 def _drop_vlm_base_weights(module: nn.Module, state: dict, prefix: str, _: Any) -> None:
     """state_dict hook: a VLM's frozen base weights are not part of a pinclip model's state
-    (they come from `vlm.spec`); adapters, norms, heads and scalars are."""
+    (they come from the `hf-vlm:` spec); adapters, norms, heads and scalars are."""
     from .vlm import is_base_key
 
     for key in [k for k in state if k.startswith(prefix) and is_base_key(k[len(prefix) :])]:

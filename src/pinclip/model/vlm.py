@@ -1,6 +1,6 @@
 """A vision-language model as the backbone: one decoder reads the image, the text, and both.
 
-`vlm.spec: hf-vlm:REPO_OR_DIR` names a transformers image-text-to-text model (Qwen2-VL,
+`backbone: hf-vlm:REPO_OR_DIR` names a transformers image-text-to-text model (Qwen2-VL,
 Qwen2.5-VL, Qwen3-VL, Idefics3 / SmolVLM ...) by Hub id or local `save_pretrained` folder.
 `VLMEncoder` runs it up to its decoder's hidden states (no LM head) in three passes:
 
@@ -22,18 +22,20 @@ heads. `PinCLIP` checkpoints hold the adapters and heads only (`is_base_key`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pinclip.errors import ConfigError, PinclipError, require
 
-from .config import VLMConfig
+from .backbones import BACKBONES, BackboneFamily, Foundation
+from .config import VLM_PREFIX, VLMConfig
 from .layers import masked_mean
 
-SPEC_PREFIX = "hf-vlm:"
 PASSES = ("image", "text", "joint")
 _MARK = "\ue000"  # a private-use character marks where the text goes in a rendered prompt
 _BASE = "vlm.model."  # state-dict prefix of the VLM (base weights and adapters)
@@ -53,11 +55,11 @@ def resolve_spec(spec: str, model_dir: str | Path | None = None) -> tuple[str, b
     (a merged model folder carries its base as `hf-vlm:./base`)."""
     from .pretrained import resolve_text_source
 
-    name = spec.removeprefix(SPEC_PREFIX)
+    name = spec.removeprefix(VLM_PREFIX)
     if name.startswith("./") and model_dir is not None:
         name = str(Path(model_dir) / name[2:])
     if name.startswith(("/", "./", "../")) and not Path(name).is_dir():
-        raise VLMError(f"vlm.spec {spec!r}: folder {name} not found")
+        raise VLMError(f"backbone {spec!r}: folder {name} not found")
     return resolve_text_source(name)
 
 
@@ -72,12 +74,12 @@ def load_vlm(spec: str, *, dtype: torch.dtype, model_dir: str | Path | None = No
         processor = AutoProcessor.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as err:
         raise VLMError(
-            f"vlm.spec {spec!r} could not be loaded ({type(err).__name__}: {err}); pass a Hub id "
+            f"backbone {spec!r} could not be loaded ({type(err).__name__}: {err}); pass a Hub id "
             "of an image-text-to-text model or a folder written by save_pretrained with its "
             "processor"
         ) from None
     if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
-        raise VLMError(f"vlm.spec {spec!r} has no image processor and tokenizer: not a VLM")
+        raise VLMError(f"backbone {spec!r} has no image processor and tokenizer: not a VLM")
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists only the LM head, dropped on purpose
     hf_logging.disable_progress_bar()
@@ -100,13 +102,18 @@ class VLMEncoder(nn.Module):
     """Pooled hidden states of a VLM for images, texts and (image, text) pairs."""
 
     def __init__(
-        self, cfg: VLMConfig, image_size: int, *, model_dir: str | Path | None = None
+        self,
+        spec: str,
+        cfg: VLMConfig,
+        image_size: int,
+        *,
+        model_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.spec, self.cfg = spec, cfg
         self.image_size = image_size
         dtype = torch.bfloat16 if cfg.base_dtype == "bf16" else torch.float32
-        base, self.processor = load_vlm(cfg.spec, dtype=dtype, model_dir=model_dir)
+        base, self.processor = load_vlm(spec, dtype=dtype, model_dir=model_dir)
         self.tokenizer = self.processor.tokenizer
         self.hidden_size = int(_text_config(base).hidden_size)
         self.num_layers = int(_text_config(base).num_hidden_layers)
@@ -152,7 +159,7 @@ class VLMEncoder(nn.Module):
             )
         except ValueError as err:
             raise VLMError(
-                f"the chat template of {cfg.spec!r} failed ({err}); set vlm.chat_template"
+                f"the chat template of {self.spec!r} failed ({err}); set vlm.chat_template"
             ) from None
         prefix, _, suffix = rendered.partition(_MARK)
         extra: dict[str, Any] = {}
@@ -300,3 +307,55 @@ def _with_lora(base: nn.Module, cfg: VLMConfig) -> nn.Module:
         return peft.get_peft_model(base, lora)
     except ValueError as err:
         raise ConfigError(f"vlm.lora_targets={list(cfg.lora_targets)}: {err}") from None
+
+
+# ----- the registry entry: `hf-vlm:` beside timm / open_clip / hf / pinclip -----------------
+#: The resolution the VLM's zero-shot baseline reads images at (training: image.image_size).
+ZERO_SHOT_IMAGE_SIZE = 448
+
+
+@dataclass
+class VLMFoundation(Foundation):
+    """A VLM as a foundation on its own (no adapters, no heads): its zero-shot embeddings
+    are the unit pooled image and text states (`pinclip compare zero-shot:hf-vlm:...`).
+    It has no `image` / `text` token towers: a PinCLIP on `hf-vlm:` builds a `VLMEncoder`."""
+
+    encoder: VLMEncoder | None = None
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        assert self.encoder is not None
+        return F.normalize(self.encoder.encode("image", pixels, None), dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert self.encoder is not None
+        return F.normalize(self.encoder.encode("text", None, tokens), dim=-1)
+
+
+def load_vlm_foundation(
+    arg: str, *, weights: bool = True, saved: Path | None = None, image_size: int | None = None
+) -> VLMFoundation:
+    """The registry's loader: the base VLM of `hf-vlm:ARG` with the default prompts, frozen."""
+    size = image_size or ZERO_SHOT_IMAGE_SIZE
+    encoder = VLMEncoder(VLM_PREFIX + arg, VLMConfig(lora_rank=0), size).eval()
+    return VLMFoundation(
+        spec=VLM_PREFIX + arg,
+        image=None,
+        text=None,
+        tokenizer=encoder.tokenizer,
+        image_size=size,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        encoder=encoder,
+    )
+
+
+BACKBONES.add(
+    VLM_PREFIX.rstrip(":"),
+    BackboneFamily(
+        load_vlm_foundation, ("image", "text", "joint"), "hf-vlm:Qwen/Qwen2-VL-2B-Instruct"
+    ),
+    help="transformers vision-language model (Qwen2/2.5/3-VL, Idefics3/SmolVLM): one decoder "
+    "reads image, text and both; LoRA adapters",
+)

@@ -6,7 +6,7 @@ exercised with tiny randomly initialised models of real families, saved with
 trained on the fly, a chat template in the family's own style) and loaded back by path
 exactly as a user's `hf-vlm:DIR` is. A build takes well under a second after imports.
 
-    build_tiny_vlm("qwen2_vl", "/tmp/tiny-qwen2-vl")   # then vlm.spec=hf-vlm:/tmp/tiny-qwen2-vl
+    build_tiny_vlm("qwen2_vl", "/tmp/tiny-qwen2-vl")   # backbone: hf-vlm:/tmp/tiny-qwen2-vl
 """
 
 from __future__ import annotations

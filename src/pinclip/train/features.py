@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 
 from pinclip.model import FeatureStore, FeatureTable, PinCLIP
+from pinclip.model.config import is_vlm_spec
 
 from .data import TrainingData
 
@@ -54,7 +55,7 @@ class PinInputs:
         cfg = model.config
         # a VLM backbone reads every pin's image and text in each step (its adapters train
         # through all of it): nothing to store, like unfrozen towers
-        stored = not cfg.vlm.spec
+        stored = not is_vlm_spec(cfg.backbone)
         store = (
             FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
             if stored
