@@ -62,7 +62,10 @@ def test_vlm_run_checkpoints_adapters_and_resumes_exactly(tiny_overrides, tiny_v
 
 
 @pytest.mark.slow
-def test_vlm_two_rank_ddp_matches_one_process(tiny_overrides, tiny_vlms, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_vlm_two_ranks_match_one_process(tiny_overrides, tiny_vlms, strategy, tmp_path):
+    """2 CPU ranks (gloo), DDP replicas or FSDP2 shards (`--distributed fsdp`): the losses
+    and the trained adapters and heads equal one process on the global batch."""
     # LoRA dropout off: each rank draws masks for its rows only, one process for all rows
     overrides = _vlm(tiny_overrides, tiny_vlms, "qwen2_vl")
     overrides += ["max_steps=2", "val_every=2", "model.overrides.vlm.lora_dropout=0"]
@@ -70,7 +73,7 @@ def test_vlm_two_rank_ddp_matches_one_process(tiny_overrides, tiny_vlms, tmp_pat
     train(load_config(None, overrides + [f"run_dir={single}"]))
     ddp = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "pinclip", "train", *overrides, f"run_dir={ddp}"]
+    cmd += ["-m", "pinclip", "train", *overrides, f"run_dir={ddp}", "--distributed", strategy]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

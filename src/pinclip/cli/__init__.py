@@ -32,6 +32,7 @@ app = typer.Typer(
 app.add_typer(catalog.app, name="catalog")
 app.command("models")(models.list_models)
 app.command("push-to-hub")(models.push_to_hub)
+app.command("merge")(models.merge)
 app.command("train")(train.train)
 app.command("demo")(demo.demo)
 app.command("evaluate")(evaluate.evaluate)

@@ -82,3 +82,25 @@ def push_to_hub(
         repo_id, run_dir=run_dir, report=report, private=private or None
     )
     Console(stderr=True).print(f"[green]pushed[/]: {url}")
+
+
+def merge(
+    model: Path = typer.Argument(
+        ..., help="A model dir on a VLM backbone (hf-vlm:) with LoRA adapters, or its run dir."
+    ),
+    out: Path = typer.Argument(..., help="The merged model folder (written whole or not at all)."),
+) -> None:
+    """Fold a VLM backbone's LoRA adapters into its base weights, for serving: OUT holds the
+    merged base (base/, with its processor) and the heads; it loads without peft."""
+    from pinclip.atomic import atomic_dir
+    from pinclip.errors import InputError
+    from pinclip.model import PinCLIP
+
+    if (model / "best" / "config.json").is_file():
+        model = model / "best"
+    loaded = PinCLIP.from_pretrained(model)
+    if not loaded.is_vlm:
+        raise InputError(f"{model} has no VLM backbone (hf-vlm:): nothing to merge")
+    with atomic_dir(out) as tmp:
+        loaded.save_merged(tmp)
+    Console(stderr=True).print(f"[green]merged[/]: {out}")

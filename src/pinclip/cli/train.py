@@ -35,12 +35,19 @@ def train(
         help="Print every config key: its value (file and overrides applied), default and "
         "doc; then exit without training.",
     ),
+    distributed: str = typer.Option(
+        None,
+        "--distributed",
+        help="Under torchrun: ddp (a replica per rank) or fsdp (FSDP2 shards, for a model "
+        "that does not fit one GPU) (the config's `distributed`).",
+    ),
 ) -> None:
     """Train a PinCLIP model; works the same under `torchrun --nproc_per_node N`."""
     from pinclip.train import load_config
     from pinclip.train import train as run_training
 
-    flags = [f"{k}={v}" for k, v in (("device", device), ("precision", precision)) if v]
+    given = (("device", device), ("precision", precision), ("distributed", distributed))
+    flags = [f"{k}={v}" for k, v in given if v]
     cfg = load_config(config, [*(overrides or []), *flags])
     if print_config:
         _print_config(cfg)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 
 from pinclip.errors import ConfigError, PinclipError
@@ -309,10 +309,18 @@ class PinCLIP(nn.Module):
             commit_message=commit_message,
         )
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json + model.safetensors (+ the text encoder's HF config and tokenizer)."""
+    def save_pretrained(
+        self, directory: str | Path, *, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> Path:
+        """Write config.json + model.safetensors (+ the text encoder's HF config and tokenizer).
+        `state_dict`: the weights to write instead of the module's own (a sharded model's
+        state gathered to one rank)."""
         directory = self.save_config(directory)
-        save_model(self, str(directory / WEIGHTS_FILE))
+        if state_dict is None:
+            save_model(self, str(directory / WEIGHTS_FILE))
+        else:
+            weights = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+            save_file(weights, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         return directory
 
     def save_config(self, directory: str | Path) -> Path:

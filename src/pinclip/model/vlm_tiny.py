@@ -62,7 +62,7 @@ def _tokenizer(specials: list[str], **roles: str):
 _LM = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
 
 
-def _qwen2_vl(out: Path, image_size: int) -> None:
+def _qwen2_vl(out: Path, image_size: int, lm: dict) -> None:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
@@ -73,7 +73,7 @@ def _qwen2_vl(out: Path, image_size: int) -> None:
     ids = dict(zip(specials, tok.convert_tokens_to_ids(specials), strict=True))
     config = Qwen2VLConfig(
         text_config=dict(
-            **_LM,
+            **lm,
             vocab_size=len(tok),
             num_key_value_heads=2,
             max_position_embeddings=1024,
@@ -100,7 +100,7 @@ def _qwen2_vl(out: Path, image_size: int) -> None:
     ).save_pretrained(out)
 
 
-def _idefics3(out: Path, image_size: int) -> None:
+def _idefics3(out: Path, image_size: int, lm: dict) -> None:
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
@@ -118,7 +118,7 @@ def _idefics3(out: Path, image_size: int) -> None:
     side, patch = 64, 16  # the vision encoder's input side; 16 patches -> 4 image tokens
     config = Idefics3Config(
         text_config=dict(
-            **_LM,
+            **lm,
             model_type="llama",
             vocab_size=len(tok),
             num_key_value_heads=2,
@@ -153,19 +153,22 @@ def _idefics3(out: Path, image_size: int) -> None:
 
 
 #: family -> builder; the families the `hf-vlm:` tests run (SmolVLM v1 repos are Idefics3).
-TINY_VLMS: dict[str, Callable[[Path, int], None]] = {
+TINY_VLMS: dict[str, Callable[[Path, int, dict], None]] = {
     "qwen2_vl": _qwen2_vl,
     "idefics3": _idefics3,
 }
 
 
-def build_tiny_vlm(family: str, out: str | Path, *, image_size: int = 64, seed: int = 0) -> Path:
-    """Write a tiny random `family` VLM and its processor to `out` (a `hf-vlm:` folder)."""
+def build_tiny_vlm(
+    family: str, out: str | Path, *, image_size: int = 64, seed: int = 0, **lm: int
+) -> Path:
+    """Write a tiny random `family` VLM and its processor to `out` (a `hf-vlm:` folder);
+    `lm` overrides the decoder's sizes (hidden_size, intermediate_size, num_hidden_layers)."""
     if family not in TINY_VLMS:
         raise ValueError(f"unknown tiny VLM family {family!r}; known: {sorted(TINY_VLMS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        TINY_VLMS[family](out, image_size)
+        TINY_VLMS[family](out, image_size, {**_LM, **lm})
     return out

@@ -294,6 +294,9 @@ class StoredPins:
                 "torch with a model directory (an ONNX export takes pixels)"
             )
         cfg = embedder.model.config
+        if embedder.model.is_vlm:
+            log.info("feature store not used: a VLM backbone reads every image and text")
+            return None
         if not (cfg.freeze_stem and cfg.freeze_text_encoder):
             log.info("feature store not used: the model trains its stem or text encoder")
             return None

@@ -313,6 +313,20 @@ def parity(
     return {key: _min_cosine(a, got[key]) for key, a in ref.items()}
 
 
+def refuse_vlm_export(model_dir: Path) -> None:
+    """A VLM backbone is not exported: its three passes splice prompts around the text and
+    run the processor's image pipeline, which these per-part graphs do not cover."""
+    from pinclip.model.config import is_vlm_spec
+    from pinclip.model.model import read_config
+
+    if (model_dir / "config.json").is_file() and is_vlm_spec(read_config(model_dir).backbone):
+        raise InputError(
+            f"{model_dir.name} stands on a vision-language model (hf-vlm:): ONNX export does not "
+            "apply to it. Serve it with PyTorch (--backend torch, --device cuda); merge its "
+            "adapters first for speed (PinCLIP.save_merged or `pinclip merge`)"
+        )
+
+
 def export_onnx(
     model_dir: str | Path,
     out: str | Path,
@@ -329,6 +343,7 @@ def export_onnx(
     cosine < threshold.
     """
     model_dir, out = Path(model_dir), Path(out)
+    refuse_vlm_export(model_dir)
     if len(samples) < 2:
         raise InputError("export needs at least 2 catalog samples for calibration and parity")
     reference = TorchEmbedder.load(model_dir)

@@ -44,10 +44,13 @@ class UnsafeCheckpointError(PinclipError):
     """A checkpoint's `state.pt` asks the unpickler for code, not just data: it is refused."""
 
 
-def atomic_save_pretrained(model: Any, directory: str | Path) -> Path:
-    """`model.save_pretrained` into a fresh folder, then swap it in whole (`atomic_dir`)."""
+def atomic_save_pretrained(
+    model: Any, directory: str | Path, state_dict: dict[str, Any] | None = None
+) -> Path:
+    """`model.save_pretrained` into a fresh folder, then swap it in whole (`atomic_dir`);
+    `state_dict`: the weights to write instead of the model's own (FSDP's gathered state)."""
     with atomic_dir(directory) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
     return Path(directory)
 
 

@@ -96,6 +96,9 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA if visible, else CPU), cpu, cuda, cuda:N, mps
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (+ grad scaler)
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
+    # under torchrun: "ddp" (a model replica per rank) or "fsdp" (FSDP2 shards: a model that
+    # does not fit one GPU, e.g. a large VLM backbone); see pinclip.train.parallel
+    distributed: str = "ddp"
     tensorboard: bool = True  # RUN/tensorboard/ (the 'tensorboard' extra; warns if missing)
     mlflow: str | None = None  # an MLflow tracking URI: log params and metrics there
     data: DataConfig = field(default_factory=DataConfig)
@@ -164,6 +167,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _merge(cfg, OmegaConf.from_dotlist([item]), "the command line")
     out = to_object(cfg, str(path) if path is not None else "the config")
     _check_model_overrides(out)
+    from .parallel import check_strategy
+
+    check_strategy(out.distributed)
     return out
 
 

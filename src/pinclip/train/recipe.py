@@ -11,7 +11,6 @@ scheduler, RNG and the step (which fixes the data order) are in every checkpoint
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -40,6 +39,15 @@ from .config import TrainConfig, save_config
 from .data import TrainingData, batch_plan, load_training_data, rank_slice
 from .features import PinInputs
 from .loader import MicroBatch, default_workers, micro_batches
+from .parallel import (
+    as_float,
+    full_model_state,
+    full_optimizer_state,
+    load_optimizer_state,
+    no_sync,
+    reduce_replicated_grads,
+    wrap,
+)
 from .tracking import open_trackers
 
 
@@ -121,15 +129,11 @@ def build_optimizer(
 
 
 def _resume(
-    run_dir: Path, model: PinCLIP, optimizer, scheduler, scaler
-) -> tuple[int, float, float] | None:
-    """Restore the newest complete checkpoint; (step, best val recall, that step's loss), None
-    if there is none."""
-    state = load_latest_checkpoint(run_dir)
-    if state is None:
-        return None
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    state: dict, wrapped: torch.nn.Module, optimizer, scheduler, scaler, strategy: str, world: int
+) -> tuple[int, float, float]:
+    """Restore the optimizer, schedule, scaler and RNG of checkpoint `state` (the model's
+    weights were loaded before it was wrapped); (step, best val recall, that step's loss)."""
+    load_optimizer_state(wrapped, optimizer, state["optimizer"], strategy, world)
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
@@ -192,17 +196,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     val_every = cfg.val_every or steps_per_epoch
     ckpt_every = cfg.ckpt_every or steps_per_epoch
 
-    # optimizer and schedule; then pick up where a previous run of this run dir stopped
+    # pick up where a previous run of this run dir stopped: the weights go into the whole
+    # model, then the ranks wrap it (DDP replicas or FSDP2 shards), then the optimizer is
+    # built over the parameters the step will update and gets its state back
+    strategy = cfg.distributed
+    state = load_latest_checkpoint(run_dir) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+    ddp = wrap(model, strategy, world, device)
     optimizer, scheduler = build_optimizer(cfg, model, total)
     amp_dtype = autocast_dtype(cfg.precision, device)
     # fp16 needs loss scaling (its range underflows small gradients); bf16 and fp32 do not
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     trainable = [p for p in model.parameters() if p.requires_grad]
     step, best, loss_value = 0, -1.0, float("nan")
-    if resume and (restored := _resume(run_dir, model, optimizer, scheduler, scaler)) is not None:
-        step, best, loss_value = restored
+    if state is not None:
+        step, best, loss_value = _resume(state, ddp, optimizer, scheduler, scaler, strategy, world)
         say.print(f"resumed {run_dir} at step {step}")
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    del state
     loss_cfg = cfg.loss.for_model(model.config.matryoshka_dims)
     log = open_trackers(cfg, run_dir, step, enabled=is_main)  # metrics.jsonl, TensorBoard, MLflow
 
@@ -247,7 +258,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                 # DDP all-reduces gradients only on the last micro-batch (no_sync before it)
                 last = micro == accum - 1
                 with (
-                    contextlib.nullcontext() if world == 1 or last else ddp.no_sync(),
+                    no_sync(ddp, strategy, sync=world == 1 or last),
                     torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
                 ):
                     loss, parts = _step_loss(
@@ -271,6 +282,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                 for key, value in parts.items():
                     summed[key] = summed.get(key, 0.0) + value / accum
             # 2. clip the gradient norm, step the optimizer and the learning-rate schedule
+            reduce_replicated_grads(model, strategy, world)  # FSDP2's unsharded scalars
             scaler.unscale_(optimizer)  # clip the true gradients (a no-op without fp16)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             scaler.step(optimizer)  # skipped if fp16 gradients overflowed; the scale then drops
@@ -290,7 +302,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                     "step": step,
                     "loss": loss_value,
                     "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": float(grad_norm),
+                    "grad_norm": as_float(grad_norm),
                     "samples_per_s": rate,
                     "loader_wait_share": waited / seconds,
                     **parts,
@@ -300,32 +312,38 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
             if step % val_every == 0 or step == total:
                 recall = validation_recall(model, inputs, data, rank=rank, world=world)
                 log.write({"step": step, "val_recall@10": recall})
-                if is_main and recall > best:
+                if recall > best:  # the same all-reduced figure on every rank
                     best = recall
-                    atomic_save_pretrained(model, run_dir / "best")
+                    weights = full_model_state(model, strategy, world)  # every rank (FSDP)
+                    if is_main:
+                        atomic_save_pretrained(model, run_dir / "best", _own(weights, strategy))
             # 5. checkpoint everything an exact resume needs; a failed write keeps the last one
-            if is_main and (step % ckpt_every == 0 or step == total):
-                _save_checkpoint(
-                    cfg,
-                    run_dir,
-                    step,
-                    best,
-                    loss_value,
-                    model,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    console,
-                )
+            if step % ckpt_every == 0 or step == total:
+                weights = full_model_state(model, strategy, world)  # every rank (FSDP)
+                optim_state = full_optimizer_state(ddp, optimizer, strategy, world)
+                if is_main:
+                    _save_checkpoint(
+                        cfg,
+                        run_dir,
+                        step,
+                        best,
+                        loss_value,
+                        weights,
+                        optim_state,
+                        scheduler,
+                        scaler,
+                        console,
+                    )
             # 6. ranks wait for each other (rank 0 wrote the checkpoint alone)
             if world > 1:
                 dist.barrier()
     del batches  # the loader's worker processes stop now, not at interpreter exit
     # the end: final/ is written, then every rank leaves the process group together
-    if world > 1:
-        _check_ranks_in_sync(model)
+    if world > 1 and strategy == "ddp":
+        _check_ranks_in_sync(model)  # FSDP2 ranks hold different shards by design
+    weights = full_model_state(model, strategy, world)  # every rank (FSDP)
     if is_main:
-        atomic_save_pretrained(model, run_dir / "final")
+        atomic_save_pretrained(model, run_dir / "final", _own(weights, strategy))
     log.close()
     if world > 1:
         dist.barrier()  # no rank returns before final/ exists
@@ -458,8 +476,12 @@ def validation_recall(
     val = data.split.val
     if len(val) == 0:
         return 0.0
-    mine = np.array_split(np.arange(data.n_pins), world)[rank]
-    pin = embed_pins(model, inputs, mine, keys=("pin_emb",))["pin_emb"]
+    shares = np.array_split(np.arange(data.n_pins), world)
+    mine = shares[rank]
+    # every rank runs the same number of forwards (an FSDP2 forward gathers across ranks)
+    longest = max(len(s) for s in shares)
+    padded = np.concatenate([mine, np.repeat(mine[-1:], longest - len(mine))])
+    pin = embed_pins(model, inputs, padded, keys=("pin_emb",))["pin_emb"][: len(mine)]
     if world > 1:
         pin = _all_gather_rows(pin, [len(p) for p in np.array_split(np.arange(data.n_pins), world)])
     queries = np.array_split(val, world)[rank]
@@ -497,12 +519,17 @@ def _rng_state() -> dict:
     return state
 
 
+def _own(weights: dict, strategy: str) -> dict | None:
+    """The gathered weights to write for FSDP2; None: the model writes its own state."""
+    return weights if strategy == "fsdp" else None
+
+
 def _save_checkpoint(
-    cfg, run_dir, step, best, loss, model, optimizer, scheduler, scaler, console
+    cfg, run_dir, step, best, loss, weights, optim_state, scheduler, scaler, console
 ) -> None:
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": weights,
+        "optimizer": optim_state,
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),  # {} unless fp16
         "rng": _rng_state(),
