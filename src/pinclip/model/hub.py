@@ -21,7 +21,7 @@ import yaml
 
 from pinclip.errors import PinclipError
 
-from .config import LITE0_PIP, MINILM_PIP, SCRATCH, PinCLIPConfig
+from .config import LITE0_PIP, MINILM_PIP, SCRATCH, PinCLIPConfig, is_vlm_spec
 
 CARD_FILE = "README.md"
 REPO_FILES = ["config.json", "model.safetensors", "text_encoder/*", "backbone/*", CARD_FILE]
@@ -91,6 +91,12 @@ def resolve(
 
 def pretrained_parts(config: PinCLIPConfig) -> dict[str, str | None]:
     """Which parts of a model start from pretrained weights (source) and which are random."""
+    if is_vlm_spec(config.backbone):
+        return {
+            "vision-language model (frozen base)": config.backbone,
+            "LoRA adapters": None,
+            "embedding heads": None,
+        }
     if config.backbone:
         from .backbones import BACKBONES, split_spec
 

@@ -53,6 +53,8 @@ class StoredFeatures:
     def _table(self, data: EvalData, kind: str, items: list) -> FeatureTable | None:
         from pinclip.model import FeatureStore, FeatureStoreError
 
+        if self.model.is_vlm:  # a VLM backbone trains without a feature store
+            return None
         cfg = data.config.data
         store = FeatureStore(Path(cfg.cache_dir) / "features", self.model, dtype=cfg.feature_dtype)
         try:
