@@ -91,6 +91,64 @@ def measure(spec: str, *, image_size: int, max_length: int, rows: int, checkpoin
     }
 
 
+#: Qwen2-VL-2B-Instruct's shapes (its config.json) and the assumptions of the estimate.
+QWEN2_VL_2B = {
+    "lm": {"hidden": 1536, "intermediate": 8960, "layers": 28, "params": 1.54e9},
+    "vision": {"hidden": 1280, "intermediate": 5120, "layers": 32, "params": 0.67e9},
+    "image_size": 448,
+    "patch": 14,
+    "merge": 2,
+    "text_tokens": 64,
+    "system_prompt_tokens": 21,  # the real template's default system message
+    "gpu_bf16_flops": 989e12,  # H100 SXM dense bf16 peak
+    "mfu": 0.35,  # assumed model FLOPs utilisation
+}
+
+
+def estimate_2b(tiny: dict, a: float, b: float) -> dict:
+    """Activation memory and time per anchor of Qwen2-VL-2B from the tiny model's measured
+    per-token, per-layer cost (a * hidden + b * intermediate bytes in fp32, halved for bf16)
+    and token counts (the tiny prompts' overhead plus the real visual tokens)."""
+    q = QWEN2_VL_2B
+    patches = (q["image_size"] // q["patch"]) ** 2
+    visual = patches // q["merge"] ** 2
+    overhead = {
+        kind: n - (tiny["visual_tokens"] if kind != "text" else 0) + q["system_prompt_tokens"]
+        for kind, n in tiny["prompt_tokens"].items()
+    }
+    lm_tokens = overhead["image"] + overhead["text"] + overhead["joint"]
+    lm_tokens += 2 * visual + 2 * q["text_tokens"]
+    vision_tokens = 2 * patches  # the image and joint passes each encode the image
+
+    def per_layer(part: dict) -> float:  # bytes per token per layer, bf16
+        return (a * part["hidden"] + b * part["intermediate"]) / 2
+
+    lm, vis = q["lm"], q["vision"]
+    full = lm_tokens * lm["layers"] * per_layer(lm) + vision_tokens * vis["layers"] * per_layer(vis)
+    # checkpointing keeps each layer's input (hidden, bf16) and recomputes the rest
+    ckpt = (
+        lm_tokens * lm["layers"] * lm["hidden"] * 2
+        + vision_tokens * vis["layers"] * vis["hidden"] * 2
+    )
+    flops_fwd = 2 * (lm["params"] * lm_tokens + vis["params"] * vision_tokens)
+    rate = q["gpu_bf16_flops"] * q["mfu"]
+    rows = 2  # anchor + its neighbor row (loss.nbr_weight > 0)
+    gib = 2**30
+    return {
+        "assumptions": q,
+        "lm_tokens_per_pin": lm_tokens,
+        "vision_patches_per_pin": vision_tokens,
+        "activation_gib_per_anchor": rows * full / gib,
+        "activation_gib_per_anchor_checkpointed": rows * ckpt / gib,
+        "base_weights_gib_bf16": (lm["params"] + vis["params"]) * 2 / gib,
+        # frozen base: forward + input-gradient backward (~2x forward), no weight gradients;
+        # checkpointing recomputes the forward once more
+        "train_hours_per_1e6_anchors": rows * 3 * flops_fwd * 1e6 / rate / 3600,
+        "train_hours_per_1e6_anchors_checkpointed": rows * 4 * flops_fwd * 1e6 / rate / 3600,
+        "embed_hours_per_1e6_pins": flops_fwd * 1e6 / rate / 3600,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/results/vlm_memory.json"))
@@ -134,6 +192,7 @@ def main() -> None:
     ) / (2 * 64)
     a = (per_layer - b * 64) / 32
     result = {
+        "estimate_qwen2_vl_2b": estimate_2b(rows[0], a, b),
         "rows": rows,
         "decoder_fit": {
             "configs": {k: v["activation_bytes_per_token"] for k, v in fit.items()},
