@@ -145,7 +145,7 @@ def test_registry_loads_the_vlm_as_a_zero_shot_foundation(tiny_vlms, family):
 
     assert "hf-vlm" in BACKBONES and "joint" in BACKBONES.get("hf-vlm").towers
     foundation = load_foundation(f"hf-vlm:{tiny_vlms[family]}")
-    assert foundation.image is None and not foundation.aligned  # no towers: its own path
+    assert foundation.image is None and foundation.aligned  # no towers, one model for both
     size = foundation.image_size
     pixels = torch.rand(2, 3, size, size)
     tok = foundation.tokenizer(TEXTS[:2], padding=True, return_tensors="pt")

@@ -322,6 +322,12 @@ class VLMFoundation(Foundation):
 
     encoder: VLMEncoder | None = None
 
+    @property
+    def aligned(self) -> bool:
+        """One model reads both modalities: its image and text states are a zero-shot pair
+        (`zero-shot:hf-vlm:...`); a PinCLIP on it builds no towers to start aligned."""
+        return self.encoder is not None
+
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         assert self.encoder is not None
