@@ -12,7 +12,7 @@ from the model's own processor and chat template.
 
 Two decoder shapes (intermediate size 64 and 128, same hidden size) and two depths separate
 the per-token, per-layer cost into a hidden-size part and an MLP part (bytes per token per
-layer = a * hidden + b * intermediate, fp32 here), which `docs/model.md` uses with the
+layer = a * hidden + b * intermediate, fp32 here), which `docs/foundation.md` uses with the
 token counts of a real 2B model to estimate its memory per sample in bf16.
 """
 
