@@ -10,6 +10,9 @@ from pinclip.cli import app
 from pinclip.evaluate.baselines import PinCLIPEmbedder
 from pinclip.evaluate.baselines.zero_shot import ZeroShotEmbedder
 from pinclip.evaluate.data import EvalData
+from pinclip.model.config import TextConfig
+
+ZS_LENGTH = TextConfig().max_length
 
 
 def test_zero_shot_of_a_pinclip_foundation_is_its_own_image_and_text_embedding(tiny_run):
@@ -45,3 +48,21 @@ def test_compare_names_the_strongest_training_free_baseline(tiny_run, tmp_path):
     assert "| fm |" in md
     line = next(x for x in md.splitlines() if x.startswith("Strongest training-free baseline"))
     assert "**fm**" in line or "**random**" in line
+
+
+def test_zero_shot_of_a_vlm_is_its_unit_pooled_states(tiny_run, tiny_vlms):
+    """`zero-shot:hf-vlm:DIR`: the bare VLM's image and text passes, pin = their mean."""
+    from pinclip.model.backbones import load_foundation
+
+    spec = f"hf-vlm:{tiny_vlms['idefics3']}"
+    data = EvalData.from_run(tiny_run)
+    zero = ZeroShotEmbedder(spec).embed_pins(data)
+    n = len(data.texts)
+    assert zero.image.shape == zero.text.shape == zero.pin.shape and len(zero.pin) == n
+    torch.testing.assert_close(zero.pin.norm(dim=1), torch.ones(n))
+    from pinclip.model.text_tower import tokenize
+
+    foundation = load_foundation(spec)
+    texts = list(data.texts[:3])  # the text pass alone, batch by batch, as the baseline runs it
+    direct = foundation.encode_text(tokenize(foundation.tokenizer, texts, ZS_LENGTH))
+    torch.testing.assert_close(zero.text[:3], direct, atol=1e-5, rtol=1e-4)
