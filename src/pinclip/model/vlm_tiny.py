@@ -82,8 +82,13 @@ def _qwen2_vl(out: Path, image_size: int, lm: dict) -> None:
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
         ),
-        vision_config=dict(
-            depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=14
+        vision_config=dict(  # hidden_size: what the merger projects to, the decoder's width
+            depth=2,
+            embed_dim=32,
+            hidden_size=lm["hidden_size"],
+            num_heads=4,
+            mlp_ratio=2,
+            patch_size=14,
         ),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
