@@ -71,3 +71,6 @@ def test_merge_cli_and_onnx_refusal(vlm_model_dir, catalog_dir, tmp_path):
     )
     with pytest.raises(InputError, match="vision-language"):
         export_onnx(vlm_model_dir, tmp_path / "onnx", [])
+    refused = CliRunner().invoke(app, ["export", str(vlm_model_dir), str(tmp_path / "onnx")])
+    assert refused.exit_code == 2 and "vision-language" in refused.output
+    assert str(vlm_model_dir.parent) not in refused.output  # names the model, not its path

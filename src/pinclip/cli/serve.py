@@ -110,9 +110,11 @@ def export(
     """Export image tower, text tower and fusion to ONNX; checks parity (cosine >= 0.99)."""
     require_extra("export", "pinclip export")
     from pinclip.serve import catalog_samples, export_onnx
+    from pinclip.serve.export import refuse_vlm_export
 
     if format != "onnx":
         fail(f"unknown format {format!r}; only onnx is supported")
+    refuse_vlm_export(model)  # before reading the catalog: a VLM model is not exported
     catalog = catalog or run_catalog(model)
     report = export_onnx(model, out, catalog_samples(catalog, samples), int8=int8)
     console.print(f"graphs: {report.graphs}")
