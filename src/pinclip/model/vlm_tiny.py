@@ -173,7 +173,9 @@ def build_tiny_vlm(
         raise ValueError(f"unknown tiny VLM family {family!r}; known: {sorted(TINY_VLMS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # heads of size 8 whatever the width: Qwen2-VL's mrope sections [1, 1, 2] cover half a head
+    lm = {**_LM, "num_attention_heads": lm.get("hidden_size", _LM["hidden_size"]) // 8, **lm}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        TINY_VLMS[family](out, image_size, {**_LM, **lm})
+        TINY_VLMS[family](out, image_size, lm)
     return out
