@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from pinclip.serve import PinIndex, build_index, read_embeddings
+from pinclip.serve.index import factory_string
+from pinclip.serve.index_kinds import INDEX_KINDS
 
 
 def test_hnsw_recall_metadata_and_reload(index_dir, embeddings):
@@ -33,12 +35,14 @@ def test_ivfpq_and_add_without_rebuild(tmp_path, embeddings):
         again.add("new-pin", vector)
 
 
-@pytest.mark.parametrize("kind", ["ivfsq8", "ivfpq", "IVF{nlist},Flat"])
+# Every registered kind (the table the CLI's --kind help reads), and a factory string of one's own.
+@pytest.mark.parametrize("kind", [*INDEX_KINDS.names(), "IVF{nlist},Flat"])
 def test_streamed_build_of_every_kind_and_adds_that_copy_nothing(tmp_path, embeddings, kind):
     # 96 pins streamed 10 at a time: the same recall check and ids as one in-memory pass.
     index, info = build_index(embeddings, tmp_path / "i", kind=kind, batch_rows=10)
     assert info["count"] == len(index) == 96 and 0.5 <= info["recall@10"] <= 1
-    assert info["bytes_per_vector"] > 0 and info["factory"].startswith("IVF")
+    assert info["kind"] == kind and info["factory"] == factory_string(kind, 96, index.dim)
+    assert info["bytes_per_vector"] > 0
     ids, emb = read_embeddings(embeddings)
     assert index.search(emb["pin_emb"][7:8], 1)[0][0].row == 7
     meta = index.meta
@@ -47,6 +51,7 @@ def test_streamed_build_of_every_kind_and_adds_that_copy_nothing(tmp_path, embed
     assert index.pin(row)["title"] == "fresh" and index.field(3, "pin_id") == ids[3]
     again = PinIndex.load(tmp_path / "i")
     assert again.info["search_params"] == info["search_params"]
+    assert again.search(emb["pin_emb"][7:8], 1)[0][0].row == 7
 
 
 def test_unknown_kind_is_a_clear_error(tmp_path, embeddings):
@@ -89,3 +94,14 @@ def test_added_pins_are_found_in_exact_search_order():
         found = [h.row for h in hits if h.row >= n]
         assert found[: len(want)] == want, f"query {i}: added pins {found} vs exact {want}"
     assert sum(r in exact[i] for i, r in enumerate(rows)) >= n_added // 2  # not vacuous
+
+
+def test_the_cli_help_lists_every_registered_kind():
+    from typer.testing import CliRunner
+
+    from pinclip.cli import app
+
+    result = CliRunner().invoke(app, ["index", "build", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for entry in INDEX_KINDS:
+        assert f"{entry.name}: {entry.help}" in " ".join(result.output.split())

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
 
 from pinclip.errors import require_extra
 from pinclip.progress import Progress
+from pinclip.serve.index_kinds import DEFAULT_KIND, INDEX_KINDS
 
 from ._errors import fail
 
@@ -149,9 +150,8 @@ def index_build(
     embeddings: str = typer.Argument(..., help="The output directory (or URL) of `pinclip embed`."),
     out: Path = typer.Argument(..., help="Index directory (written atomically)."),
     kind: str = typer.Option(
-        "hnsw",
-        help="hnsw (default), ivfsq8 (10^6+ pins: 26% of raw memory, recall@10 0.98), ivfpq "
-        "(PQ re-ranked on SQ8), flat (exact), or any faiss index_factory string ({nlist} is "
+        DEFAULT_KIND,
+        help=f"{INDEX_KINDS.help_text()}; or any faiss index_factory string ({{nlist}} is "
         "filled in).",
     ),
     catalog: Path = typer.Option(None, help="Catalog for titles, images and boards."),

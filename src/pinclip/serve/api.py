@@ -13,6 +13,8 @@ from typing import Any
 
 from pinclip.errors import PinclipError, require_extra
 
+from .index_kinds import DEFAULT_KIND
+
 
 def embed_catalog(
     model: str | Path, catalog: str | Path, out: str | Path, **options: Any
@@ -48,7 +50,7 @@ def build_index(
     embeddings: str | Path,
     out: str | Path,
     *,
-    kind: str = "hnsw",
+    kind: str = DEFAULT_KIND,
     catalog_dir: str | Path | None = None,
     **options: Any,
 ) -> tuple[Any, dict]:

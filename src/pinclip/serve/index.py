@@ -23,6 +23,8 @@ import pandas as pd
 from pinclip.atomic import atomic_dir, atomic_write_text, restore_dir
 from pinclip.errors import PinclipError
 
+from .index_kinds import DEFAULT_KIND, INDEX_KINDS
+
 INDEX_FILE = "index.faiss"
 ADDED_FILE = "added.faiss"  # the exact segment of pins added at run time (PinIndex)
 META_FILE = "meta.parquet"
@@ -36,24 +38,14 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-#: Index kinds: a preset name or any faiss `index_factory` string (`{nlist}`, `{m}` and
-#: `{nbits}` are filled from the catalog size). Chosen by measurement at 10^6 (BENCHMARKS.md
-#: §3b): `ivfsq8` (IVF + 8-bit scalar-quantized vectors, 256 B a vector = 26% of raw float32)
-#: reaches recall@10 0.98 at ~540x exact search; `ivfpq` (IVF + PQ codes whose shortlist is
-#: re-ranked on SQ8 vectors) trades a little memory for a smaller scan per probed list.
-KINDS = {
-    "hnsw": "HNSW32,Flat",
-    "flat": "Flat",
-    "ivfsq8": "IVF{nlist},SQ8",
-    "ivfpq": "IVF{nlist},PQ{m}x{nbits},Refine(SQ8)",
-}
 SEARCH_DEFAULTS = {"efSearch": 64, "nprobe": 16, "k_factor_rf": 64}
 TRAIN_ROWS = 160_000  # k-means wants ~39 points a list: 4,096 lists at 10^6
 
 
 def factory_string(kind: str, n: int, d: int) -> str:
-    """The faiss factory string of `kind` for `n` vectors of `d` dims."""
-    spec = KINDS.get(kind, kind)
+    """The faiss factory string of `kind` (a registered kind or a factory string of one's
+    own, `INDEX_KINDS`) for `n` vectors of `d` dims."""
+    spec = INDEX_KINDS.get(kind).factory if kind in INDEX_KINDS else kind
     nlist = max(1, min(4 * int(np.sqrt(n)), n // 39, 65_536))
     m = next(m for m in (32, 16, 8, 4, 2, 1) if d % m == 0 and d // m >= 4 or m == 1)
     nbits = min(8, max(1, int(np.log2(max(n, 2)))))  # PQ codebooks need >= 2**nbits points
@@ -68,7 +60,7 @@ def new_index(kind: str, n: int, d: int) -> tuple[faiss.Index, str]:
     except RuntimeError as err:
         raise PinclipError(
             f"index kind {kind!r} ({spec!r}) is not a faiss index_factory string: "
-            f"{str(err).splitlines()[-1]}; use one of {', '.join(KINDS)}"
+            f"{str(err).splitlines()[-1]}; use one of {', '.join(INDEX_KINDS.names())}"
         ) from None
     top = faiss.downcast_index(base)
     if isinstance(top, faiss.IndexHNSW):
@@ -93,7 +85,7 @@ def set_search_params(index: faiss.Index, params: dict[str, float]) -> dict[str,
     return applied
 
 
-def make_index(vectors: np.ndarray, kind: str = "hnsw", *, seed: int = 0) -> faiss.Index:
+def make_index(vectors: np.ndarray, kind: str = DEFAULT_KIND, *, seed: int = 0) -> faiss.Index:
     """An inner-product index over normalised in-memory `vectors` ([N, D]), ids = row numbers."""
     n, d = vectors.shape
     index, _ = new_index(kind, n, d)
@@ -323,7 +315,7 @@ def build_index(
     embeddings: str | Path,
     out: str | Path,
     *,
-    kind: str = "hnsw",
+    kind: str = DEFAULT_KIND,
     catalog_dir: str | Path | None = None,
     recall_queries: int = 1000,
     seed: int = 0,
