@@ -53,6 +53,7 @@ def child(pins: int, seed: int, catalog: str | None, rw: dict) -> dict:
         CoBoardSampler,
         NeighborLists,
         PinBoardGraph,
+        RandomWalkConfig,
         compute_random_walk_neighbors,
         split_pins,
         synthetic_edges,
@@ -78,7 +79,8 @@ def child(pins: int, seed: int, catalog: str | None, rw: dict) -> dict:
             np.arange(train.n_pins), np.random.default_rng(seed)
         )
     with measure(stages, "random_walk_top_k"):
-        lists = compute_random_walk_neighbors(train, seed=seed, **rw)
+        walk = RandomWalkConfig(**{k: v for k, v in rw.items() if k != "n_jobs"})
+        lists = compute_random_walk_neighbors(train, walk, seed=seed, n_jobs=rw["n_jobs"])
     with tempfile.TemporaryDirectory() as tmp, measure(stages, "save_and_mmap_load"):
         lists.save(Path(tmp) / "nl")
         loaded = NeighborLists.load(Path(tmp) / "nl")

@@ -1,15 +1,22 @@
 import numpy as np
 import pytest
 
-from pinclip.graph import NeighborCache, NeighborLists, cache_key, random_walk_neighbors
+from pinclip.graph import (
+    NeighborCache,
+    NeighborLists,
+    RandomWalkConfig,
+    cache_key,
+    random_walk_neighbors,
+)
 
-KW = dict(top_k=6, n_walks=8, walk_length=3, seed=0)
+WALK = RandomWalkConfig(top_k=6, n_walks=8, walk_length=3)
+KW = dict(seed=0)
 
 
 def test_second_call_hits_the_cache_and_is_memory_mapped(random_graph, tmp_path):
     cache = NeighborCache(tmp_path)
-    first = random_walk_neighbors(random_graph, cache=cache, **KW)
-    second = random_walk_neighbors(random_graph, cache=cache, **KW)
+    first = random_walk_neighbors(random_graph, WALK, cache=cache, **KW)
+    second = random_walk_neighbors(random_graph, WALK, cache=cache, **KW)
     assert (cache.misses, cache.hits) == (1, 1)
     assert isinstance(second.indices, np.memmap) and isinstance(second.indptr, np.memmap)
     for f in ("indptr", "indices", "counts"):
@@ -20,14 +27,16 @@ def test_second_call_hits_the_cache_and_is_memory_mapped(random_graph, tmp_path)
 
 def test_cache_misses_when_parameters_or_graph_change(random_graph, tmp_path):
     cache = NeighborCache(tmp_path)
-    random_walk_neighbors(random_graph, cache=cache, **KW)
-    random_walk_neighbors(random_graph, cache=cache, **{**KW, "top_k": 7})
-    random_walk_neighbors(random_graph, cache=cache, **{**KW, "seed": 1})
+    random_walk_neighbors(random_graph, WALK, cache=cache, **KW)
+    random_walk_neighbors(
+        random_graph, RandomWalkConfig(top_k=7, n_walks=8, walk_length=3), cache=cache
+    )
+    random_walk_neighbors(random_graph, WALK, cache=cache, seed=1)
     keep = np.ones(random_graph.n_pins, dtype=bool)
     keep[0] = False
-    random_walk_neighbors(random_graph.restrict(keep), cache=cache, **KW)
+    random_walk_neighbors(random_graph.restrict(keep), WALK, cache=cache, **KW)
     assert (cache.misses, cache.hits) == (4, 0)
-    random_walk_neighbors(random_graph, cache=str(tmp_path), **KW)  # a path works too
+    random_walk_neighbors(random_graph, WALK, cache=str(tmp_path), **KW)  # a path works too
     assert len(list(tmp_path.iterdir())) == 4
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from pinclip.graph import NeighborLists, compute_random_walk_neighbors, random_walk_neighbors
+from pinclip.errors import ConfigError
+from pinclip.graph import NeighborLists, RandomWalkConfig, compute_random_walk_neighbors
 
 
 def exact_visits(
@@ -23,10 +24,12 @@ def test_top_k_matches_exact_visit_probabilities(hand_graph, exact_transition, a
     n_walks, walk_length, restart_prob = 4000, 6, 0.3
     nl = compute_random_walk_neighbors(
         hand_graph,
-        top_k=hand_graph.n_pins,
-        n_walks=n_walks,
-        walk_length=walk_length,
-        restart_prob=restart_prob,
+        RandomWalkConfig(
+            top_k=hand_graph.n_pins,
+            n_walks=n_walks,
+            walk_length=walk_length,
+            restart_prob=restart_prob,
+        ),
         alpha=alpha,
         seed=0,
     )
@@ -48,7 +51,9 @@ def test_top_k_matches_exact_visit_probabilities(hand_graph, exact_transition, a
 
 
 def test_lists_are_sorted_truncated_and_never_hold_self(random_graph, brute_co_board):
-    nl = compute_random_walk_neighbors(random_graph, top_k=5, n_walks=16, walk_length=3, seed=1)
+    nl = compute_random_walk_neighbors(
+        random_graph, RandomWalkConfig(top_k=5, n_walks=16, walk_length=3), seed=1
+    )
     truth = brute_co_board(random_graph)
     assert nl.n_pins == random_graph.n_pins
     assert nl.lengths.max() == 5
@@ -59,26 +64,25 @@ def test_lists_are_sorted_truncated_and_never_hold_self(random_graph, brute_co_b
         assert (idx.size > 0) == bool(truth[p])  # empty exactly for pins with no co-board pin
     # one-step walks (no chance to go further) only reach true co-board neighbors
     one_hop = compute_random_walk_neighbors(
-        random_graph, top_k=50, n_walks=8, walk_length=1, seed=1
+        random_graph, RandomWalkConfig(top_k=50, n_walks=8, walk_length=1), seed=1
     )
     for p in range(0, random_graph.n_pins, 7):
         assert set(one_hop.neighbors(p)[0].tolist()) <= truth[p]
 
 
 def test_deterministic_per_seed(random_graph):
-    kw = dict(top_k=8, n_walks=8, walk_length=3)
-    a = compute_random_walk_neighbors(random_graph, seed=3, **kw)
-    b = compute_random_walk_neighbors(random_graph, seed=3, **kw)
-    c = compute_random_walk_neighbors(random_graph, seed=4, **kw)
+    walk = RandomWalkConfig(top_k=8, n_walks=8, walk_length=3)
+    a = compute_random_walk_neighbors(random_graph, walk, seed=3)
+    b = compute_random_walk_neighbors(random_graph, walk, seed=3)
+    c = compute_random_walk_neighbors(random_graph, walk, seed=4)
     assert all((getattr(a, f) == getattr(b, f)).all() for f in ("indptr", "indices", "counts"))
     assert not np.array_equal(a.counts, c.counts) or not np.array_equal(a.indices, c.indices)
 
 
 def test_chunking_keeps_every_pin(random_graph):
-    small = compute_random_walk_neighbors(
-        random_graph, top_k=4, n_walks=4, walk_length=2, chunk_steps=64
-    )
-    big = compute_random_walk_neighbors(random_graph, top_k=4, n_walks=4, walk_length=2)
+    walk = RandomWalkConfig(top_k=4, n_walks=4, walk_length=2)
+    small = compute_random_walk_neighbors(random_graph, walk, chunk_steps=64)
+    big = compute_random_walk_neighbors(random_graph, walk)
     assert ((small.lengths > 0) == (big.lengths > 0)).all()
 
 
@@ -93,16 +97,16 @@ def test_neighbor_lists_sample_proportional_to_counts():
     np.testing.assert_allclose(nl.weights(0), [0.6, 0.3, 0.1])
 
 
-def test_bad_parameters_are_rejected(hand_graph):
-    with pytest.raises(ValueError, match="restart_prob"):
-        random_walk_neighbors(hand_graph, restart_prob=1.5)
-    with pytest.raises(ValueError, match="top_k"):
-        random_walk_neighbors(hand_graph, top_k=0)
+def test_bad_parameters_are_rejected_when_the_config_is_made():
+    with pytest.raises(ConfigError, match="restart_prob"):
+        RandomWalkConfig(restart_prob=1.5)
+    with pytest.raises(ConfigError, match="top_k"):
+        RandomWalkConfig(top_k=0)
 
 
 def test_worker_processes_give_identical_lists(random_graph):
-    kw = dict(top_k=6, n_walks=8, walk_length=3, seed=2, chunk_steps=4096)
-    serial = compute_random_walk_neighbors(random_graph, **kw)
-    parallel = compute_random_walk_neighbors(random_graph, n_jobs=2, **kw)
+    walk = RandomWalkConfig(top_k=6, n_walks=8, walk_length=3)
+    serial = compute_random_walk_neighbors(random_graph, walk, seed=2, chunk_steps=4096)
+    parallel = compute_random_walk_neighbors(random_graph, walk, seed=2, chunk_steps=4096, n_jobs=2)
     for f in ("indptr", "indices", "counts"):
         assert np.array_equal(getattr(serial, f), getattr(parallel, f))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -36,15 +36,25 @@ ALGORITHM = "random_walk_v1"
 @dataclass
 class RandomWalkConfig:
     """The walk's parameters: their one name and one default (training's `data.random_walk`
-    is this dataclass; the functions below default to it)."""
+    is this dataclass; the functions below take it whole)."""
 
     top_k: int = 32  # neighbors kept per pin, most visited first
     n_walks: int = 64  # walkers per source pin
     walk_length: int = 4  # co-board steps per walker
     restart_prob: float = 0.5  # chance a walker jumps back to its source after each step
 
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.n_walks < 1 or self.walk_length < 1:
+            raise ConfigError(
+                "random_walk: top_k, n_walks and walk_length must all be >= 1, got "
+                f"{self.top_k}, {self.n_walks}, {self.walk_length}"
+            )
+        if not 0.0 <= self.restart_prob <= 1.0:
+            raise ConfigError(
+                f"random_walk.restart_prob must be in [0, 1], got {self.restart_prob}"
+            )
 
-_DEFAULT = RandomWalkConfig()
+
 _WORKER_SAMPLER: CoBoardSampler | None = None  # inherited by forked worker processes
 
 
@@ -123,11 +133,8 @@ def _map_chunks(task: partial, jobs: list, sampler: CoBoardSampler, n_jobs: int)
 
 def compute_random_walk_neighbors(
     graph: PinBoardGraph,
+    walk: RandomWalkConfig | None = None,
     *,
-    top_k: int = _DEFAULT.top_k,
-    n_walks: int = _DEFAULT.n_walks,
-    walk_length: int = _DEFAULT.walk_length,
-    restart_prob: float = _DEFAULT.restart_prob,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     chunk_steps: int = 1 << 21,
@@ -136,36 +143,25 @@ def compute_random_walk_neighbors(
 ) -> NeighborLists:
     """Run the walks for every pin of ``graph`` (no cache); see the module docstring.
 
-    ``chunk_steps`` bounds the walker-steps simulated at once (memory ≈ 60 bytes each, per
+    ``walk`` defaults to ``RandomWalkConfig()``. ``chunk_steps`` bounds the walker-steps simulated at once (memory ≈ 60 bytes each, per
     job). ``n_jobs > 1`` walks chunks in forked worker processes (POSIX only); the result is
     identical for any ``n_jobs``.
     """
-    if top_k < 1 or n_walks < 1 or walk_length < 1:
-        raise ConfigError("top_k, n_walks and walk_length must all be >= 1")
-    if not 0.0 <= restart_prob <= 1.0:
-        raise ConfigError(f"restart_prob must be in [0, 1], got {restart_prob}")
+    walk = walk or RandomWalkConfig()
     params = dict(
-        algorithm=ALGORITHM,
-        top_k=top_k,
-        n_walks=n_walks,
-        walk_length=walk_length,
-        restart_prob=restart_prob,
-        alpha=alpha,
-        seed=seed,
-        chunk_steps=chunk_steps,
+        algorithm=ALGORITHM, **asdict(walk), alpha=alpha, seed=seed, chunk_steps=chunk_steps
     )
     sampler = CoBoardSampler(graph, alpha=alpha, seed=seed)
     # sources with no co-board neighbor get an empty list without walking
     sources_all = np.flatnonzero(sampler.has_neighbor(np.arange(graph.n_pins)))
-    per_chunk = max(1, chunk_steps // (n_walks * walk_length))
+    per_chunk = max(1, chunk_steps // (walk.n_walks * walk.walk_length))
     jobs = [
         (i, sources_all[s : s + per_chunk])
         for i, s in enumerate(range(0, len(sources_all), per_chunk))
     ]
-    walk = dict(top_k=top_k, n_walks=n_walks, walk_length=walk_length, restart_prob=restart_prob)
     lengths = np.zeros(graph.n_pins, dtype=np.int64)
     nbr_parts, count_parts = [np.empty(0, np.int32)], [np.empty(0, np.int32)]
-    task = partial(_walk_chunk, seed=seed, **walk)
+    task = partial(_walk_chunk, seed=seed, **asdict(walk))
     results = _map_chunks(task, jobs, sampler, n_jobs)
     if progress:
         from rich.progress import track
@@ -185,11 +181,8 @@ def compute_random_walk_neighbors(
 
 def random_walk_neighbors(
     graph: PinBoardGraph,
+    walk: RandomWalkConfig | None = None,
     *,
-    top_k: int = _DEFAULT.top_k,
-    n_walks: int = _DEFAULT.n_walks,
-    walk_length: int = _DEFAULT.walk_length,
-    restart_prob: float = _DEFAULT.restart_prob,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     chunk_steps: int = 1 << 21,
@@ -202,23 +195,20 @@ def random_walk_neighbors(
     Pass the *training* graph (``split.train_graph``) so held-out pins never leak in.
     With a cache the result is memory-mapped from disk.
     """
-    kwargs = dict(
-        top_k=top_k,
-        n_walks=n_walks,
-        walk_length=walk_length,
-        restart_prob=restart_prob,
-        alpha=alpha,
-        seed=seed,
-        chunk_steps=chunk_steps,
-    )
+    walk = walk or RandomWalkConfig()
+    kwargs = dict(alpha=alpha, seed=seed, chunk_steps=chunk_steps)
     if cache is None:
-        return compute_random_walk_neighbors(graph, n_jobs=n_jobs, progress=progress, **kwargs)
+        return compute_random_walk_neighbors(
+            graph, walk, n_jobs=n_jobs, progress=progress, **kwargs
+        )
     if not isinstance(cache, NeighborCache):
         cache = NeighborCache(cache)
-    params = dict(algorithm=ALGORITHM, **kwargs)
+    params = dict(algorithm=ALGORITHM, **asdict(walk), **kwargs)
     return cache.get_or_compute(
         "rw",
         graph,
         params,
-        lambda: compute_random_walk_neighbors(graph, n_jobs=n_jobs, progress=progress, **kwargs),
+        lambda: compute_random_walk_neighbors(
+            graph, walk, n_jobs=n_jobs, progress=progress, **kwargs
+        ),
     )

@@ -9,7 +9,7 @@ neighbors as an uninterrupted one, on any number of ranks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -149,7 +149,7 @@ def load_training_data(
     elif cfg.sampler == "random_walk":
         sampler = random_walk_neighbors(
             train_graph,
-            **asdict(cfg.random_walk),
+            cfg.random_walk,
             seed=cfg.split_seed,
             cache=Path(cfg.cache_dir) / "neighbors",
         )
@@ -370,7 +370,7 @@ def batch_plan(cfg: TrainConfig, data: TrainingData) -> BatchPlan | BoardBatchPl
         if cfg.data.hard_negatives:  # deeper walks than the sampler's: reach past board-mates
             walks = random_walk_neighbors(
                 data.split.train_graph,
-                **{**asdict(cfg.data.random_walk), "top_k": HARD_WALK_TOP_K},
+                replace(cfg.data.random_walk, top_k=HARD_WALK_TOP_K),
                 seed=cfg.data.split_seed,
                 cache=Path(cfg.data.cache_dir) / "neighbors",
             )
