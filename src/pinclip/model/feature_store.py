@@ -666,10 +666,6 @@ class FeatureStore:
         n = self.segment_rows
         return [todo[i : i + n] for i in range(0, len(todo), n)]
 
-    def size_bytes(self) -> int:
-        """Bytes on disk under the store's root (every kind and namespace)."""
-        return sum(p.stat().st_size for p in self.root.rglob("*.npy")) if self.root.is_dir() else 0
-
 
 def _drop_stale_temps(folder: Path) -> None:
     """Remove temp segments a killed build left behind (a live build touches its own often)."""
