@@ -1,10 +1,12 @@
 """Retrieval primitives shared by training (validation) and evaluation (every task).
 
 One place for each: embedding a set of pins with a model (`embed_pins`), exact top-k
-search (`exact_topk`), "shares a board" relevance (`related_pins_hits`), the ranking metrics
-(`retrieval_metrics`: Recall@k, nDCG@10, mAP@10, MRR) and the related-pins recall built from
-them (`related_pins_recall`, what validation picks the best checkpoint by and what the
-report's related-pins tasks score).
+search (`exact_topk`), "shares a board" relevance (`related_pins_hits`) and the ranking
+metrics (`retrieval_metrics`: Recall@k, nDCG@10, mAP@10, MRR). Training's validation
+(`pinclip.train.recipe`, the recall that picks the best checkpoint) and the report's
+related-pins tasks both score with `exact_topk` + `related_pins_hits` + `retrieval_metrics`;
+`related_pins_recall` is the one-call form of the same recall, for benchmarks
+(`bench/ablation.py`).
 
 This module sits below both `pinclip.train` and `pinclip.evaluate` (it needs only the graph
 and torch), so evaluation may use training code and never the reverse.
