@@ -14,7 +14,17 @@ import pinclip
 
 SRC = Path(pinclip.__file__).parent
 LAYERS = [
-    {"errors", "atomic", "_typed_config", "distributed", "progress", "log", "_facade", "memory", "registry"},
+    {
+        "errors",
+        "atomic",
+        "_typed_config",
+        "distributed",
+        "progress",
+        "log",
+        "_facade",
+        "memory",
+        "registry",
+    },
     {"data"},
     {"graph"},
     {"model"},
@@ -42,7 +52,7 @@ def _imports(path: Path) -> set[str]:
             found |= {_top(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against this module's package
-                package = list(here[:-1]) if here[-1] != "__init__" else list(here[:-1])
+                package = list(here[:-1])  # a module's package; `pkg/__init__` is pkg's own
                 base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
                 target = base + (node.module.split(".") if node.module else [])
                 if not target:  # `from . import x` at the top level: x is the sub-package
