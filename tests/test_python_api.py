@@ -17,7 +17,7 @@ def test_step_names_are_callable_even_after_their_subpackage_is_imported():
 
     for step in ("train", "evaluate", "serve"):
         assert callable(getattr(pinclip, step)), step
-    with pytest.raises(pinclip.PinclipError, match="unknown catalog kind 'nope'.*synthetic"):
+    with pytest.raises(pinclip.PinclipError, match="unknown catalog builder 'nope'.*synthetic"):
         pinclip.build_catalog("nope", "/tmp/x")
     with pytest.raises(pinclip.PinclipError, match="overrides go with a YAML path"):
         pinclip.train(pinclip.load_config(None, []), "max_steps=1")

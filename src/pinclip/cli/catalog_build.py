@@ -1,23 +1,34 @@
-"""`pinclip catalog build …`: the shipped catalog builders."""
+"""`pinclip catalog build NAME OUT ...`: one command per registered catalog builder.
+
+The commands, their flags and their help are generated from `BUILDERS` (each builder's
+options dataclass), so a new builder needs no code here.
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
 import time
+import typing
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
+from pinclip.data.builders import BUILDERS, CatalogBuilder
+from pinclip.registry import Entry
+
 app = typer.Typer(
-    help="Build a catalog: emoji (real, default), mdi (real icons, from npm) or synthetic (any size).",
+    help=f"Build a catalog with a registered builder: {', '.join(BUILDERS.names())} "
+    "(docs/datasets.md).",
     no_args_is_help=True,
 )
 console = Console()
 
 
 def _done(root: Path, started: float) -> None:
-    import json
-
     counts = json.loads((root / "catalog.json").read_text())["counts"]
     console.print(
         f"[green]wrote[/green] {root}: {counts['pins']:,} pins, {counts['boards']:,} boards, "
@@ -25,97 +36,44 @@ def _done(root: Path, started: float) -> None:
     )
 
 
-@app.command("emoji")
-def emoji(
-    out: Path = typer.Argument(..., help="Output directory (new or empty)."),
-    size: int = typer.Option(128, help="Image side in pixels."),
-    skin_tones: bool = typer.Option(
-        False, "--skin-tones", help="Add skin-tone variants as near-duplicate pins."
-    ),
-    user_boards: int = typer.Option(2000, help="Number of simulated user boards."),
-    seed: int = typer.Option(0, help="Seed of the simulated user boards."),
-    limit: int | None = typer.Option(None, help="Keep only the first N emoji (quick tests)."),
-    subgroup: list[str] | None = typer.Option(
-        None, help="Keep only this Unicode subgroup (repeatable)."
-    ),
-    workers: int | None = typer.Option(None, help="Render processes (default: up to 2)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty OUT."),
-) -> None:
-    """Real data: OpenMoji artwork, Unicode names and subgroups, simulated user boards."""
-    from pinclip.data.builders.emoji import build_emoji_catalog
-
-    started = time.perf_counter()
-    root = build_emoji_catalog(
-        out,
-        size=size,
-        skin_tones=skin_tones,
-        user_boards=user_boards,
-        seed=seed,
-        limit=limit,
-        subgroups=subgroup or None,
-        workers=workers,
-        overwrite=overwrite,
-    )
-    _done(root, started)
+def _parameters(builder: CatalogBuilder) -> list[inspect.Parameter]:
+    """OUT, one option per field of the builder's options dataclass, then --overwrite."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    hints = typing.get_type_hints(builder.options)
+    params = [
+        inspect.Parameter(
+            "out",
+            keyword,
+            default=typer.Argument(..., help="Output directory (new or empty)."),
+            annotation=Path,
+        )
+    ]
+    for f in fields(builder.options):
+        flag = f.metadata.get("cli", "--" + f.name.replace("_", "-"))
+        option = typer.Option(f.default, flag, help=f.metadata.get("help"))
+        params.append(inspect.Parameter(f.name, keyword, default=option, annotation=hints[f.name]))
+    overwrite = typer.Option(False, "--overwrite", help="Replace a non-empty OUT.")
+    params.append(inspect.Parameter("overwrite", keyword, default=overwrite, annotation=bool))
+    return params
 
 
-@app.command("mdi")
-def mdi(
-    out: Path = typer.Argument(..., help="Output directory (new or empty)."),
-    package: Path | None = typer.Option(
-        None,
-        help="The @iconify-json/mdi tarball (`npm pack @iconify-json/mdi@1.2.3`); "
-        "default: run npm pack.",
-    ),
-    size: int = typer.Option(128, help="Image side in pixels."),
-    user_boards: int = typer.Option(6000, help="Number of simulated user boards."),
-    seed: int = typer.Option(0, help="Seed of the simulated user boards."),
-    limit: int | None = typer.Option(None, help="Keep only the first N icons (quick tests)."),
-    workers: int | None = typer.Option(None, help="Render processes (default: up to 2)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty OUT."),
-) -> None:
-    """Real data: Material Design Icons, their categories as curated boards, simulated user boards."""
-    from pinclip.data.builders.mdi import build_mdi_catalog
+def _command(entry: Entry[CatalogBuilder]) -> None:
+    builder = entry.value
 
-    started = time.perf_counter()
-    root = build_mdi_catalog(
-        out,
-        package=package,
-        size=size,
-        user_boards=user_boards,
-        seed=seed,
-        limit=limit,
-        workers=workers,
-        overwrite=overwrite,
-    )
-    _done(root, started)
+    def command(**values: Any) -> None:
+        out, overwrite = values.pop("out"), values.pop("overwrite")
+        for f in fields(builder.options):  # a repeatable flag given no times: its default
+            if isinstance(values[f.name], list | tuple) and not values[f.name]:
+                values[f.name] = f.default
+        started = time.perf_counter()
+        root = builder.run(out, builder.make_options(entry.name, **values), overwrite=overwrite)
+        _done(root, started)
+
+    command.__signature__ = inspect.Signature(_parameters(builder))  # type: ignore[attr-defined]
+    command.__doc__ = entry.help
+    command.__name__ = entry.name
+    app.command(entry.name)(command)
 
 
-@app.command("synthetic")
-def synthetic(
-    out: Path = typer.Argument(..., help="Output directory (new or empty)."),
-    pins: int = typer.Option(10_000, help="Number of pins (10^3 … 10^7)."),
-    seed: int = typer.Option(0, help="Seed: same seed, same catalog."),
-    size: int = typer.Option(64, help="Image side in pixels."),
-    topics: int | None = typer.Option(None, help="Latent topics (default: 50…500 by N)."),
-    boards: int | None = typer.Option(None, help="User boards (default: max(topics, N/8))."),
-    workers: int | None = typer.Option(
-        None, help="Drawing processes (default: up to 2); output does not depend on it."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty OUT."),
-) -> None:
-    """Any size, known ground truth: procedurally drawn pins from latent topics."""
-    from pinclip.data.builders.synthetic import build_synthetic_catalog
-
-    started = time.perf_counter()
-    root = build_synthetic_catalog(
-        out,
-        pins=pins,
-        seed=seed,
-        size=size,
-        topics=topics,
-        boards=boards,
-        workers=workers,
-        overwrite=overwrite,
-    )
-    _done(root, started)
+for _entry in BUILDERS:
+    _command(_entry)

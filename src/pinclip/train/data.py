@@ -17,7 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 from rich.console import Console
 
-from pinclip.data.catalog import Catalog, CatalogError, read_catalog
+from pinclip.data.api import build_if_missing
+from pinclip.data.catalog import Catalog, read_catalog
 from pinclip.errors import ConfigError
 from pinclip.graph import (
     CoBoardSampler,
@@ -91,32 +92,13 @@ def curated_boards(catalog: Catalog, graph: PinBoardGraph) -> np.ndarray:
     return (kind == "curated").to_numpy()
 
 
-def _build_catalog(builder: str, root: Path, console: Console) -> None:
-    if builder == "emoji":
-        from pinclip.data.builders.emoji import build_emoji_catalog
-
-        console.print(f"[bold]catalog {root} is missing: building the emoji catalog[/]")
-        build_emoji_catalog(root)
-    else:
-        raise CatalogError(
-            f"{root}: no such catalog, and data.build_if_missing={builder!r} is not a builder "
-            "that needs no arguments; build it with `pinclip catalog build …` first"
-        )
-
-
 def load_split(
     cfg: DataConfig, *, run_dir: Path | None = None, console: Console | None = None
 ) -> CatalogSplit:
     """Read (or build) the catalog, drop rejected rows with a count, build the graph, split."""
     console = console or Console(stderr=True)
     root = Path(cfg.catalog)
-    if not root.is_dir():
-        if not cfg.build_if_missing:
-            raise CatalogError(
-                f"{root}: no such catalog directory; build one with "
-                f"`pinclip catalog build emoji {root}` or set data.catalog=PATH"
-            )
-        _build_catalog(cfg.build_if_missing, root, console)
+    build_if_missing(root, cfg.build_if_missing, console)
     catalog, report = read_catalog(
         root, check_images=cfg.check_images, progress=console.is_terminal
     )

@@ -26,6 +26,7 @@ from pinclip.errors import InputError
 
 from ._render import render_svgs
 from ._tables import fresh_output_dir
+from .base import option, register_builder
 
 SKIN_TONES = {0x1F3FB, 0x1F3FC, 0x1F3FD, 0x1F3FE, 0x1F3FF}
 SKIP_GROUPS = {"Component"}  # skin-tone and hair swatches, not emoji of their own
@@ -164,6 +165,26 @@ def _user_boards(
     )
 
 
+@dataclass(frozen=True)
+class EmojiOptions:
+    """The emoji builder's options: `pinclip catalog build emoji`'s flags are these fields."""
+
+    size: int = option(128, "Image side in pixels.")
+    skin_tones: bool = option(False, "Add skin-tone variants as near-duplicate pins.")
+    user_boards: int = option(2000, "Number of simulated user boards.")
+    seed: int = option(0, "Seed of the simulated user boards.")
+    limit: int | None = option(None, "Keep only the first N emoji (quick tests).")
+    subgroups: list[str] | None = option(
+        None, "Keep only this Unicode subgroup (repeatable).", cli="--subgroup"
+    )
+    workers: int | None = option(None, "Render processes (default: up to 2).")
+
+
+@register_builder(
+    "emoji",
+    EmojiOptions,
+    help="Real data: OpenMoji artwork, Unicode names and subgroups, simulated user boards.",
+)
 def build_emoji_catalog(
     out: str | Path,
     *,

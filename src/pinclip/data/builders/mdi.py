@@ -19,6 +19,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from pinclip.errors import PinclipError
 
 from ._render import render_svgs
 from ._tables import fresh_output_dir
+from .base import option, register_builder
 
 PACKAGE = "@iconify-json/mdi"
 VERSION = "1.2.3"
@@ -178,6 +180,28 @@ def _user_boards(
     )
 
 
+@dataclass(frozen=True)
+class MdiOptions:
+    """The MDI builder's options: `pinclip catalog build mdi`'s flags are these fields."""
+
+    package: Path | None = option(
+        None,
+        "The @iconify-json/mdi tarball (`npm pack @iconify-json/mdi@1.2.3`); "
+        "default: run npm pack.",
+    )
+    size: int = option(128, "Image side in pixels.")
+    user_boards: int = option(6000, "Number of simulated user boards.")
+    seed: int = option(0, "Seed of the simulated user boards.")
+    limit: int | None = option(None, "Keep only the first N icons (quick tests).")
+    workers: int | None = option(None, "Render processes (default: up to 2).")
+
+
+@register_builder(
+    "mdi",
+    MdiOptions,
+    help="Real data: Material Design Icons, their categories as curated boards, "
+    "simulated user boards.",
+)
 def build_mdi_catalog(
     out: str | Path,
     *,

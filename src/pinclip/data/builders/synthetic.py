@@ -38,6 +38,7 @@ from pinclip.data.catalog import (
 from pinclip.errors import InputError
 
 from ._tables import TableStream, fresh_output_dir, write_json
+from .base import option, register_builder
 
 CHUNK = 20_000  # pins per metadata chunk (part of the seed contract: changing it changes output)
 SHARD = 1000  # images per directory
@@ -478,6 +479,25 @@ def _render_shard(args: tuple) -> int:
 # ---------------------------------------------------------------- build
 
 
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """The synthetic builder's options: `pinclip catalog build synthetic`'s flags."""
+
+    pins: int = option(10_000, "Number of pins (10^3 … 10^7).")
+    seed: int = option(0, "Seed: same seed, same catalog.")
+    size: int = option(64, "Image side in pixels.")
+    topics: int | None = option(None, "Latent topics (default: 50…500 by N).")
+    boards: int | None = option(None, "User boards (default: max(topics, N/8)).")
+    workers: int | None = option(
+        None, "Drawing processes (default: up to 2); output does not depend on it."
+    )
+
+
+@register_builder(
+    "synthetic",
+    SyntheticOptions,
+    help="Any size, known ground truth: procedurally drawn pins from latent topics.",
+)
 def build_synthetic_catalog(
     out: str | Path,
     *,
