@@ -119,20 +119,38 @@ def child_ceilings(args: argparse.Namespace) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     frozen = _Frozen(model, "images")
     texts = catalog.texts()[:64]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.image.stem_features(frozen.pixels(paths[:64]))
-    image_flops = counter.get_total_flops() / 64
+    pixels = frozen.pixels(paths[:64])
+
+    def flops(fn) -> float:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    image_flops = flops(lambda: model.image.stem_features(pixels)) / 64
+    # the text encoder's work per text without padding (each text alone: its own tokens),
+    # and as `embed` runs it (the batch padded to its longest text)
+    singles = [tokenize(model.tokenizer, [t], model.config.text.max_length) for t in texts]
+    text_flops = sum(flops(lambda t=t: model.text.encoder_states(t)) for t in singles) / 64
     tok = tokenize(model.tokenizer, texts, model.config.text.max_length)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.text.encoder_states(tok)
-    text_flops = counter.get_total_flops() / 64
+    text_padded = flops(lambda: model.text.encoder_states(tok)) / 64
+    # a whole pin through the model from raw inputs (`embed` before) and the trainable rest
+    # (what `embed --features` still computes: the whole minus the frozen parts, same inputs)
+    whole = flops(lambda: model(images=pixels, text=tok)) / 64
     return {
         "matmul_peak_gflops": round(statistics.median(rates), 1),
+        "matmul_gflops_runs": [round(r, 1) for r in rates],
         "decode_resize_per_s_per_core": round(decode, 1),
         "frozen_gflop_per_pin": round((image_flops + text_flops) / 1e9, 4),
         "image_gflop_per_pin": round(image_flops / 1e9, 4),
         "text_gflop_per_pin": round(text_flops / 1e9, 4),
-        "text_tokens_mean_padded": float(tok["input_ids"].shape[1]),
+        "text_gflop_per_pin_padded_batch_of_64": round(text_padded / 1e9, 4),
+        "text_tokens_mean": round(
+            statistics.mean(int(t["attention_mask"].sum()) for t in singles), 1
+        ),
+        "text_tokens_padded_batch_of_64": float(tok["input_ids"].shape[1]),
+        "embed_whole_gflop_per_pin": round(whole / 1e9, 4),
+        "embed_trainable_gflop_per_pin": round((whole - image_flops - text_padded) / 1e9, 4),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -196,7 +214,49 @@ def child_serve(args: argparse.Namespace) -> dict:
     }
 
 
+def child_tile(args: argparse.Namespace) -> dict:
+    """Embeddings of a smaller catalog tiled to this catalog's pins (a stated stand-in for
+    `embed` at a size whose store was not built): row i is row i mod M of the source plus
+    seeded noise (sigma 0.02, renormalised), under the catalog's pin id i, written as
+    `pinclip embed` writes (parquet parts + manifest, the source's model recorded)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from pinclip.serve.embed import KEYS, embeddings_table, part_name, read_embeddings
+
+    started = time.perf_counter()
+    _, source = read_embeddings(args.store)
+    m = len(source["pin_emb"])
+    ids = pq.read_table(Path(args.catalog) / "pins.parquet", columns=["pin_id"])["pin_id"]
+    ids = ids.to_pylist()
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "parts").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    part = 65_536
+    n_parts = 0
+    for start in range(0, len(ids), part):
+        rows = np.arange(start, min(start + part, len(ids))) % m
+        emb = {}
+        for key in KEYS:
+            x = source[key][rows] + rng.normal(0, 0.02, (len(rows), source[key].shape[1]))
+            emb[key] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        pq.write_table(embeddings_table(ids[start : start + part], emb), out / part_name(n_parts))
+        n_parts += 1
+    manifest = json.loads((Path(args.store) / "manifest.json").read_text())
+    manifest |= {"n_parts": n_parts, "done": list(range(n_parts)), "rows": len(ids),
+                 "part_size": part, "stand_in": f"tiled from {m} embedded pins"}  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return {
+        "seconds": time.perf_counter() - started,
+        "stand_in": f"not embedded: the {m:,} pins embedded at that size (from their store) "
+        f"tiled to {len(ids):,} rows with seeded noise, under this catalog's pin ids; pins/s "
+        f"is the {m:,}-pin embed's measured rate",
+    }
+
+
 CHILDREN = {
+    "tile": child_tile,
     "features": child_features,
     "embed": child_embed,
     "ceilings": child_ceilings,
@@ -217,14 +277,25 @@ PRESETS = {  # the training overrides of bench_scale_train (the `small` store se
 
 
 def scale(args: argparse.Namespace) -> None:
-    """Every stage of one catalog size after another; each result saved as it ends."""
-    from bench_scale_train import run_stage
+    """Every stage of one catalog size after another; each result saved as it ends.
+
+    With `--stand-in-from M` (a size measured before, e.g. 100000), the stages that would
+    take hours at N (`features`, `train`, `embed`) are stand-ins, each saying so:
+    `features` runs for real on the N catalog for `--probe-seconds` and is then stopped (its
+    peak memory holds the whole catalog, its keys and index; its rate is the rows it
+    finished), the seconds extrapolated from M's measured rate; `train` is not run (its
+    figures extrapolated from M); `embed` writes M's embeddings tiled to N rows (the N
+    catalog's own pin ids, in order, a small seeded noise), so that `index` and `serve` run on
+    N real vectors with M's model."""
+    from bench_scale_train import _MetricsWatch, run_stage
 
     for n in args.pins:
         work = Path(args.work) / f"n{n}"
         work.mkdir(parents=True, exist_ok=True)
         catalog, run, cache = work / "catalog", work / "run", work / "cache"
         emb, index = work / "emb", work / "index"
+        src = Path(args.work) / f"n{args.stand_in_from}" if args.stand_in_from else None
+        model = (src if src else work) / "run" / "final"
         overrides = [
             *PRESETS[args.preset], f"data.catalog={catalog}", "data.build_if_missing=null",
             "data.check_images=false", f"data.cache_dir={cache}", f"run_dir={run}",
@@ -241,36 +312,131 @@ def scale(args: argparse.Namespace) -> None:
             "features": [sys.executable, str(HERE / "bench_scale_train.py"), "--stage",
                          "features", "--overrides", *overrides],
             "train": [*pinclip, "train", *overrides],
-            "embed": [*pinclip, "embed", str(run / "final"), str(catalog), str(emb), "--backend",
+            "embed": [*pinclip, "embed", str(model), str(catalog), str(emb), "--backend",
                       "torch", "--features", str(cache / "features"), "--part-size", "4096"],
             "index": [*pinclip, "index", "build", str(emb), str(index), "--kind", "ivfsq8",
                       "--catalog", str(catalog)],
-            "serve": [*me, "serve", "--store", str(index), "--model", str(run / "final"),
+            "serve": [*me, "serve", "--store", str(index), "--model", str(model),
                       "--catalog", str(catalog), "--out", str(work / "server.log"),
                       "--result", str(work / "serve.json")],
         }  # fmt: skip
         commands["split"] += ["--result", str(work / "split.json")]
+        if src:
+            commands["embed"] = [*me, "tile", "--store", str(src / "emb"), "--catalog",
+                                 str(catalog), "--out", str(emb), "--result",
+                                 str(work / "embed.json")]  # fmt: skip
         for stage in args.stages:
             if stage in _load().get(str(n), {}):
                 continue
-            if time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
+            if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
                 print(f"not starting {stage} at N={n}: past {args.stop_at} UTC", flush=True)
                 return
-            load = os.getloadavg()[0]
+            load = os.getloadavg()
             env = os.environ | {"PYTHONPATH": f"{ROOT / 'src'}:{HERE}"}
-            r = run_stage(commands[stage], work / f"{stage}.log", env=env)
-            r["load_1min_before"] = round(load, 2)
+            measured = _load().get(str(args.stand_in_from), {}).get(stage) if src else None
+            if src and stage == "train":
+                r = _train_stand_in(n, args.stand_in_from, measured)
+            else:
+                watch = None
+                if stage == "train":
+                    (run / "metrics.jsonl").unlink(missing_ok=True)
+                    watch = _MetricsWatch(run / "metrics.jsonl")
+                    watch.start()
+                timeout = args.probe_seconds if src and stage == "features" else None
+                r = run_stage(commands[stage], work / f"{stage}.log", env=env, timeout=timeout)
+                if watch is not None:
+                    watch.stop.set()
+                    watch.join()
+                    r |= _train_metrics(watch.lines)
+            r["load_avg_before_1_5_15"] = [round(x, 2) for x in load]
+            r["load_avg_after_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
             child = work / f"{stage}.json"
-            if stage in ("split", "serve") and child.is_file():  # the child's own timing
+            if stage in ("split", "serve", "embed") and child.is_file():  # the child's timing
                 r["process_seconds"] = r["seconds"]
                 r |= json.loads(child.read_text())
+            if stage == "features":
+                r |= _store_rows(cache / "features")
+            if src and stage == "features":
+                r |= _features_stand_in(n, args.stand_in_from, measured, r)
+            if src and stage == "embed":  # the tiling's own figures kept apart
+                r["tile"] = {k: r.pop(k) for k in ("process_seconds", "peak_rss_mib")}
+                r["peak_rss_mib"] = None  # not measured at this size
+                if measured:
+                    r["pins_per_s"] = measured["pins_per_s"]
+                    r["seconds"] = round(n / measured["pins_per_s"], 1)
+                    r["seconds_extrapolated"] = True
             if stage in ("features", "train", "embed"):
                 r["preset"] = args.preset
-            r["pins_per_s"] = round(n / r["seconds"], 1)
+            if "pins_per_s" not in r:
+                r["pins_per_s"] = round(n / r["seconds"], 1)
             data = _load()
             data.setdefault(str(n), {})[stage] = r
             _save({str(n): data[str(n)]})
             print(n, stage, json.dumps(r), flush=True)
+
+
+def _train_metrics(lines: list) -> dict:
+    """samples/s of the steps and the final validation's seconds, from metrics.jsonl."""
+    steps = [(t, r) for t, r in lines if "loss" in r]
+    val = [(t, r) for t, r in lines if "val_recall@10" in r]
+    out: dict = {}
+    if steps:
+        out["samples_per_s_median"] = round(
+            statistics.median(r["samples_per_s"] for _, r in steps), 1
+        )
+    if steps and val:
+        out["final_validation_seconds"] = round(val[-1][0] - steps[-1][0], 2)
+        out["val_recall@10"] = val[-1][1]["val_recall@10"]
+    return out
+
+
+def _store_rows(store: Path) -> dict:
+    """Rows in the store's finished segments, per namespace kind, and its size on disk."""
+    rows: dict[str, int] = {}
+    for keys in store.glob("*/seg-*/keys.npy"):
+        kind = keys.parent.parent.name.split("-")[0]
+        import numpy as np
+
+        rows[kind] = rows.get(kind, 0) + len(np.load(keys, mmap_mode="r"))
+    size = sum(p.stat().st_size for p in store.rglob("*.npy"))
+    return {"store_rows": rows, "store_mib": round(size / 2**20, 1)}
+
+
+def _features_stand_in(n: int, m: int, measured: dict | None, probe: dict) -> dict:
+    """The probe's figures kept apart; seconds and pins/s extrapolated from size `m`."""
+    rows = probe.pop("store_rows", {})
+    out = {
+        "stand_in": f"the store build run on the {n:,}-pin catalog for "
+        f"{probe.get('killed_after_s')} s, then stopped (peak RssAnon measured with the whole "
+        f"catalog loaded); seconds extrapolated linearly from the {m:,}-pin build's measured "
+        "pins/s (the work per pin does not depend on N)",
+        "probe": {"seconds": probe.pop("killed_after_s", None), "rows_finished": rows},
+    }
+    if measured:
+        out["pins_per_s"] = measured["pins_per_s"]
+        out["seconds"] = round(n / measured["pins_per_s"], 1)
+        out["seconds_extrapolated"] = True
+    return out
+
+
+def _train_stand_in(n: int, m: int, measured: dict | None) -> dict:
+    """`train` at n not run: the fixed steps cost what they cost at m; the validation's exact
+    top-k over `val_frac` of the pins grows with n^2 (its embedding pass with n)."""
+    if not measured:
+        raise SystemExit(f"train stand-in at {n} needs the {m}-pin train measured first")
+    val = measured.get("final_validation_seconds", 0.0)
+    steps = measured["seconds"] - val
+    scale = n / m
+    seconds = steps + val * scale**2
+    return {
+        "stand_in": f"not run at {n:,}: extrapolated from the {m:,}-pin run (same steps; the "
+        f"final validation's {val:.1f} s scaled by (N/M)^2 = {scale**2:g}, its exact top-k "
+        "being val x all pins); peak RssAnon not measured at this size",
+        "seconds": round(seconds, 1),
+        "seconds_extrapolated": True,
+        "peak_rss_mib": None,
+        "pins_per_s": round(n / seconds, 1),
+    }
 
 
 def run_child(code: Path, stage: str, **kw: str | None) -> dict:
@@ -289,7 +455,14 @@ def run_child(code: Path, stage: str, **kw: str | None) -> dict:
     stats = run_stage(cmd, log, env=env)
     result = json.loads(out_file.read_text())
     stats["process_seconds"] = stats.pop("seconds")  # with imports and the model's load
-    return result | stats | {"load_1min_before": round(load, 2)}
+    return (
+        result
+        | stats
+        | {
+            "load_1min_before": round(load, 2),
+            "load_avg_after_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        }
+    )
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -317,9 +490,17 @@ def speed(args: argparse.Namespace) -> None:
             env=os.environ | {"PYTHONPATH": str(before / "src")},
         )  # fmt: skip  (saved by the old code: the new one reads its config, not the reverse)
     runs: dict[str, dict[str, list[dict]]] = {"before": {}, "after": {}}
-    ceilings = run_child(after, "ceilings", model=str(model), catalog=str(catalog), work=str(work))
+    ceil = {}
+    previous = _load().get("speed", {})
+    if previous.get("pins") == args.pins:  # resume a killed run: its finished repeats stay
+        runs, ceil = previous["runs"], previous["ceilings_runs"]
+    if "start" not in ceil:
+        ceil["start"] = run_child(
+            after, "ceilings", model=str(model), catalog=str(catalog), work=str(work)
+        )
     order = ["before", "after"]
-    for rep in range(args.reps):
+    done = min(len(runs[side].get("embed", [])) for side in order)
+    for rep in range(done, args.reps):
         for side in order if rep % 2 == 0 else order[::-1]:
             code = before if side == "before" else after
             store = work / f"store-{side}"
@@ -338,13 +519,19 @@ def speed(args: argparse.Namespace) -> None:
                 r["pins_per_s"] = round(r["pins"] / r["seconds"], 2)
                 runs[side].setdefault(stage, []).append(r)
                 print(side, stage, r, flush=True)
-            _save({"speed": _summary(runs, ceilings, args)})
-    summary = _summary(runs, ceilings, args)
+            _save({"speed": _summary(runs, ceil, args)})
+    if "end" not in ceil:  # the ceilings again: the load may have moved during the run
+        ceil["end"] = run_child(
+            after, "ceilings", model=str(model), catalog=str(catalog), work=str(work)
+        )
+    summary = _summary(runs, ceil, args)
     _save({"speed": summary, "speedup": summary["speedup"]})
     print(json.dumps(summary["speedup"]))
 
 
-def _summary(runs: dict, ceilings: dict, args: argparse.Namespace) -> dict:
+def _summary(runs: dict, ceil: dict, args: argparse.Namespace) -> dict:
+    """Medians per side, the speedups, and each stage as a share of its ceiling (the highest
+    matmul peak measured in the run: the least disturbed by other load)."""
     med = {
         side: {s: statistics.median(r["pins_per_s"] for r in rs) for s, rs in stages.items()}
         for side, stages in runs.items()
@@ -354,23 +541,53 @@ def _summary(runs: dict, ceilings: dict, args: argparse.Namespace) -> dict:
         for s in ("features", "embed")
         if s in med["after"] and s in med["before"]
     }
-    gflop = ceilings["frozen_gflop_per_pin"]
-    share = {
-        side: round(m["features"] * gflop / ceilings["matmul_peak_gflops"], 3)
-        for side, m in med.items()
-        if "features" in m
+    ceilings = dict(ceil["start"])
+    peak = max(c["matmul_peak_gflops"] for c in ceil.values())
+    ceilings["matmul_peak_gflops"] = peak
+    ceilings["decode_resize_per_s_per_core"] = max(
+        c["decode_resize_per_s_per_core"] for c in ceil.values()
+    )
+    cores = os.cpu_count() or 1
+    gflop = {  # the work per pin of each stage on each side
+        ("before", "features"): ceilings["frozen_gflop_per_pin"],
+        ("after", "features"): ceilings["frozen_gflop_per_pin"],
+        ("before", "embed"): ceilings["embed_whole_gflop_per_pin"],
+        ("after", "embed"): ceilings["embed_trainable_gflop_per_pin"],
     }
+    share: dict = {}
+    for (side, stage), g in gflop.items():
+        if stage in med.get(side, {}):
+            rate = med[side][stage]
+            share.setdefault(side, {})[stage] = {
+                "achieved_gflops": round(rate * g, 1),
+                "share_of_matmul_peak": round(rate * g / peak, 3),
+            }
+            if stage == "features" or side == "before":  # stages that decode every image
+                share[side][stage]["share_of_decode_ceiling"] = round(
+                    rate / (ceilings["decode_resize_per_s_per_core"] * cores), 4
+                )
     return {
         "command": " ".join(sys.argv),
+        "when_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "pins": args.pins,
+        "reps": args.reps,
         "preset": "small (int8 store, keep_tokens=4, fine_grid=4)",
         "before": "f6473e4 (main before issue 28)",
+        "after": _head(),
+        "cores": cores,
         "median_pins_per_s": med,
         "speedup": speedup,
         "ceilings": ceilings,
-        "features_share_of_matmul_peak": share,
+        "ceilings_runs": ceil,
+        "share_of_ceilings": share,
         "runs": runs,
     }
+
+
+def _head() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
+                         capture_output=True, text=True)  # fmt: skip
+    return out.stdout.strip()[:100]
 
 
 def main() -> None:
@@ -387,8 +604,10 @@ def main() -> None:
     sc.add_argument("--steps", type=int, default=20)
     sc.add_argument("--workers", type=int, default=1, help="feature store processes")
     sc.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
-    sc.add_argument("--stop-at", default="07:40", help="start no stage after HH:MM UTC")
+    sc.add_argument("--stop-at", default="", help="start no stage after HH:MM UTC")
     sc.add_argument("--work", default="/tmp/pinclip-scale")
+    sc.add_argument("--stand-in-from", type=int, help="a measured size: stand-ins at the others")
+    sc.add_argument("--probe-seconds", type=float, default=240.0)
     ch = sub.add_parser("child")
     ch.add_argument("stage", choices=sorted(CHILDREN))
     for opt in ("model", "catalog", "store", "out", "work", "result", "overrides"):

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -75,22 +76,39 @@ def tree_rss_anon_mib(pid: int) -> tuple[float, float, dict[int, float]]:
     return own + sum(kids.values()), own, kids
 
 
-def run_stage(cmd: list[str], log: Path, env: dict | None = None) -> dict:
+def run_stage(
+    cmd: list[str], log: Path, env: dict | None = None, timeout: float | None = None
+) -> dict:
     """Run `cmd`, sampling its process tree's RssAnon: seconds, the peak of the sum over the
     tree, and apart the main process's peak and the largest worker's (a worker's memory is
-    the model and one chunk, so the sum moves with the worker count, not with N)."""
+    the model and one chunk, so the sum moves with the worker count, not with N).
+    With `timeout`, the process group is ended after that many seconds (a probe of a stage
+    too long to finish: its figures then say `killed_after_s`)."""
     started = time.perf_counter()
+    killed = False
     peak = main_peak = 0.0
     workers: dict[int, float] = {}
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         while proc.poll() is None:
+            if timeout is not None and time.perf_counter() - started > timeout and not killed:
+                os.killpg(proc.pid, signal.SIGTERM)
+                killed = True
             total, own, kids = tree_rss_anon_mib(proc.pid)
             peak, main_peak = max(peak, total), max(main_peak, own)
             for pid, mib in kids.items():
                 workers[pid] = max(workers.get(pid, 0.0), mib)
             time.sleep(0.2)
     seconds = time.perf_counter() - started
+    if killed:
+        return {
+            "killed_after_s": round(seconds, 2),
+            "peak_rss_mib": round(peak, 1),
+            "main_peak_rss_mib": round(main_peak, 1),
+            "worker_processes": len(workers),
+        }
     if proc.returncode:
         raise SystemExit(f"stage failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
     return {
