@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pinclip.data import images, validate
@@ -64,7 +65,8 @@ def test_import_csv(tmp_path, kit):
     assert check.ok
     assert list(cat.pins["image"]) == ["images/a.png", "images/sub/b.png", "images/c.png"]
     assert list(cat.pins["title"]) == ["Apple", "Bee, with a comma", "Cat"]
-    assert cat.pins["description"][0] is None  # empty CSV cell -> null
+    # empty CSV cell -> null (read back as pandas' missing value of an Arrow text column), never ""
+    assert pd.isna(cat.pins["description"][0])
     assert (out / "images/sub/b.png").read_bytes() == (src / "sub/b.png").read_bytes()
     assert not (out / "images/missing.png").exists()
     lines = (out / "rejects.jsonl").read_text().splitlines()
@@ -109,7 +111,8 @@ def test_import_jsonl(tmp_path, kit):
     cat, check = read_catalog(out)
     assert check.ok
     assert list(cat.pins["pin_id"]) == ["1", "2"]
-    assert list(cat.pins["tags"]) == [["x"], None]  # extra columns are kept
+    tags = cat.pins["tags"]  # extra columns are kept (Arrow-backed: a null reads as pd.NA)
+    assert tags[0] == ["x"] and pd.isna(tags[1])
     assert list(cat.edges["pin_id"]) == ["1", "2"]
     assert not (out / "a.png").exists() and sorted(
         p.name for p in (out / "images").rglob("*.png")

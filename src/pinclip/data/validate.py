@@ -2,7 +2,9 @@
 
 Tables arrive as `RawTable`s (column lists of plain Python values, whatever the file format).
 `validate_tables` turns every bad row into a `Reject` with a fixed reason string and keeps the
-good rows, so nothing is silently dropped and one bad row never stops the rest.
+good rows, so nothing is silently dropped and one bad row never stops the rest. The good rows
+come back with their text columns as Arrow-backed pandas `str` columns (`STRING_DTYPE`): the
+Python values exist only while validating.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pinclip.atomic import atomic_open
 from pinclip.errors import PinclipError
@@ -58,6 +63,45 @@ TEXT = {
 KINDS = {"pins": {"organic", "ad"}, "boards": {"curated", "user"}}
 # Columns that must hold text; parquet binary columns with these names are decoded as UTF-8.
 STRING_COLUMNS = frozenset({"pin_id", "board_id", "image", "title", "description", "link", "kind"})
+
+
+def _string_dtype() -> pd.StringDtype:
+    """pandas' Arrow-backed string dtype with NaN for missing values (the `str` of pandas 3)."""
+    try:
+        return pd.StringDtype("pyarrow", na_value=np.nan)  # pandas >= 2.3
+    except TypeError:  # pragma: no cover - pandas 2.1/2.2
+        return pd.StringDtype("pyarrow_numpy")
+
+
+STRING_DTYPE = _string_dtype()
+
+
+def string_array(values: Any) -> pa.Array:
+    """Text values (a pandas column of any string dtype, numpy/Arrow array or list) as one
+    Arrow string array; no copy for a column that is already Arrow-backed."""
+    if isinstance(values, pa.Array):
+        arr = values
+    elif isinstance(values, pa.ChunkedArray):
+        arr = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    else:
+        if isinstance(values, (pd.Series, pd.Index)):
+            values = values.array
+        arr = pa.array(values, from_pandas=True)  # pandas' Arrow columns hand over their buffers
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_null(arr.type):
+        arr = arr.cast(pa.string())
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        raise TypeError(f"expected text values, found Arrow type {arr.type}")
+    return arr
+
+
+def string_series(values: pa.Array | pa.ChunkedArray) -> pd.Series:
+    """An Arrow string array as a pandas column of `STRING_DTYPE` (buffers shared, not copied)."""
+    chunked = values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
+    if pa.types.is_null(chunked.type):
+        chunked = chunked.cast(pa.string())
+    return pd.Series(STRING_DTYPE.__from_arrow__(chunked), copy=False)
 
 
 class CatalogError(PinclipError):
@@ -118,6 +162,9 @@ class RawTable:
     columns: dict[str, list]
     rows: list[int]
     rejects: list[Reject] = field(default_factory=list)
+    #: the table as read, when it came from Arrow: kept rows of its string columns are taken
+    #: from it directly (no round trip through Python objects)
+    arrow: pa.Table | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -292,20 +339,55 @@ def _check_edges(
     return pin_ids, board_ids
 
 
+def _column(table: RawTable, name: str, values: list, keep: list[int]) -> pd.Series:
+    """One kept column: text as an Arrow-backed `str` column, anything else as objects."""
+    source = table.arrow
+    if source is not None and name in source.column_names:
+        column = source.column(name)
+        if len(keep) != source.num_rows:
+            column = column.take(pa.array(keep, pa.int64()))
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return string_series(column)
+        if not (pa.types.is_null(column.type) or name in STRING_COLUMNS or _is_binary(column)):
+            # numbers, timestamps, lists: pandas' Arrow dtype, values as Arrow holds them
+            return pd.Series(pd.arrays.ArrowExtensionArray(column), copy=False)
+    kept = [values[i] for i in keep]
+    if all(v is None or isinstance(v, str) for v in kept) and (
+        name in STRING_COLUMNS or any(v is not None for v in kept)
+    ):
+        return string_series(pa.array(kept, pa.string()))
+    return pd.Series(kept, dtype=object)
+
+
+def _is_binary(column: pa.ChunkedArray) -> bool:
+    return pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)
+
+
 def _frame(table: RawTable, kind: str, problems: _Problems, ids: dict[str, list]) -> pd.DataFrame:
     """The kept rows, ids normalised to text, optional columns added (as nulls) when absent."""
     keep = [i for i in range(len(table)) if i not in problems]
     data = {}
     for name, values in table.columns.items():
-        source = ids.get(name, values)
-        data[name] = [source[i] for i in keep]
+        if name in ids and values is not ids[name]:  # normalised ids: text, never the raw ints
+            data[name] = _column(
+                RawTable(table.file, {}, table.rows, arrow=_text_only(table.arrow, name)),
+                name,
+                ids[name],
+                keep,
+            )
+        else:
+            data[name] = _column(table, name, values, keep)
     for name in OPTIONAL[kind]:
-        data.setdefault(name, [None] * len(keep))
-    return (
-        pd.DataFrame(data, dtype=object)
-        if keep
-        else pd.DataFrame({k: pd.Series([], dtype=object) for k in data})
-    )
+        data.setdefault(name, string_series(pa.nulls(len(keep), pa.string())))
+    return pd.DataFrame(data, copy=False)
+
+
+def _text_only(source: pa.Table | None, name: str) -> pa.Table | None:
+    """`source` when its column `name` is already text (then the normalised ids equal it)."""
+    if source is None or name not in source.column_names:
+        return None
+    t = source.column(name).type
+    return source if pa.types.is_string(t) or pa.types.is_large_string(t) else None
 
 
 def _printable(value: object) -> str | None:

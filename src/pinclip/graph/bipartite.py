@@ -2,7 +2,9 @@
 
 Pins and boards are indexed 0..n-1 in the order of ``pin_ids`` / ``board_ids``. Pin–pin
 relations (two pins sharing a board) are always computed through the boards, never by
-materialising the pin×pin matrix, so memory stays linear in the number of edges.
+materialising the pin×pin matrix, so memory stays linear in the number of edges. Built from
+a catalog, the ids are numpy variable-width string arrays (``StringDType``: no Python object
+per id) and edge ids are matched to positions by Arrow's hash join, not a Python dict.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from pinclip.data.catalog import string_array
 from pinclip.errors import InputError
 
 if TYPE_CHECKING:
@@ -38,6 +43,36 @@ def _lookup(index: pd.Index, values: np.ndarray, what: str) -> np.ndarray:
             f"every edge must point to a {what} listed in {what}_ids"
         )
     return pos
+
+
+_ROWS_PER_CHUNK = 1 << 16  # ids turned into Python strings at a time (bounded transient memory)
+
+
+def ids_to_numpy(ids: pa.Array) -> np.ndarray:
+    """Arrow string ids as a numpy array of ``StringDType`` (object dtype on numpy < 2)."""
+    dtype = np.dtypes.StringDType() if hasattr(np.dtypes, "StringDType") else object
+    out = np.empty(len(ids), dtype=dtype)
+    for start in range(0, len(ids), _ROWS_PER_CHUNK):
+        chunk = ids[start : start + _ROWS_PER_CHUNK]
+        out[start : start + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+    return out
+
+
+def _arrow_positions(ids: pa.Array, values: pa.Array, what: str) -> np.ndarray:
+    """Positions of `values` in the unique `ids` (Arrow hash lookup); errors as `_lookup`."""
+    pos = pc.index_in(values, value_set=ids)
+    if pos.null_count:
+        row = int(np.flatnonzero(pos.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(
+            f"edge row {row}: unknown {what} id {values[row].as_py()!r}; "
+            f"every edge must point to a {what} listed in {what}_ids"
+        )
+    return pos.to_numpy().astype(np.int64, copy=False)
+
+
+def _check_unique(ids: pa.Array, what: str) -> None:
+    if pc.count_distinct(ids, mode="all").as_py() != len(ids):
+        _index_of(ids.to_numpy(zero_copy_only=False), what)  # names the first duplicate
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,13 +136,23 @@ class PinBoardGraph:
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> PinBoardGraph:
-        """Build from a catalog's ``pins``, ``boards`` and ``edges`` tables."""
-        return cls.from_edges(
-            catalog.pins["pin_id"].to_numpy(),
-            catalog.boards["board_id"].to_numpy(),
-            catalog.edges["pin_id"].to_numpy(),
-            catalog.edges["board_id"].to_numpy(),
+        """Build from a catalog's ``pins``, ``boards`` and ``edges`` tables (Arrow columns in,
+        numpy string ids and CSR out: no Python object per pin or edge)."""
+        columns = (
+            catalog.pins["pin_id"],
+            catalog.boards["board_id"],
+            catalog.edges["pin_id"],
+            catalog.edges["board_id"],
         )
+        try:
+            pin_ids, board_ids, edge_pins, edge_boards = map(string_array, columns)
+        except (TypeError, pa.ArrowException):  # ids that are not text: hashed as objects
+            return cls.from_edges(*(np.asarray(c) for c in columns))
+        _check_unique(pin_ids, "pin")
+        _check_unique(board_ids, "board")
+        rows = _arrow_positions(pin_ids, edge_pins, "pin")
+        cols = _arrow_positions(board_ids, edge_boards, "board")
+        return cls.from_indices(ids_to_numpy(pin_ids), ids_to_numpy(board_ids), rows, cols)
 
     # ---- sizes and degrees ------------------------------------------------------------
     @property

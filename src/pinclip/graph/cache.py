@@ -20,6 +20,7 @@ from .bipartite import PinBoardGraph
 from .neighbors import NeighborLists
 
 log = logging.getLogger(__name__)
+_IDS_PER_CHUNK = 1 << 16  # ids hashed as Python strings at a time (bounded transient memory)
 
 
 def graph_fingerprint(graph: PinBoardGraph) -> str:
@@ -27,7 +28,9 @@ def graph_fingerprint(graph: PinBoardGraph) -> str:
     h = hashlib.sha256()
     h.update(np.asarray(graph.pin_board.shape, dtype=np.int64).tobytes())
     for ids in (graph.pin_ids, graph.board_ids):
-        h.update(pd.util.hash_array(np.asarray(ids, dtype=object)).tobytes())
+        for start in range(0, len(ids), _IDS_PER_CHUNK):  # same digest as all at once
+            chunk = np.asarray(ids[start : start + _IDS_PER_CHUNK], dtype=object)
+            h.update(pd.util.hash_array(chunk).tobytes())
     h.update(np.asarray(graph.pin_board.indptr, dtype=np.int64).tobytes())
     h.update(np.asarray(graph.pin_board.indices, dtype=np.int64).tobytes())
     return h.hexdigest()
