@@ -174,14 +174,31 @@ def main() -> None:
         "command": "python bench/bench_catalog_memory.py " + " ".join(sys.argv[1:]),
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "code": {"before": git_head(args.before), "after": git_head(ROOT)},
-        "load_avg_1_5_15": {"start": [round(x, 2) for x in load[0]], "end": [round(x, 2) for x in load[1]]},
+        "load_avg_1_5_15": {
+            "start": [round(x, 2) for x in load[0]],
+            "end": [round(x, 2) for x in load[1]],
+        },
         "catalog": "synthetic tables (seed 0), images stubbed; read with check_images=False",
         "results": results,
         "slope_bytes_per_pin": {"between": sizes[-2:], **slopes} if slopes else {},
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps({n: {t: {s: (v["retained_bytes_per_pin"], v["peak_bytes_per_pin"]) for s, v in st.items()} for t, st in r.items()} for n, r in results.items()}, indent=1))
+    print(
+        json.dumps(
+            {
+                n: {
+                    t: {
+                        s: (v["retained_bytes_per_pin"], v["peak_bytes_per_pin"])
+                        for s, v in st.items()
+                    }
+                    for t, st in r.items()
+                }
+                for n, r in results.items()
+            },
+            indent=1,
+        )
+    )
     print(json.dumps(out["slope_bytes_per_pin"], indent=1))
 
 

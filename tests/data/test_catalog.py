@@ -15,10 +15,13 @@ from pinclip.data import images, validate
 from pinclip.data.catalog import (
     PINS_FILE,
     CatalogError,
+    TextColumn,
     check_catalog,
+    pin_text,
     read_catalog,
     write_catalog,
 )
+from pinclip.graph import PinBoardGraph
 
 
 def bad_pin(pin_id: str, image: str, **fields) -> dict:
@@ -433,3 +436,43 @@ def test_write_types_text_as_string(tmp_path):
     root = write_catalog(tmp_path, pins, boards, edges)
     schema = pq.read_schema(root / PINS_FILE)
     assert {schema.field(c).type for c in ("pin_id", "title", "link", "group")} == {pa.string()}
+
+
+def test_catalog_is_read_as_arrow_never_python_objects(tmp_path, kit):
+    """Every column of a parquet catalog is Arrow-backed; missing text stays missing."""
+    pins, boards, edges = _frames()
+    pins["created_at"] = pd.to_datetime(["2024-01-01", None, "2024-01-03"], utc=True)
+    root = write_catalog(tmp_path / "c", pins, boards, edges, {"name": "t"})
+    for image in pins["image"]:
+        kit.png(root / image)
+    cat, report = read_catalog(root)
+    assert report.ok
+    for table in (cat.pins, cat.boards, cat.edges):
+        objects = [c for c in table.columns if table[c].dtype == object]
+        assert not objects, f"object columns: {objects}"
+        for c in table.columns:  # pandas' str columns here hold pyarrow arrays
+            assert pa.array(table[c].array, from_pandas=True) is not None
+    assert pd.isna(cat.pins["title"][1]) and pd.isna(cat.pins["description"][0])
+    assert pd.isna(cat.pins["created_at"][1]) and cat.pins["created_at"][2].day == 3
+    assert isinstance(cat.column("pins", "title"), pa.Array)
+    graph = PinBoardGraph.from_catalog(cat)
+    assert graph.pin_ids.dtype != object and list(graph.pin_ids) == ["a", "b", "c"]
+
+
+def test_texts_are_a_text_column_with_pin_text_rules(tmp_path, kit):
+    pins, boards, edges = _frames()
+    pins["title"] = ["A", None, "  "]
+    pins["description"] = ["...", "bee. ", None]
+    root = write_catalog(tmp_path / "c", pins, boards, edges, {"name": "t"})
+    for image in pins["image"]:
+        kit.png(root / image)
+    cat, _ = read_catalog(root)
+    texts = cat.texts()
+    expected = [pin_text(t, d) for t, d in zip(pins["title"], pins["description"], strict=True)]
+    assert isinstance(texts, TextColumn) and texts == expected == ["A", "bee", "  "]
+    assert [texts[i] for i in range(3)] == expected and texts[-1] == "  "
+    assert texts[1:] == expected[1:] and texts[[2, 0]] == ["  ", "A"]
+    assert texts[pd.Series([True, False, True]).to_numpy()] == ["A", "  "]
+    with pytest.raises(IndexError):
+        texts[3]
+    assert cat.has_text().tolist() == [True, True, False]  # blank title, no description

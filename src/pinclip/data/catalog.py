@@ -31,10 +31,10 @@ from .validate import (
     REQUIRED,
     STRING_COLUMNS,
     CatalogError,
-    string_array,
     RawTable,
     Reject,
     ValidationReport,
+    string_array,
     validate_tables,
 )
 

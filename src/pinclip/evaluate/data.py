@@ -8,6 +8,7 @@ topical collections, user boards are noisier).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,7 +32,7 @@ class EvalData:
     catalog: Catalog
     graph: PinBoardGraph
     split: Split
-    texts: list[str]
+    texts: Sequence[str]  # a TextColumn: Arrow-backed, one str per pin on access
     config: TrainConfig
     source: str = ""  # where the split came from (a run dir or a catalog + defaults)
     _relevance: dict[str, PinBoardGraph] = field(default_factory=dict, repr=False)

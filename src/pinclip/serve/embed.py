@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +37,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from pinclip.atomic import write_with
-from pinclip.data.catalog import read_catalog
+from pinclip.data.catalog import Catalog, TextColumn, read_catalog
 from pinclip.errors import PinclipError, require
 from pinclip.memory import bound_heap_growth
 
@@ -200,13 +200,18 @@ def read_embeddings(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]
 
 
 # ----- writing ------------------------------------------------------------------------------
-def _pins_frame(catalog_dir: str):
+def _pins_frame(catalog_dir: str) -> tuple[Catalog, TextColumn, TextColumn, TextColumn]:
+    """The catalog and its pin ids, image values and texts as Arrow-backed sequences (a
+    10^6-pin job holds their bytes, not three lists of Python strings)."""
     catalog, _ = read_catalog(catalog_dir, check_images=False)
-    pins = catalog.pins
-    return catalog, pins["pin_id"].astype(str).tolist(), pins["image"].tolist(), catalog.texts()
+    ids, images = (
+        TextColumn(catalog.column("pins", "pin_id")),
+        TextColumn(catalog.column("pins", "image")),
+    )
+    return catalog, ids, images, catalog.texts()
 
 
-def _fingerprint(job: EmbedJob, pin_ids: list[str]) -> str:
+def _fingerprint(job: EmbedJob, pin_ids: Sequence[str]) -> str:
     """Changes when the model weights, the pins or the part layout change: then start over."""
     h = hashlib.sha256()
     model_dir = Path(job.model_dir)
@@ -215,7 +220,7 @@ def _fingerprint(job: EmbedJob, pin_ids: list[str]) -> str:
             h.update(str((model_dir / name).stat().st_mtime_ns).encode())
             h.update(str((model_dir / name).stat().st_size).encode())
     device_kind = job.device.split(":")[0]
-    h.update(json.dumps([job.backend, device_kind, job.part_size, pin_ids]).encode())
+    h.update(json.dumps([job.backend, device_kind, job.part_size, list(pin_ids)]).encode())
     if (
         job.features is not None
     ):  # rows from stored (fp16/int8) features differ in the 4th decimal: start over

@@ -9,6 +9,7 @@ neighbors as an uninterrupted one, on any number of ranks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -42,7 +43,7 @@ class CatalogSplit:
     catalog: Catalog
     graph: PinBoardGraph  # the full graph: ground truth for evaluation
     split: Split
-    texts: list[str]
+    texts: Sequence[str]  # a TextColumn: Arrow-backed, one str per pin on access
     n_rejected: int
     held_out_boards: np.ndarray  # boards never a board-tower positive (`split_boards`)
 

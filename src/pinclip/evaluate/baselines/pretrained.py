@@ -83,7 +83,15 @@ class StoredFeatures:
         if table is None:
             return None
         # texts longer than the store's max_length were truncated there: embed those directly
-        lengths = np.array([len(ids) for ids in baseline.tokenizer(data.texts)["input_ids"]])
+        texts = data.texts  # an Arrow-backed sequence: tokenized a slice (a list) at a time
+        lengths = np.array(
+            [
+                len(ids)
+                for start in range(0, len(texts), _READ_ROWS)
+                for ids in baseline.tokenizer(texts[start : start + _READ_ROWS])["input_ids"]
+            ],
+            dtype=np.int64,
+        )
         longer = np.flatnonzero(lengths > cfg.text.max_length)
         out = []
         for start in range(0, len(table), _READ_ROWS):
