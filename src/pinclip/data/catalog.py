@@ -49,6 +49,7 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "ImageError",
+    "ImagePaths",
     "Reject",
     "TextColumn",
     "ValidationReport",
@@ -132,6 +133,32 @@ class TextColumn(Sequence[str]):
         return f"TextColumn({len(self)} texts, {self.array.nbytes} bytes)"
 
 
+class ImagePaths(Sequence[Any]):
+    """Each pin's image file, resolved on access from the catalog's Arrow `image` column (a
+    per-pin list of paths without holding a Path object per pin); `as_str` gives `str`s."""
+
+    __slots__ = ("as_str", "catalog", "images")
+
+    def __init__(self, catalog: Catalog, *, as_str: bool = False) -> None:
+        self.catalog, self.as_str = catalog, as_str
+        self.images = TextColumn(catalog.column("pins", "image"))
+
+    def _path(self, image: str) -> Path | str:
+        path = self.catalog.image_path(image)
+        return str(path) if self.as_str else path
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, (int, np.integer)):
+            return self._path(self.images[i])
+        return [self._path(image) for image in self.images[i]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self._path(image) for image in self.images)
+
+
 @dataclass
 class Catalog:
     """The good rows of a catalog; image paths resolve against `root`."""
@@ -151,6 +178,10 @@ class Catalog:
         """A string column of `pins`, `boards` or `edges` as one Arrow array (no copy when
         the catalog was read by `read_catalog`)."""
         return string_array(getattr(self, table)[name])
+
+    def image_paths(self, *, as_str: bool = False) -> ImagePaths:
+        """Every pin's image file in pin order, resolved on access (`image_path` rules)."""
+        return ImagePaths(self, as_str=as_str)
 
     def _text_chunks(self) -> Iterator[list[str]]:
         """`pin_text` of every pin, ROWS_PER_CHUNK pins at a time (exactly its rules)."""

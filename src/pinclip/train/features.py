@@ -10,6 +10,7 @@ batch (in `train.loader`'s worker processes during training).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from .data import TrainingData
 class PinInputs:
     image_table: FeatureTable | None  # frozen stem maps of every pin, by pin index
     text_table: FeatureTable | None  # frozen encoder states of every pin, by pin index
-    images: list[str] | None  # image files, decoded per batch when the stem trains
-    texts: list[str] | None  # texts, tokenized per batch when the text encoder trains
+    images: Sequence[str] | None  # image files (ImagePaths), decoded per batch when the stem trains
+    texts: (
+        Sequence[str] | None
+    )  # texts (TextColumn), tokenized per batch when the text encoder trains
     transform: Any  # the eval transform (when the stem trains)
     tokenizer: Any  # the model's tokenizer (when the text encoder trains)
     max_length: int
@@ -63,14 +66,14 @@ class PinInputs:
         )
         image_table = text_table = images = texts = None
         if cfg.freeze_stem and stored:
-            paths = [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
+            paths = data.catalog.image_paths()  # resolved per access, not a list per pin
             image_table = store.build("images", paths, workers=workers, console=console)
         else:
-            images = [str(data.catalog.image_path(p)) for p in data.catalog.pins["image"]]
+            images = data.catalog.image_paths(as_str=True)
         if cfg.freeze_text_encoder and stored:
             text_table = store.build("texts", data.texts, workers=workers, console=console)
         else:
-            texts = list(data.texts)
+            texts = data.texts  # Arrow-backed (TextColumn), indexed per batch
         board_table = board_texts = None
         if boards and cfg.freeze_text_encoder and stored:
             board_table = store.build("texts", data.board_titles, workers=workers, console=console)

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from pinclip.atomic import atomic_write_text
+from pinclip.data.catalog import TextColumn
 from pinclip.errors import NotFoundError
 from pinclip.evaluate.data import EvalData
 from pinclip.log import quiet_root_records
@@ -138,7 +139,7 @@ def lock_image_trunk(model: torch.nn.Module, unlocked_groups: int) -> None:
 class _WarmPins(torch.utils.data.Dataset):
     def __init__(self, data, pins: np.ndarray, transform, tokenizer) -> None:
         self.data, self.pins, self.transform, self.tokenizer = data, pins, transform, tokenizer
-        self.images = data.catalog.pins["image"].tolist()
+        self.images = TextColumn(data.catalog.column("pins", "image"))  # Arrow, not a list
 
     def __len__(self) -> int:
         return len(self.pins)

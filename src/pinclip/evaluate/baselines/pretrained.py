@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from pinclip.data.catalog import TextColumn
 from pinclip.evaluate.data import EvalData
 from pinclip.model.config import LITE0_PIP, MINILM_PIP
 
@@ -123,9 +124,7 @@ class StoredFeatures:
             and cfg.image.pretrained == LITE0_PIP
         ):
             return None
-        table = self._table(
-            data, "images", [data.catalog.image_path(p) for p in data.catalog.pins["image"]]
-        )
+        table = self._table(data, "images", data.catalog.image_paths())
         if table is None:
             return None
         head = baseline.model
@@ -157,7 +156,7 @@ def embed_images(
 ) -> torch.Tensor:
     """`forward(model, images)` over every pin image of `data` (or of `pins`), decoded with
     2 threads."""
-    images = data.catalog.pins["image"].tolist()
+    images = TextColumn(data.catalog.column("pins", "image"))  # Arrow, not a list
     if pins is not None:
         images = [images[i] for i in pins]
     load = lambda name: transform(data.catalog.load_image(name))  # noqa: E731
