@@ -30,6 +30,7 @@ from .images import DEFAULT_MAX_PIXELS, ImageError, check_image, load_image, res
 from .validate import (
     REQUIRED,
     STRING_COLUMNS,
+    ArrowColumns,
     CatalogError,
     RawTable,
     Reject,
@@ -275,18 +276,7 @@ def read_parquet_table(path: Path, name: str | None = None) -> RawTable:
         raise CatalogError(
             f"{name}: not a readable parquet file ({e}); rewrite it with pyarrow or pandas"
         ) from None
-    columns = {}
-    for f, column in zip(table.schema, table.columns, strict=True):
-        values = column.to_pylist()
-        if f.name in STRING_COLUMNS and (
-            pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
-        ):
-            values = [
-                v.decode("utf-8", "surrogateescape") if v is not None else None for v in values
-            ]
-        columns[f.name] = values
-    # the kept rows of string columns are taken from `table`, not rebuilt from the lists
-    return RawTable(name, columns, list(range(table.num_rows)), arrow=table)
+    return RawTable(name, ArrowColumns(table), range(table.num_rows), arrow=table)
 
 
 def _read_meta(root: Path) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,41 @@ class ValidationReport:
         return path
 
 
+class ArrowColumns(Mapping[str, list]):
+    """The columns of an Arrow table as Python lists, each made on first use only.
+
+    Validation looks at ids, text and image paths; a column it never reads (timestamps,
+    numbers, links, extra text) is never turned into one Python object per row: the kept
+    rows are taken from Arrow (`_column`). Binary text columns decode as UTF-8 with
+    surrogate escapes, so an invalid byte stays visible to the UTF-8 check.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._lists: dict[str, list] = {}
+
+    def __getitem__(self, name: str) -> list:
+        if name not in self._lists:
+            if name not in self.table.column_names:
+                raise KeyError(name)
+            column = self.table.column(name)
+            values = column.to_pylist()
+            if name in STRING_COLUMNS and (
+                pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)
+            ):
+                values = [
+                    v.decode("utf-8", "surrogateescape") if v is not None else None for v in values
+                ]
+            self._lists[name] = values
+        return self._lists[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.column_names)
+
+    def __len__(self) -> int:
+        return self.table.num_columns
+
+
 @dataclass
 class RawTable:
     """A table as read from disk: columns of Python values plus the row number of each row.
@@ -159,8 +194,8 @@ class RawTable:
     """
 
     file: str
-    columns: dict[str, list]
-    rows: list[int]
+    columns: Mapping[str, list]  # a dict, or `ArrowColumns` (lists made on first use)
+    rows: Sequence[int]  # a list, or a range for parquet (row i is row i)
     rejects: list[Reject] = field(default_factory=list)
     #: the table as read, when it came from Arrow: kept rows of its string columns are taken
     #: from it directly (no round trip through Python objects)
@@ -168,6 +203,22 @@ class RawTable:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def arrow_typed(self, name: str) -> bool:
+        """True when column `name` came from Arrow typed as anything but binary: its values
+        are valid UTF-8 `str`s (string columns) or not text at all, so the UTF-8 check and,
+        for string columns, the type check have nothing to find there."""
+        if self.arrow is None or name not in self.arrow.column_names:
+            return False
+        t = self.arrow.schema.field(name).type
+        return not (pa.types.is_binary(t) or pa.types.is_large_binary(t))
+
+    def arrow_text(self, name: str) -> bool:
+        """True when column `name` came from Arrow typed as text (str or null per row)."""
+        if self.arrow is None or name not in self.arrow.column_names:
+            return False
+        t = self.arrow.schema.field(name).type
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
 
     def require(self, names: tuple[str, ...]) -> None:
         for name in names:
@@ -211,6 +262,8 @@ class _Problems(dict):
 
 def _check_utf8(table: RawTable, problems: _Problems, columns: list[str] | None = None) -> None:
     for name in columns or table.columns:
+        if table.arrow_typed(name):  # decoded by Arrow: valid UTF-8 or not text
+            continue
         for i, v in enumerate(table.columns[name]):
             if isinstance(v, str) and not is_utf8(v):
                 problems.add(
@@ -247,7 +300,9 @@ def _check_text(table: RawTable, kind: str, problems: _Problems) -> list[int]:
     """Reject bad text; return the pin rows with no text at all (image-only pins: kept)."""
     cols = table.columns
     for name in TEXT[kind]:
-        for i, v in enumerate(cols.get(name, ())):
+        if name not in cols or table.arrow_text(name):  # only text or nulls there
+            continue
+        for i, v in enumerate(cols[name]):
             if v is not None and not isinstance(v, str):
                 problems.add(
                     i,
@@ -292,7 +347,8 @@ def _check_images(
         except ImageError as e:
             problems.add(i, e.reason, e.detail)
             continue
-        unique.setdefault(path, []).append(i)
+        if image_check is not None:  # distinct files to open, each once
+            unique.setdefault(path, []).append(i)
     if image_check is None:
         return
     paths = list(unique)
@@ -339,18 +395,21 @@ def _check_edges(
     return pin_ids, board_ids
 
 
-def _column(table: RawTable, name: str, values: list, keep: list[int]) -> pd.Series:
-    """One kept column: text as an Arrow-backed `str` column, anything else as objects."""
+def _column(table: RawTable, name: str, values: Callable[[], list], keep: np.ndarray) -> pd.Series:
+    """One kept column: text as an Arrow-backed `str` column, Arrow's own types as Arrow
+    columns, anything else (CSV/JSONL values) as objects. `values()` gives the Python values,
+    only called when the column cannot be taken from Arrow."""
     source = table.arrow
     if source is not None and name in source.column_names:
         column = source.column(name)
         if len(keep) != source.num_rows:
-            column = column.take(pa.array(keep, pa.int64()))
+            column = column.take(pa.array(keep))
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             return string_series(column)
         if not (pa.types.is_null(column.type) or name in STRING_COLUMNS or _is_binary(column)):
             # numbers, timestamps, lists: pandas' Arrow dtype, values as Arrow holds them
             return pd.Series(pd.arrays.ArrowExtensionArray(column), copy=False)
+    values = values()
     kept = [values[i] for i in keep]
     if all(v is None or isinstance(v, str) for v in kept) and (
         name in STRING_COLUMNS or any(v is not None for v in kept)
@@ -365,18 +424,20 @@ def _is_binary(column: pa.ChunkedArray) -> bool:
 
 def _frame(table: RawTable, kind: str, problems: _Problems, ids: dict[str, list]) -> pd.DataFrame:
     """The kept rows, ids normalised to text, optional columns added (as nulls) when absent."""
-    keep = [i for i in range(len(table)) if i not in problems]
+    mask = np.ones(len(table), dtype=bool)
+    mask[list(problems)] = False
+    keep = np.flatnonzero(mask)  # row positions kept: an array, not a list of ints
     data = {}
-    for name, values in table.columns.items():
-        if name in ids and values is not ids[name]:  # normalised ids: text, never the raw ints
+    for name in table.columns:
+        if name in ids:  # normalised ids: text, never the raw ints
             data[name] = _column(
                 RawTable(table.file, {}, table.rows, arrow=_text_only(table.arrow, name)),
                 name,
-                ids[name],
+                lambda name=name: ids[name],
                 keep,
             )
         else:
-            data[name] = _column(table, name, values, keep)
+            data[name] = _column(table, name, lambda name=name: table.columns[name], keep)
     for name in OPTIONAL[kind]:
         data.setdefault(name, string_series(pa.nulls(len(keep), pa.string())))
     return pd.DataFrame(data, copy=False)
@@ -399,7 +460,9 @@ def _printable(value: object) -> str | None:
     )
 
 
-def _report_rows(table: RawTable, problems: _Problems, ids: list) -> list[Reject]:
+def _report_rows(
+    table: RawTable, problems: _Problems, ids: Sequence[str | None] | dict[int, str | None]
+) -> list[Reject]:
     found = [
         Reject(table.file, table.rows[i], _printable(ids[i]), *problems[i])
         for i in sorted(problems)
@@ -467,9 +530,11 @@ def validate_tables(
     pin_ids, board_ids = _check_edges(edges, kept["pins"], kept["boards"], problems)
     frames["edges"] = _frame(edges, "edges", problems, {"pin_id": pin_ids, "board_id": board_ids})
     report.good[edges.file] = len(frames["edges"])
-    edge_ids = [
-        f"{p} -> {b}" if p is not None and b is not None else None
-        for p, b in zip(pin_ids, board_ids, strict=True)
-    ]
+    edge_ids = {  # only the rejected rows name their edge
+        i: f"{pin_ids[i]} -> {board_ids[i]}"
+        if pin_ids[i] is not None and board_ids[i] is not None
+        else None
+        for i in problems
+    }
     report.rejects += _report_rows(edges, problems, edge_ids)
     return frames, report
