@@ -28,6 +28,7 @@ from pinclip.memory import trim_heap
 
 from .images import DEFAULT_MAX_PIXELS, ImageError, check_image, load_image, resolve_image_path
 from .validate import (
+    KEPT_POOL,
     REQUIRED,
     STRING_COLUMNS,
     ArrowColumns,
@@ -197,12 +198,19 @@ class Catalog:
 
     def texts(self) -> TextColumn:
         """Every pin's text (title + description), in pin order, as one Arrow array."""
-        chunks = [pa.array(c, pa.large_string()) for c in self._text_chunks()]
-        return TextColumn(pa.concat_arrays(chunks) if chunks else pa.array([], pa.large_string()))
+        chunks = [
+            pa.array(c, pa.large_string(), memory_pool=KEPT_POOL) for c in self._text_chunks()
+        ]
+        empty = pa.array([], pa.large_string())
+        texts = TextColumn(pa.concat_arrays(chunks, memory_pool=KEPT_POOL) if chunks else empty)
+        del chunks
+        trim_heap()  # the per-chunk Python strings are gone: hand their pages back
+        return texts
 
     def has_text(self) -> np.ndarray:
         """Boolean [n_pins]: False for image-only pins (blank title and description)."""
         flags = [np.array([bool(t.strip()) for t in c], dtype=bool) for c in self._text_chunks()]
+        trim_heap()
         return np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
 
     def load_image(self, image: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -327,8 +335,7 @@ def read_catalog(
         progress=progress,
     )
     del tables  # the Python values validation needed; the kept rows are Arrow columns
-    pa.default_memory_pool().release_unused()  # Arrow's decode buffers, freed but cached
-    trim_heap()  # their freed pages back to the kernel, not held for the life of the process
+    trim_heap()  # their freed pages (and Arrow's decode buffers) back to the kernel
     catalog = Catalog(
         root, frames["pins"], frames["boards"], frames["edges"], meta, allow_absolute_paths
     )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pinclip.atomic import atomic_open
 from pinclip.errors import PinclipError
@@ -74,6 +75,10 @@ def _string_dtype() -> pd.StringDtype:
 
 
 STRING_DTYPE = _string_dtype()
+#: Where the kept rows of a catalog live: malloc, so freed pages go back to the kernel
+#: (`pinclip.memory.trim_heap`); Arrow's default pool keeps freed pages of the parquet
+#: decode for reuse (~0.4 KiB per pin measured at 10^5 pins, BENCHMARKS.md §7).
+KEPT_POOL = pa.system_memory_pool()
 
 
 def string_array(values: Any) -> pa.Array:
@@ -401,10 +406,12 @@ def _column(table: RawTable, name: str, values: Callable[[], list], keep: np.nda
     only called when the column cannot be taken from Arrow."""
     source = table.arrow
     if source is not None and name in source.column_names:
-        column = source.column(name)
-        if len(keep) != source.num_rows:
-            column = column.take(pa.array(keep))
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        # a compact copy of the kept rows in the system allocator: the reader's decode
+        # buffers are all freed, so Arrow's pool can hand every page back (`trim_heap`)
+        column = pc.take(source.column(name), pa.array(keep), memory_pool=KEPT_POOL)
+        if pa.types.is_string(column.type):  # pandas' str columns are large_string
+            column = pc.cast(column, pa.large_string(), memory_pool=KEPT_POOL)
+        if pa.types.is_large_string(column.type):
             return string_series(column)
         if not (pa.types.is_null(column.type) or name in STRING_COLUMNS or _is_binary(column)):
             # numbers, timestamps, lists: pandas' Arrow dtype, values as Arrow holds them
@@ -414,7 +421,7 @@ def _column(table: RawTable, name: str, values: Callable[[], list], keep: np.nda
     if all(v is None or isinstance(v, str) for v in kept) and (
         name in STRING_COLUMNS or any(v is not None for v in kept)
     ):
-        return string_series(pa.array(kept, pa.string()))
+        return string_series(pa.array(kept, pa.large_string(), memory_pool=KEPT_POOL))
     return pd.Series(kept, dtype=object)
 
 

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from pinclip.data.catalog import string_array
 from pinclip.errors import InputError
+from pinclip.memory import trim_heap
 
 if TYPE_CHECKING:
     from pinclip.data.catalog import Catalog
@@ -152,7 +153,9 @@ class PinBoardGraph:
         _check_unique(board_ids, "board")
         rows = _arrow_positions(pin_ids, edge_pins, "pin")
         cols = _arrow_positions(board_ids, edge_boards, "board")
-        return cls.from_indices(ids_to_numpy(pin_ids), ids_to_numpy(board_ids), rows, cols)
+        graph = cls.from_indices(ids_to_numpy(pin_ids), ids_to_numpy(board_ids), rows, cols)
+        trim_heap()  # the hash tables and COO arrays are freed: their pages back to the kernel
+        return graph
 
     # ---- sizes and degrees ------------------------------------------------------------
     @property
