@@ -53,3 +53,27 @@ print(rss() - before)
 def test_bound_heap_growth_is_a_no_op_elsewhere(monkeypatch) -> None:
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
     assert bound_heap_growth(BOUND_FROM_PINS) is False
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
+def test_trim_heap_hands_freed_small_objects_back() -> None:
+    # a million small strings freed leave their heap pages resident until trimmed
+    probe = r"""
+import gc, sys
+from pinclip.memory import trim_heap
+def rss():
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon'))
+base = rss()
+keep = []
+junk = [("x" * 600) + str(i) for i in range(100_000)]  # > 512 B: malloc, not pymalloc
+for i in range(0, len(junk), 1000):
+    keep.append(junk[i])  # a few survivors pin nothing once the heap is trimmed
+del junk
+gc.collect()
+before = rss() - base
+assert trim_heap() is True
+print(before, rss() - base)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    before, after = map(int, out.stdout.split())
+    assert after < before / 2, (before, after)

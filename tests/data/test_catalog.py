@@ -476,3 +476,19 @@ def test_texts_are_a_text_column_with_pin_text_rules(tmp_path, kit):
     with pytest.raises(IndexError):
         texts[3]
     assert cat.has_text().tolist() == [True, True, False]  # blank title, no description
+
+
+def test_validation_reads_only_the_columns_it_checks(tmp_path, kit):
+    """Columns validation never reads (links, timestamps, extra text) never become Python
+    lists: at 10^6 pins each would be ~60 MB of objects for nothing."""
+    from pinclip.data.catalog import read_parquet_table
+    from pinclip.data.validate import validate_tables
+
+    root = kit.build(tmp_path / "c")
+    tables = [read_parquet_table(root / f) for f in ("pins.parquet", "boards.parquet")]
+    tables.append(read_parquet_table(root / "pin_board.parquet"))
+    frames, report = validate_tables(*tables, image_root=root)
+    assert report.ok and len(frames["pins"]) == 3
+    pins, boards, edges = (set(t.columns._lists) for t in tables)
+    assert pins == {"pin_id", "image", "title", "kind"}  # a description only without a title
+    assert boards == {"board_id", "title"} and edges == {"pin_id", "board_id"}

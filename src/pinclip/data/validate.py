@@ -183,6 +183,9 @@ class ArrowColumns(Mapping[str, list]):
             self._lists[name] = values
         return self._lists[name]
 
+    def __contains__(self, name: object) -> bool:  # without making the list
+        return name in self.table.column_names
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.table.column_names)
 
