@@ -27,9 +27,9 @@ from rich.console import Console
 from torch.utils.flop_counter import FlopCounterMode
 
 from _common import REPEATS, interleaved, markdown_table, write_result
+from pinclip.model.inputs import PinInputs
 from pinclip.train.config import load_config
 from pinclip.train.data import anchor_boards, batch_plan, load_training_data
-from pinclip.train.features import PinInputs
 from pinclip.train.recipe import _step_loss, build_model
 
 CONTENDERS = {

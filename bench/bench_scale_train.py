@@ -144,9 +144,9 @@ def features_stage(args: argparse.Namespace) -> None:
     import torch
     from rich.console import Console
 
+    from pinclip.model.inputs import PinInputs
     from pinclip.train.config import load_config
     from pinclip.train.data import load_training_data
-    from pinclip.train.features import PinInputs
     from pinclip.train.recipe import build_model
 
     cfg = load_config(None, args.overrides)

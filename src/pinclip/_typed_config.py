@@ -8,8 +8,11 @@ one-second fix. `pinclip.train.config` (YAML + `key=value`) and `pinclip.model` 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from typing import Any
+import functools
+import typing
+from typing import Any, Literal
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
@@ -39,6 +42,55 @@ def unknown_key_error(
     return ConfigError(f"unknown config key '{prefix}{key}' in {source}.{suggestion}")
 
 
+def literal_choices(annotation: Any) -> tuple[Any, ...]:
+    """The values a `Literal[...]` (or `Literal[...] | None`) annotation allows; () otherwise."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    args = typing.get_args(annotation)
+    if args and type(None) in args:  # Optional[Literal[...]]
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and typing.get_origin(inner[0]) is Literal:
+            return (*typing.get_args(inner[0]), None)
+    return ()
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def choice_error(key: str, value: Any, choices: tuple[Any, ...], where: str = "") -> ConfigError:
+    """'KEY=VALUE is not one of ...; did you mean ...?' (the nearest choice, as for keys)."""
+    names = [str(c) for c in choices if c is not None]
+    hint = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+    did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+    listed = ", ".join(repr(c) for c in choices)
+    where = f" in {where}" if where else ""
+    return ConfigError(f"{key}={value!r}{where} is not one of {listed}{did_you_mean}")
+
+
+def check_choices(cfg: Any, section: str) -> None:
+    """Every `Literal` field of dataclass `cfg` holds one of its choices: the check each
+    config section's `__post_init__` runs, so a Python-built config is checked as a loaded
+    one is. `section` is the field's dotted prefix in messages (e.g. "data")."""
+    hints = _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        choices = literal_choices(hints.get(f.name))
+        value = getattr(cfg, f.name)
+        if choices and value not in choices:
+            raise choice_error(f"{section}.{f.name}" if section else f.name, value, choices)
+
+
+def _field_type(schema: Any, dotted: str) -> Any:
+    """The annotation of dotted field `dotted` of dataclass `schema` (None: not a field)."""
+    annotation: Any = schema
+    for part in dotted.split("."):
+        if not (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)):
+            return None
+        annotation = _hints(annotation).get(part)
+    return annotation
+
+
 def merge(base: Any, other: Any, source: str, *, prefix: str = "", free: tuple[str, ...] = ()):
     """OmegaConf.merge(base, other) with typed errors turned into ConfigError."""
     try:
@@ -49,8 +101,14 @@ def merge(base: Any, other: Any, source: str, *, prefix: str = "", free: tuple[s
             str(key), OmegaConf.get_type(base), source, prefix=prefix, free=free
         ) from None
     except ValidationError as err:
+        key = str(err.full_key)
+        choices = literal_choices(_field_type(OmegaConf.get_type(base), key))
+        if choices:
+            layer = other if OmegaConf.is_config(other) else OmegaConf.create(other)
+            value = OmegaConf.select(layer, key, default=None)
+            raise choice_error(f"{prefix}{key}", value, choices, source) from None
         msg = str(err.msg).splitlines()[0]
-        raise ConfigError(f"bad value in {source}: {prefix}{err.full_key}: {msg}") from None
+        raise ConfigError(f"bad value in {source}: {prefix}{key}: {msg}") from None
 
 
 def to_object(cfg: Any, source: str) -> Any:

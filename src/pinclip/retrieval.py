@@ -40,7 +40,7 @@ __all__ = [
 
 
 class BatchInputs(Protocol):
-    """What `embed_pins` reads pins from (`pinclip.train.features.PinInputs` fits)."""
+    """What `embed_pins` reads pins from (`pinclip.model.inputs.PinInputs` fits)."""
 
     def batch(self, idx: np.ndarray) -> dict[str, Any]: ...
 

@@ -249,11 +249,11 @@ def stored(data, tmp_path_factory):
 
     from pinclip.evaluate.baselines.pretrained import StoredFeatures
     from pinclip.model import PinCLIP
-    from pinclip.train.features import PinInputs
+    from pinclip.model.inputs import PinInputs
 
     cache = tmp_path_factory.mktemp("store")
     cfg = data.config
-    data = replace(data, config=replace(cfg, data=replace(cfg.data, cache_dir=str(cache))))
+    data = replace(data, config=replace(cfg, cache_dir=str(cache)))
     model = PinCLIP.from_preset("small").eval()
     PinInputs.prepare(model, data, cache_dir=cache, device=torch.device("cpu"), console=None)
     return StoredFeatures(model), data

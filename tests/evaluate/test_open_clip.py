@@ -38,7 +38,7 @@ def trained(eval_catalog, tmp_path_factory):
 def test_open_clip_trains_on_warm_pins_and_evaluates(trained):
     cfg, run = trained
     info = json.loads((run / "train_info.json").read_text())
-    data = EvalData.from_config(cfg)
+    data = EvalData.from_config(cfg.data)
     assert info["warm_pins"] == len(data.split.warm)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, info["steps"] + 1))
@@ -55,7 +55,7 @@ def test_trained_image_embeddings_rank_pins_above_a_random_projection_of_lite0(t
     """The tower starts as Lite0 features through a random linear projection: training must
     improve on that, not fall to the floor (it did when the lock dropped the trunk's ReLU6s)."""
     cfg, run = trained
-    data = EvalData.from_config(cfg)
+    data = EvalData.from_config(cfg.data)
     pins = np.arange(data.n_pins)
     image = OpenCLIPEmbedder(run).embed_pins(data).image
     lite0 = Lite0Embedder(image_size=64).embed_pins(data).image

@@ -33,7 +33,7 @@ def test_training_batches_never_draw_a_held_out_pin(eval_catalog, tmp_path, samp
     # the training graph has no edge of a held-out pin, so its neighbors cannot leak either
     assert data.split.train_graph.pin_degree[held_out].sum() == 0
     # and the evaluation rebuilds exactly this split
-    ev = EvalData.from_config(cfg)
+    ev = EvalData.from_config(cfg.data)
     assert np.array_equal(ev.split.cold, data.split.cold) and np.array_equal(
         ev.split.warm, data.split.warm
     )

@@ -10,9 +10,9 @@ import pytest
 import torch
 from rich.console import Console
 
+from pinclip.model.inputs import PinInputs
 from pinclip.train import load_config
 from pinclip.train.data import BatchPlan, load_training_data
-from pinclip.train.features import PinInputs
 from pinclip.train.loader import micro_batches
 from pinclip.train.recipe import build_model
 

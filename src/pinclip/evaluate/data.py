@@ -1,62 +1,34 @@
 """What every evaluation needs: the catalog, the run's own split and both relevance graphs.
 
-The split is rebuilt from a run's resolved `config.yaml` exactly as training built it, so
-cold pins are pins the model never saw. Relevance is "shares a board" in the full graph,
+The split is rebuilt from a run's resolved `config.yaml` exactly as training built it
+(`pinclip.graph.load_split` on the split's part of its `data:` section), so cold pins are
+pins the model never saw; evaluation never imports the training package. Relevance is "shares a board" in the full graph,
 either over every board or only over curated boards (the headline: curated boards are
 topical collections, user boards are noisier).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from pinclip.data.catalog import Catalog
 from pinclip.errors import NotFoundError
-from pinclip.graph import PinBoardGraph, Split, split_boards
-from pinclip.train.config import TrainConfig, load_config
-from pinclip.train.data import board_titles, curated_boards, load_split
+from pinclip.graph import CatalogSplit, CatalogSplitConfig, PinBoardGraph, load_split
 
 RELEVANCE = ("curated", "all")
 
 
 @dataclass
-class EvalData:
-    """A catalog, its full graph, the split and the pin texts a model reads."""
+class EvalData(CatalogSplit):
+    """A run's `CatalogSplit` (catalog, full graph, split, pin texts, held-out boards, all
+    built by `pinclip.graph.load_split` as training built them) and both relevance graphs."""
 
-    catalog: Catalog
-    graph: PinBoardGraph
-    split: Split
-    texts: Sequence[str]  # a TextColumn: Arrow-backed, one str per pin on access
-    config: TrainConfig
+    config: CatalogSplitConfig = field(default_factory=CatalogSplitConfig)  # the split's
     source: str = ""  # where the split came from (a run dir or a catalog + defaults)
     _relevance: dict[str, PinBoardGraph] = field(default_factory=dict, repr=False)
-
-    @property
-    def n_pins(self) -> int:
-        return self.graph.n_pins
-
-    @cached_property
-    def curated_boards(self) -> np.ndarray:
-        """Boolean [n_boards]: boards with kind == 'curated' (all False without a kind column)."""
-        return curated_boards(self.catalog, self.graph)
-
-    @property
-    def board_titles(self) -> list[str]:
-        return board_titles(self.catalog, self.graph)
-
-    @cached_property
-    def held_out_boards(self) -> np.ndarray:
-        """The boards training held out of the board tower (the same `split_boards` call)."""
-        d = self.config.data
-        return split_boards(
-            self.graph, frac=d.board_holdout_frac, seed=d.split_seed, curated=self.curated_boards
-        )
 
     def relevance_graph(self, relevance: str) -> PinBoardGraph:
         """The full graph ('all') or only its curated boards' edges ('curated')."""
@@ -86,12 +58,11 @@ class EvalData:
         return self.relevances[0]
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, source: str = "") -> EvalData:
-        """Load the catalog and split exactly as `pinclip train` does for `cfg` (no sampler)."""
-        data = load_split(cfg.data, console=Console(quiet=True))
-        return cls(
-            data.catalog, data.graph, data.split, data.texts, cfg, source or cfg.data.catalog
-        )
+    def from_config(cls, cfg: CatalogSplitConfig, source: str = "") -> EvalData:
+        """Load the catalog and split exactly as `pinclip train` does for `cfg` (a run's
+        `data` section; no sampler)."""
+        data = load_split(cfg, console=Console(quiet=True))
+        return cls(**data.parts(), config=cfg, source=source or cfg.catalog)
 
     @classmethod
     def from_run(cls, path: str | Path, catalog: str | Path | None = None) -> EvalData:
@@ -102,17 +73,16 @@ class EvalData:
         """
         path = Path(path)
         run_dir = find_run_dir(path)
-        overrides = [f"data.catalog={catalog}"] if catalog else []
         if run_dir is None:
             if catalog is None:
                 raise NotFoundError(
                     f"{path}: not a run dir (no config.yaml here or in its parent); "
                     "pass --catalog DIR to evaluate a bare model on that catalog's default split"
                 )
-            return cls.from_config(
-                load_config(None, overrides), source=f"{catalog} (default split)"
-            )
-        return cls.from_config(load_config(run_dir / "config.yaml", overrides), source=str(run_dir))
+            cfg = CatalogSplitConfig.from_run_config(None, catalog=catalog)
+            return cls.from_config(cfg, source=f"{catalog} (default split)")
+        cfg = CatalogSplitConfig.from_run_config(run_dir / "config.yaml", catalog=catalog)
+        return cls.from_config(cfg, source=str(run_dir))
 
 
 def find_run_dir(path: Path) -> Path | None:

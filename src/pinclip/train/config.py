@@ -2,7 +2,8 @@
 
 One dataclass per concept, each stated once where it belongs: the loss section is
 `pinclip.losses.LossConfig`, the random-walk sampler's parameters are
-`pinclip.graph.RandomWalkConfig`, and `model.overrides` are checked against the model's
+`pinclip.graph.RandomWalkConfig`, the split's part of `data:` (what evaluation rebuilds) is
+`pinclip.graph.CatalogSplitConfig`, and `model.overrides` are checked against the model's
 `PinCLIPConfig` when the config is loaded. Every layer goes through the same typed merge
 (`pinclip._typed_config`), which rejects unknown keys with the nearest valid one.
 """
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 from pinclip._typed_config import merge, to_object, unknown_key_error
 from pinclip.atomic import atomic_write_text
 from pinclip.errors import ConfigError
-from pinclip.graph import RandomWalkConfig
+from pinclip.graph import CatalogSplitConfig, RandomWalkConfig
 from pinclip.losses import LossConfig
 
 __all__ = [
@@ -34,17 +35,13 @@ __all__ = [
 
 
 @dataclass
-class DataConfig:
-    catalog: str = "data/emoji"  # catalog directory (docs/catalog.md)
-    build_if_missing: str | None = "emoji"  # builder run when the catalog is missing; null: error
-    check_images: bool = True  # open and decode every image when the catalog is read
-    cold_frac: float = 0.1  # share of pins held out as cold (evaluation)
-    val_frac: float = 0.05  # share of pins held out for validation (model selection)
-    split_seed: int = 0  # seed of the warm / val / cold split, held-out boards, neighbor sampler
+class DataConfig(CatalogSplitConfig):
+    """Training's `data:` section: the split's part (`pinclip.graph.CatalogSplitConfig`,
+    catalog, held-out fractions, feature store, which evaluation rebuilds too) and how
+    batches are drawn from it."""
+
     sampler: str = "coboard"  # "coboard" or "random_walk"
     random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)  # sampler=random_walk
-    cache_dir: str = "cache"  # frozen-feature store and neighbor caches, shared by runs
-    feature_dtype: str = "fp16"  # frozen features on disk: fp16, fp32 (exact) or int8
     feature_workers: int = 1  # processes computing the feature store (per rank)
     # "pairs": each warm anchor + one sampled board neighbor (a second row per anchor);
     # "boards": P boards × board_k of their warm pins, the positives already in the batch
@@ -56,8 +53,6 @@ class DataConfig:
     hard_negatives: int = 0
     curated_weight: float = 1.0  # batch=boards: draw weight of a curated board vs a user board
     board_size_power: float = 0.5  # batch=boards: a board is drawn ∝ (its warm pins)^power
-    # boards held out of the board tower (never a positive): the "new board" task's queries
-    board_holdout_frac: float = 0.1
     loader_workers: int = (
         -1
     )  # DataLoader processes; -1: <= 4 on a GPU with trainable towers, else 0

@@ -1,15 +1,14 @@
 """From a catalog on disk to training batches: graph, split, neighbor sampler, batch plan.
 
-`load_split` is the part evaluation shares (catalog, graph, the run's split, pin texts);
-`load_training_data` adds the neighbor sampler and the loss's per-pin arrays. Every random
-choice of the data pipeline is a pure function of (seed, epoch, step), so a checkpoint
-needs no sampler state, only the step number: a resumed run draws the same anchors and
-neighbors as an uninterrupted one, on any number of ranks.
+`pinclip.graph.load_split` is the part evaluation shares (catalog, graph, the run's split,
+pin texts, held-out boards); `load_training_data` adds the neighbor sampler and the loss's
+per-pin arrays. Every random choice of the data pipeline is a pure function of (seed, epoch,
+step), so a checkpoint needs no sampler state, only the step number: a resumed run draws
+the same anchors and neighbors as an uninterrupted one, on any number of ranks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -18,38 +17,19 @@ import numpy as np
 import scipy.sparse as sp
 from rich.console import Console
 
-from pinclip.data.api import build_if_missing
-from pinclip.data.catalog import Catalog, read_catalog
 from pinclip.errors import ConfigError
 from pinclip.graph import (
+    CatalogSplit,
     CoBoardSampler,
     NeighborLists,
     PinBoardGraph,
-    Split,
+    load_split,
     random_walk_neighbors,
-    split_boards,
-    split_pins,
 )
 
 from .config import DataConfig, TrainConfig
 
 HARD_WALK_TOP_K = 128  # most-visited pins kept per seed when drawing hard negatives
-
-
-@dataclass
-class CatalogSplit:
-    """A validated catalog, its full graph and the run's split: what evaluation needs."""
-
-    catalog: Catalog
-    graph: PinBoardGraph  # the full graph: ground truth for evaluation
-    split: Split
-    texts: Sequence[str]  # a TextColumn: Arrow-backed, one str per pin on access
-    n_rejected: int
-    held_out_boards: np.ndarray  # boards never a board-tower positive (`split_boards`)
-
-    @property
-    def n_pins(self) -> int:
-        return self.graph.n_pins
 
 
 @dataclass
@@ -63,11 +43,6 @@ class TrainingData(CatalogSplit):
     board_graph: PinBoardGraph  # warm pins' edges to boards not held out: board-tower positives
     board_log_q: np.ndarray  # log probability of each board as a sampled positive (logQ)
 
-    @property
-    def board_titles(self) -> list[str]:
-        """Each board's title, in board index order (what the board tower embeds)."""
-        return board_titles(self.catalog, self.graph)
-
     def sample_boards(self, pins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A positive board for each pin, uniform over its `board_graph` boards; -1: none."""
         pb = self.board_graph.pin_board
@@ -77,48 +52,6 @@ class TrainingData(CatalogSplit):
         pick = np.minimum((rng.random(len(pins)) * degree).astype(np.int64), degree - 1)
         boards = pb.indices[np.where(degree > 0, start + pick, 0)].astype(np.int64)
         return np.where(degree > 0, boards, -1)
-
-
-def board_titles(catalog: Catalog, graph: PinBoardGraph) -> list[str]:
-    """Board titles in the graph's board order ('' where a board has none)."""
-    titles = catalog.boards.set_index("board_id")["title"].reindex(graph.board_ids)
-    return titles.fillna("").astype(str).tolist()
-
-
-def curated_boards(catalog: Catalog, graph: PinBoardGraph) -> np.ndarray:
-    """bool [n_boards]: boards with kind == 'curated' (all False without a kind column)."""
-    if "kind" not in catalog.boards:
-        return np.zeros(graph.n_boards, dtype=bool)
-    kind = catalog.boards.set_index("board_id")["kind"].reindex(graph.board_ids)
-    return (kind == "curated").to_numpy()
-
-
-def load_split(
-    cfg: DataConfig, *, run_dir: Path | None = None, console: Console | None = None
-) -> CatalogSplit:
-    """Read (or build) the catalog, drop rejected rows with a count, build the graph, split."""
-    console = console or Console(stderr=True)
-    root = Path(cfg.catalog)
-    build_if_missing(root, cfg.build_if_missing, console)
-    catalog, report = read_catalog(
-        root, check_images=cfg.check_images, progress=console.is_terminal
-    )
-    n_rejected = len(report.rejects)
-    if n_rejected:
-        where = (run_dir or root) / "rejects.jsonl"
-        report.write_jsonl(where)
-        console.print(
-            f"[yellow]skipped {n_rejected} rejected catalog rows (listed in {where}); training on the good rows[/]"
-        )
-    graph = PinBoardGraph.from_catalog(catalog)
-    split = split_pins(graph, cold_frac=cfg.cold_frac, val_frac=cfg.val_frac, seed=cfg.split_seed)
-    held_out = split_boards(
-        graph,
-        frac=cfg.board_holdout_frac,
-        seed=cfg.split_seed,
-        curated=curated_boards(catalog, graph),
-    )
-    return CatalogSplit(catalog, graph, split, catalog.texts(), n_rejected, held_out)
 
 
 def load_training_data(
@@ -148,7 +81,7 @@ def load_training_data(
     has_text = base.catalog.has_text()
     board_graph = _without_boards(train_graph, base.held_out_boards)
     return TrainingData(
-        **vars(base),
+        **base.parts(),
         sampler=sampler,
         dup_ids=dup_ids,
         log_q=log_q,

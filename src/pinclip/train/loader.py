@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pinclip.memory import bound_heap_growth
+from pinclip.model.inputs import PinInputs
 
 from .data import BatchPlan, TrainingData, anchor_boards, rank_slice
-from .features import PinInputs
 
 
 @dataclass

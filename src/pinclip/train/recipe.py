@@ -31,13 +31,13 @@ from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.memory import bound_heap_growth
 from pinclip.model import PinCLIP
 from pinclip.model.devices import resolve_device
+from pinclip.model.inputs import PinInputs
 from pinclip.progress import Progress  # a Rich bar, or plain lines when stderr is a log
 from pinclip.retrieval import embed_pins, exact_topk, related_pins_hits, retrieval_metrics
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import TrainingData, batch_plan, load_training_data, rank_slice
-from .features import PinInputs
 from .loader import MicroBatch, default_workers, micro_batches
 from .parallel import (
     as_float,

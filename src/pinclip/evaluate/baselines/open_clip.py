@@ -22,6 +22,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,6 @@ from pinclip.errors import NotFoundError
 from pinclip.evaluate.data import EvalData
 from pinclip.log import quiet_root_records
 from pinclip.model.pretrained import LITE0_MEAN, LITE0_STD
-from pinclip.train.config import TrainConfig
 
 from .base import Embedder, PinEmbeddings, normalize, register_baseline
 from .pretrained import embed_images
@@ -198,21 +198,24 @@ def open_clip_param_groups(model: torch.nn.Module, weight_decay: float) -> list[
 
 
 def train_open_clip(
-    cfg: TrainConfig,
+    cfg: Any,
     run_dir: str | Path,
     *,
     unlocked_groups: int = 1,
     unlocked_text_layers: int = 0,
     console: Console | None = None,
 ) -> Path:
-    """Train the open_clip baseline on `cfg`'s catalog, warm pins, epochs, batch size and lr."""
+    """Train the open_clip baseline on `cfg`'s catalog, warm pins, epochs, batch size and lr.
+
+    `cfg` is a `pinclip.train.TrainConfig` (the CLI loads it): read by its fields, so
+    evaluation never imports the training package."""
     import open_clip_train
     from open_clip import ClipLoss
     from open_clip_train.scheduler import cosine_lr
     from open_clip_train.train import train_one_epoch
 
+    from pinclip.graph import load_split
     from pinclip.model import preset_info
-    from pinclip.train.data import load_split
 
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)

@@ -49,15 +49,15 @@ class PinCLIPEmbedder(Embedder):
         self._pins: dict[int, PinEmbeddings] = {}
 
     def embed_pins(self, data: EvalData) -> PinEmbeddings:
-        from pinclip.train.features import PinInputs
+        from pinclip.model.inputs import PinInputs
 
         key = id(data)
         if key not in self._pins:
             inputs = PinInputs.prepare(  # reads only the catalog and texts of `data`
                 self.model,
                 data,
-                cache_dir=Path(data.config.data.cache_dir),
-                feature_dtype=data.config.data.feature_dtype,
+                cache_dir=Path(data.config.cache_dir),
+                feature_dtype=data.config.feature_dtype,
                 device=self.device,
                 console=self.console,
             )

@@ -43,7 +43,7 @@ class StoredFeatures:
     """The frozen MiniLM / EfficientNet-Lite0 outputs a PinCLIP run's feature store holds.
 
     `model` is the evaluated PinCLIP (its frozen parts name the store's namespace); the
-    store is the one of the split's config (`data.config.data.cache_dir`, `feature_dtype`).
+    store is the one of the split's config (`data.config.cache_dir`, `feature_dtype`).
     Each method returns None when the store cannot stand in for the baseline.
     """
 
@@ -56,7 +56,7 @@ class StoredFeatures:
 
         if self.model.is_vlm:  # a VLM backbone trains without a feature store
             return None
-        cfg = data.config.data
+        cfg = data.config
         store = FeatureStore(Path(cfg.cache_dir) / "features", self.model, dtype=cfg.feature_dtype)
         try:
             return store.table(kind, items)

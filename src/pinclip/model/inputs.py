@@ -5,7 +5,8 @@ computed once into the on-disk `FeatureStore` (shared by runs, resumes and DDP r
 read back by row from memory-mapped segments, so a training step runs only the trainable
 parts and the process's memory does not grow with the catalog. Unfrozen parts get decoded
 images (eval transform, so a batch is a pure function of its pins) and tokens, made per
-batch (in `train.loader`'s worker processes during training).
+batch (in `train.loader`'s worker processes during training). Training, evaluation's PinCLIP
+embedder and validation all read pins through `PinInputs`, so it sits with the model.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from rich.console import Console
 
-from pinclip.model import FeatureStore, FeatureTable, PinCLIP
-from pinclip.model.config import is_vlm_spec
+from .config import is_vlm_spec
+from .feature_store import FeatureStore, FeatureTable
+from .model import PinCLIP
 
-from .data import TrainingData
+if TYPE_CHECKING:
+    from pinclip.graph import CatalogSplit
 
 
 @dataclass
@@ -44,7 +47,7 @@ class PinInputs:
     def prepare(
         cls,
         model: PinCLIP,
-        data: TrainingData,
+        data: CatalogSplit,
         *,
         cache_dir: Path,
         device: torch.device,
