@@ -3,6 +3,8 @@ is a bug and keeps its traceback (exit 1), never hidden behind an `error:` line.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -46,3 +48,22 @@ def test_a_bug_is_not_hidden_behind_an_error_line(monkeypatch):
     assert isinstance(result.exception, ValueError)  # propagated: typer prints its traceback
     assert not isinstance(result.exception, PinclipError)
     assert not _error_lines(result.output)
+
+
+def test_a_typo_in_a_config_value_stops_train_before_the_catalog_is_read(monkeypatch):
+    """`data.batch=bords` fails in `load_config` (exit 2, one line, the nearest choice), not
+    after the catalog, model and feature store are built."""
+    import pinclip.graph.catalog_split
+    import pinclip.train.data
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the catalog was read before the config was checked")
+
+    monkeypatch.setattr(pinclip.graph.catalog_split, "read_catalog", must_not_run)
+    monkeypatch.setattr(pinclip.train.data, "load_training_data", must_not_run)
+    config = str(Path(__file__).parents[1] / "configs" / "emoji-small.yaml")
+    result = CliRunner().invoke(app, ["train", "-c", config, "data.batch=bords"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert len(_error_lines(result.output)) == 1 and "Traceback" not in result.output
+    assert "did you mean 'boards'" in " ".join(result.output.split())

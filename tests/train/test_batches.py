@@ -62,8 +62,9 @@ def test_hard_negative_batches_bring_walk_reached_non_board_mates(tiny_overrides
     assert np.mean(is_hard) >= 0.5
     plain, _ = batch_plan(load_config(None, [*cfg_overrides(cfg)]), data).global_batch(2, data)
     assert not np.array_equal(np.sort(plain), np.sort(a))
-    with pytest.raises(ConfigError, match="hard_negatives"):
-        batch_plan(load_config(None, [*tiny_overrides, "data.hard_negatives=-1"]), data)
+    for bad in (["data.hard_negatives=-1"], ["data.hard_negatives=2", "data.batch=boards"]):
+        with pytest.raises(ConfigError, match="hard_negatives"):  # when loaded, before any data
+            load_config(None, [*tiny_overrides, *bad])
 
 
 def cfg_overrides(cfg) -> list[str]:

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,105 @@ def test_random_walk_keys_have_one_name_and_old_run_configs_still_load(tmp_path)
     assert (walk.n_walks, walk.restart_prob, walk.top_k) == (7, 0.25, RandomWalkConfig.top_k)
     with pytest.raises(ConfigError, match="data.random_walk.restart_prob"):
         load_config(None, ["data.walk_restart=0.3"])
+
+
+def _literal_fields(cls: type, prefix: str = "") -> list[tuple[str, tuple]]:
+    """(dotted key, choices) of every `Literal` field of a config dataclass tree."""
+    import dataclasses
+    import typing
+
+    from pinclip._typed_config import literal_choices
+
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        annotation = hints[f.name]
+        if dataclasses.is_dataclass(annotation):
+            out += _literal_fields(annotation, f"{prefix}{f.name}.")
+        elif literal_choices(annotation):
+            out.append((prefix + f.name, literal_choices(annotation)))
+    return out
+
+
+def _typos() -> list[tuple[str, str, str]]:
+    """(key, a typo'd value, the choice it should suggest) for every choice of every Literal
+    field of the training config and of the model config (through `model.overrides`)."""
+    from pinclip.model import PinCLIPConfig
+
+    fields = _literal_fields(TrainConfig) + _literal_fields(PinCLIPConfig, "model.overrides.")
+    return [(key, c + c[-1], c) for key, choices in fields for c in choices if c is not None]
+
+
+TYPOS = _typos()
+
+
+def test_the_literal_fields_are_found():
+    keys = {key for key, _, _ in TYPOS}
+    assert {"data.batch", "data.sampler", "data.feature_dtype", "precision", "distributed"} <= keys
+    assert {"loss.kind", "loss.nbr_positives", "model.overrides.vlm.pooling"} <= keys
+
+
+@pytest.mark.parametrize(("key", "typo", "choice"), TYPOS, ids=[f"{k}={t}" for k, t, _ in TYPOS])
+def test_a_typo_in_any_literal_field_fails_at_load_with_the_nearest_choice(key, typo, choice):
+    with pytest.raises(ConfigError, match=f"did you mean '{choice}'") as err:
+        load_config(None, [f"{key}={typo}", "data.catalog=/nonexistent/catalog"])
+    assert key.removeprefix("model.overrides.") in str(err.value)
+
+
+def test_a_typo_in_a_yaml_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  batch: bords\n")
+    with pytest.raises(
+        ConfigError, match=r"data.batch='bords' in .*bad.yaml.*did you mean 'boards'"
+    ):
+        load_config(bad)
+
+
+def test_configs_built_in_python_are_checked_too():
+    from pinclip.graph import CatalogSplitConfig
+    from pinclip.train.config import DataConfig, OptimConfig
+
+    with pytest.raises(ConfigError, match="did you mean 'boards'"):
+        DataConfig(batch="bords")
+    with pytest.raises(ConfigError, match="did you mean 'int8'"):
+        CatalogSplitConfig(feature_dtype="int88")
+    with pytest.raises(ConfigError, match="did you mean 'cuda'"):
+        TrainConfig(device="cdua")
+    with pytest.raises(ConfigError, match="optim.accum_steps=0"):
+        OptimConfig(accum_steps=0)
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("device=cuda:x", "device='cuda:x'"),
+        ("batch_size=0", "batch_size=0 must be >= 1"),
+        ("optim.grad_clip=0", "optim.grad_clip"),
+        ("optim.min_lr_ratio=2", "optim.min_lr_ratio"),
+        ("data.cold_frac=0.99", "data.cold_frac"),
+        ("data.board_holdout_frac=1", "data.board_holdout_frac"),
+        ("data.prefetch=0", "data.prefetch=0"),
+        ("data.random_walk.top_k=0", "top_k"),
+        ("model.preset=smal", "did you mean 'small'"),
+    ],
+)
+def test_ranges_are_checked_at_load(override, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(None, [override])
+
+
+def test_a_board_k_below_2_only_matters_for_board_batches():
+    assert load_config(None, ["data.board_k=1"]).data.board_k == 1  # batch=pairs: unused
+    with pytest.raises(ConfigError, match="data.board_k=1"):
+        load_config(None, ["data.board_k=1", "data.batch=boards"])
+
+
+def test_a_run_config_reads_back_as_its_split_without_the_training_package(tmp_path):
+    """Evaluation's path: the split's part of a saved config.yaml, training keys ignored."""
+    from pinclip.graph import CatalogSplitConfig
+
+    cfg = load_config(None, ["data.split_seed=3", "data.batch=boards", "data.cold_frac=0.2"])
+    save_config(cfg, tmp_path / "config.yaml")
+    split = CatalogSplitConfig.from_run_config(tmp_path / "config.yaml", catalog="elsewhere")
+    assert (split.split_seed, split.cold_frac, split.catalog) == (3, 0.2, "elsewhere")
+    assert split.board_holdout_frac == cfg.data.board_holdout_frac

@@ -7,8 +7,7 @@ from typing import Any
 
 import yaml
 
-from pinclip._typed_config import build, nest
-from pinclip.errors import ConfigError
+from pinclip._typed_config import build, choice_error, nest
 
 from .config import PinCLIPConfig
 
@@ -29,6 +28,6 @@ def preset_config(name: str, **overrides: Any) -> PinCLIPConfig:
     (`fusion={"depth": 2}`) overrides applied and type-checked (a bad one is a ConfigError)."""
     files = _preset_files()
     if name not in files:
-        raise ConfigError(f"unknown model preset {name!r}; available: {list_presets()}")
+        raise choice_error("model.preset", name, tuple(list_presets()))
     data = yaml.safe_load(files[name].read_text()) or {}
     return build(PinCLIPConfig, [(data, f"preset {name!r}"), (nest(overrides), "the overrides")])

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pinclip._typed_config import build
+from pinclip._typed_config import build, check_choices
 from pinclip.errors import ConfigError
 
 #: The pip-installed pretrained sources (offline); see `pinclip.model.pretrained`.
@@ -102,7 +102,7 @@ class VLMConfig:
     """
 
     #: "last" (the last real token's state) or "mean" (attention-masked mean over the prompt).
-    pooling: str = "last"
+    pooling: Literal["last", "mean"] = "last"
     #: Which hidden state: -1 the last layer, k >= 0 the output of decoder layer k (0: embeddings).
     layer: int = -1
     #: The user message of each pass, rendered with the model's own chat template; "{text}"
@@ -124,7 +124,7 @@ class VLMConfig:
     #: Recompute decoder activations in the backward pass (memory for ~30% more compute).
     gradient_checkpointing: bool = False
     #: dtype the base weights are held in: fp32, bf16 (half the memory; LoRA weights stay fp32).
-    base_dtype: str = "fp32"
+    base_dtype: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass
@@ -161,6 +161,7 @@ class PinCLIPConfig:
         self.image.mean = tuple(float(x) for x in self.image.mean)
         self.image.std = tuple(float(x) for x in self.image.std)
         self.vlm.lora_targets = tuple(str(t) for t in self.vlm.lora_targets)
+        check_choices(self.vlm, "vlm")
         self.validate()
 
     def validate(self) -> None:
@@ -223,10 +224,6 @@ class PinCLIPConfig:
             raise ConfigError(
                 f"backbone={self.backbone!r}: write hf-vlm:REPO_OR_DIR (a Hub id or a local folder)"
             )
-        if v.pooling not in ("last", "mean"):
-            raise ConfigError(f"vlm.pooling={v.pooling!r}: use 'last' or 'mean'")
-        if v.base_dtype not in ("fp32", "bf16"):
-            raise ConfigError(f"vlm.base_dtype={v.base_dtype!r}: use fp32 or bf16")
         if v.lora_rank < 0 or not 0 <= v.lora_dropout < 1:
             raise ConfigError("vlm.lora_rank must be >= 0 and vlm.lora_dropout in [0, 1)")
         if v.lora_rank and not v.lora_targets:

@@ -10,13 +10,14 @@ One dataclass per concept, each stated once where it belongs: the loss section i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import OmegaConf
 
-from pinclip._typed_config import merge, to_object, unknown_key_error
+from pinclip._typed_config import check_choices, choice_error, merge, to_object, unknown_key_error
 from pinclip.atomic import atomic_write_text
 from pinclip.errors import ConfigError
 from pinclip.graph import CatalogSplitConfig, RandomWalkConfig
@@ -40,12 +41,12 @@ class DataConfig(CatalogSplitConfig):
     catalog, held-out fractions, feature store, which evaluation rebuilds too) and how
     batches are drawn from it."""
 
-    sampler: str = "coboard"  # "coboard" or "random_walk"
+    sampler: Literal["coboard", "random_walk"] = "coboard"  # neighbor sampler of the pairs
     random_walk: RandomWalkConfig = field(default_factory=RandomWalkConfig)  # sampler=random_walk
     feature_workers: int = 1  # processes computing the feature store (per rank)
     # "pairs": each warm anchor + one sampled board neighbor (a second row per anchor);
     # "boards": P boards × board_k of their warm pins, the positives already in the batch
-    batch: str = "pairs"
+    batch: Literal["pairs", "boards"] = "pairs"
     board_k: int = 4  # batch=boards: warm pins drawn per board
     # batch=pairs: each seed anchor brings this many hard negatives (pins its random walks
     # reach that share no board with it), so a batch holds batch_size // (1 + H) seeds;
@@ -58,11 +59,25 @@ class DataConfig(CatalogSplitConfig):
     )  # DataLoader processes; -1: <= 4 on a GPU with trainable towers, else 0
     prefetch: int = 2  # micro-batches each loader worker makes ahead
 
+    def __post_init__(self) -> None:
+        super().__post_init__()  # the split's checks and every Literal field of `data`
+        if self.hard_negatives < 0 or (self.hard_negatives and self.batch != "pairs"):
+            raise ConfigError(
+                f"data.hard_negatives={self.hard_negatives}: use a count >= 0, with data.batch=pairs"
+            )
+        if self.batch == "boards" and self.board_k < 2:
+            raise ConfigError(
+                f"data.board_k={self.board_k}: a board needs at least 2 pins in the batch"
+            )
+        _at_least(self, "data", curated_weight=0, feature_workers=1, loader_workers=-1, prefetch=1)
+
 
 @dataclass
 class ModelConfig:
     preset: str = "small"  # model preset: tiny, small, base (`pinclip models`)
     overrides: dict[str, Any] = field(default_factory=dict)  # PinCLIPConfig keys, e.g. image.depth
+    # (both checked when the config is loaded, with the model's own typed path: see
+    # `_check_model_overrides`)
 
 
 @dataclass
@@ -77,6 +92,13 @@ class OptimConfig:
     grad_clip: float = 1.0  # max global gradient norm (clip_grad_norm_)
     accum_steps: int = 1  # micro-batches accumulated per optimizer step
 
+    def __post_init__(self) -> None:
+        _at_least(self, "optim", lr=0, tuned_lr=0, weight_decay=0, warmup_steps=0, accum_steps=1)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"optim.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        if self.grad_clip <= 0:
+            raise ConfigError(f"optim.grad_clip={self.grad_clip} must be > 0 (a max gradient norm)")
+
 
 @dataclass
 class TrainConfig:
@@ -89,17 +111,51 @@ class TrainConfig:
     ckpt_every: int = 0  # steps; 0: once per epoch
     keep_last: int = 2  # checkpoints kept (best/ is kept apart)
     device: str = "auto"  # auto (CUDA if visible, else CPU), cpu, cuda, cuda:N, mps
-    precision: str = "auto"  # auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (+ grad scaler)
+    # auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (+ grad scaler)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
     # under torchrun: "ddp" (a model replica per rank) or "fsdp" (FSDP2 shards: a model that
     # does not fit one GPU, e.g. a large VLM backbone); see pinclip.train.parallel
-    distributed: str = "ddp"
+    distributed: Literal["ddp", "fsdp"] = "ddp"
     tensorboard: bool = True  # RUN/tensorboard/ (the 'tensorboard' extra; warns if missing)
     mlflow: str | None = None  # an MLflow tracking URI: log params and metrics there
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        check_choices(self, "")
+        _check_device(self.device)
+        _at_least(
+            self,
+            "",
+            epochs=0,
+            max_steps=0,
+            batch_size=1,
+            val_every=0,
+            ckpt_every=0,
+            keep_last=0,
+            threads=0,
+        )
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _check_device(device: str) -> None:
+    """The device's spelling (whether it is there is `resolve_device`'s check, at run time)."""
+    if not DEVICE.fullmatch(device):
+        raise choice_error("device", device, ("auto", "cpu", "cuda", "cuda:N", "mps"))
+
+
+def _at_least(cfg: Any, section: str, **minimum: float) -> None:
+    """Each named field of `cfg` is >= its minimum, else a ConfigError naming the key."""
+    for name, low in minimum.items():
+        value = getattr(cfg, name)
+        if value < low:
+            key = f"{section}.{name}" if section else name
+            raise ConfigError(f"{key}={value} must be >= {low}")
 
 
 FREE_KEYS = ("model.overrides",)  # checked against the model's config, not TrainConfig's
@@ -143,7 +199,9 @@ def _check_model_overrides(cfg: TrainConfig) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults ← YAML file ← `key=value` overrides; returns a typed TrainConfig."""
+    """Defaults ← YAML file ← `key=value` overrides; returns a typed TrainConfig, every
+    section checked (`Literal` choices with the nearest one, ranges, the model's overrides)
+    before anything is read or built."""
     cfg = OmegaConf.structured(TrainConfig)
     if path is not None:
         path = Path(path)
@@ -162,9 +220,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _merge(cfg, OmegaConf.from_dotlist([item]), "the command line")
     out = to_object(cfg, str(path) if path is not None else "the config")
     _check_model_overrides(out)
-    from .parallel import check_strategy
-
-    check_strategy(out.distributed)
     return out
 
 

@@ -276,11 +276,7 @@ class BoardBatchPlan:
 
 
 def batch_plan(cfg: TrainConfig, data: TrainingData) -> BatchPlan | BoardBatchPlan:
-    """The batch plan `cfg.data.batch` names."""
-    if cfg.data.hard_negatives < 0 or (cfg.data.hard_negatives and cfg.data.batch != "pairs"):
-        raise ConfigError(
-            f"data.hard_negatives={cfg.data.hard_negatives}: use a count >= 0, with data.batch=pairs"
-        )
+    """The batch plan `cfg.data.batch` names (its keys were checked when `cfg` was made)."""
     if cfg.data.batch == "pairs":
         walks = None
         if cfg.data.hard_negatives:  # deeper walks than the sampler's: reach past board-mates

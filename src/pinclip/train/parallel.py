@@ -27,15 +27,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pinclip.errors import ConfigError
-
-STRATEGIES = ("ddp", "fsdp")
-
-
-def check_strategy(strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"distributed={strategy!r}: use one of {', '.join(STRATEGIES)}")
-
 
 def _replicated(model: nn.Module) -> list[nn.Parameter]:
     """Parameters FSDP2 cannot shard (0-dim): kept whole on every rank."""
