@@ -26,7 +26,7 @@ class EvalData(CatalogSplit):
     """A run's `CatalogSplit` (catalog, full graph, split, pin texts, held-out boards, all
     built by `pinclip.graph.load_split` as training built them) and both relevance graphs."""
 
-    config: CatalogSplitConfig = field(default_factory=CatalogSplitConfig)  # the split's
+    config: CatalogSplitConfig  # the split's part of the run's `data:` section
     source: str = ""  # where the split came from (a run dir or a catalog + defaults)
     _relevance: dict[str, PinBoardGraph] = field(default_factory=dict, repr=False)
 
