@@ -4,7 +4,7 @@ One dataclass per concept, each stated once where it belongs: the loss section i
 `pinclip.losses.LossConfig`, the random-walk sampler's parameters are
 `pinclip.graph.RandomWalkConfig`, the split's part of `data:` (what evaluation rebuilds) is
 `pinclip.graph.CatalogSplitConfig`, and `model.overrides` are checked against the model's
-`PinCLIPConfig` when the config is loaded. Every layer goes through the same typed merge
+`PinCLIPConfig` when the config is made. Every layer goes through the same typed merge
 (`pinclip._typed_config`), which rejects unknown keys with the nearest valid one.
 """
 
@@ -76,8 +76,18 @@ class DataConfig(CatalogSplitConfig):
 class ModelConfig:
     preset: str = "small"  # model preset: tiny, small, base (`pinclip models`)
     overrides: dict[str, Any] = field(default_factory=dict)  # PinCLIPConfig keys, e.g. image.depth
-    # (both checked when the config is loaded, with the model's own typed path: see
-    # `_check_model_overrides`)
+
+    def __post_init__(self) -> None:
+        """The preset exists and the overrides go through the model's own typed path (unknown
+        key, wrong type, its `__post_init__`), here rather than at model build."""
+        from pinclip.model import list_presets, preset_config
+
+        if self.preset not in list_presets():
+            raise choice_error("model.preset", self.preset, tuple(list_presets()))
+        try:
+            preset_config(self.preset, **dict(self.overrides))
+        except ConfigError as err:
+            raise ConfigError(f"model.overrides (preset {self.preset!r}): {err}") from None
 
 
 @dataclass
@@ -188,16 +198,6 @@ def _merge(base: Any, other: Any, source: str) -> Any:
         raise
 
 
-def _check_model_overrides(cfg: TrainConfig) -> None:
-    """`model.overrides` go through the model's own typed path now, not at model build."""
-    from pinclip.model import preset_config
-
-    try:
-        preset_config(cfg.model.preset, **dict(cfg.model.overrides))
-    except ConfigError as err:
-        raise ConfigError(f"model.overrides (preset {cfg.model.preset!r}): {err}") from None
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Defaults ← YAML file ← `key=value` overrides; returns a typed TrainConfig, every
     section checked (`Literal` choices with the nearest one, ranges, the model's overrides)
@@ -218,9 +218,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"config key '{key}' is now '{RENAMED[key]}'")
             raise unknown_key_error(key, TrainConfig, "the command line", free=FREE_KEYS)
         cfg = _merge(cfg, OmegaConf.from_dotlist([item]), "the command line")
-    out = to_object(cfg, str(path) if path is not None else "the config")
-    _check_model_overrides(out)
-    return out
+    return to_object(cfg, str(path) if path is not None else "the config")
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
