@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-from hypothesis import given, settings
+import pyarrow as pa
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pinclip.data.validate import RawTable, is_utf8, validate_tables
+from pinclip.data.validate import ArrowColumns, RawTable, is_utf8, validate_tables
 
 ids = st.one_of(st.sampled_from(["a", "b", "c", "d", ""]), st.none(), st.integers(0, 3))
 texts = st.one_of(st.none(), st.sampled_from(["", " ", "ok", "caf\udce9"]), st.integers(0, 2))
@@ -42,3 +43,50 @@ def test_every_row_is_kept_or_rejected_once(tmp_path_factory, pins, boards, edge
     for text in frames["pins"]["title"].tolist() + frames["boards"]["title"].tolist():
         # kept text is valid UTF-8 or null (NaN: the missing value of an Arrow-backed str column)
         assert pd.isna(text) or (isinstance(text, str) and is_utf8(text))
+
+
+edge_ids = st.one_of(
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from(["", " ", "\x1c", " a", "\u3000", "\x85"]),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example(pins=[("a", "../x.png")], boards=[("b", "t")], edges=[("a", "b")])  # rejected pin
+@example(pins=[("a", "x.png")], boards=[("b", "")], edges=[("a", "b")])  # rejected board
+@example(pins=[("a", "x.png")], boards=[("b", "t")], edges=[("a", "b"), ("c", "b"), ("a", "c")])
+@example(pins=[("a", "x.png")], boards=[("b", "t")], edges=[("a", "b"), ("a", "b"), (" ", "b")])
+@example(pins=[("\x1c", "x.png")], boards=[("b", "t")], edges=[("\x1c", "b"), ("a", None)])
+@given(
+    pins=st.lists(st.tuples(edge_ids, st.sampled_from(["x.png", "../x.png"])), max_size=8),
+    boards=st.lists(st.tuples(edge_ids, st.sampled_from(["t", ""])), max_size=6),
+    edges=st.lists(st.tuples(edge_ids, edge_ids), max_size=20),
+)
+def test_arrow_edges_check_rejects_exactly_like_the_python_one(
+    tmp_path_factory, pins, boards, edges
+):
+    """Parquet edges are checked over Arrow arrays; CSV/JSONL edges row by row in Python:
+    the same rows kept, the same rejects with the same reasons and details."""
+
+    def run(arrow: bool):
+        edge_table = table("edges", ("pin_id", "board_id"), edges)
+        if arrow:
+            t = pa.table(
+                {
+                    "pin_id": pa.array([e[0] for e in edges], pa.string()),
+                    "board_id": pa.array([e[1] for e in edges], pa.string()),
+                }
+            )
+            edge_table = RawTable("edges", ArrowColumns(t), range(len(edges)), arrow=t)
+        frames, report = validate_tables(
+            table("pins", ("pin_id", "image"), pins),
+            table("boards", ("board_id", "title"), boards),
+            edge_table,
+            image_root=tmp_path_factory.getbasetemp(),
+        )
+        kept = list(zip(frames["edges"]["pin_id"], frames["edges"]["board_id"], strict=True))
+        return kept, [r for r in report.rejects if r.file == "edges"]
+
+    assert run(arrow=True) == run(arrow=False)

@@ -366,10 +366,115 @@ def _check_images(
             problems.add(i, error.reason, error.detail)
 
 
+class _ArrowIds(Sequence[str | None]):
+    """The normalised ids (`_as_id`) of an Arrow text column, made per row on access."""
+
+    def __init__(self, column: pa.Array) -> None:
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, i):  # type: ignore[override]  # rows of rejects only: ints
+        return _as_id(self.column[int(i)].as_py())
+
+
+# Ids Arrow finds null or blank, and ids holding a character Python's str.strip() may treat
+# differently from Arrow's utf8_trim_whitespace (the same set in pyarrow 26; a guard for other
+# versions), are decided by `_as_id` itself
+_PY_ONLY_SPACE = "[\x1c-\x1f]"
+
+
+def _known(ids: dict[str, bool]) -> tuple[pa.Array, np.ndarray]:
+    """Every id seen (that Arrow can hold: valid UTF-8) and whether its row was kept."""
+    keys = [k for k in ids if is_utf8(k)]
+    return pa.array(keys, pa.large_string()), np.fromiter((ids[k] for k in keys), bool, len(keys))
+
+
+def _check_edges_arrow(
+    table: RawTable, pins: dict[str, bool], boards: dict[str, bool], problems: _Problems
+) -> tuple[Sequence, Sequence] | None:
+    """`_check_edges` over Arrow columns: the same rejects, reasons and details, without a
+    Python value per edge (ids matched by Arrow's hash lookup, duplicates by np.unique).
+    None when the table is not Arrow text ids (then the Python path runs)."""
+    src = table.arrow
+    if src is None or not all(table.arrow_typed(c) for c in src.column_names):
+        return None
+    cols = {}
+    for name in ("pin_id", "board_id"):
+        t = src.schema.field(name).type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            return None
+        cols[name] = src.column(name).combine_chunks()
+    n = len(table)
+
+    def invalid(col: pa.Array) -> np.ndarray:
+        maybe = pc.or_(
+            pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0),
+            pc.match_substring_regex(col, _PY_ONLY_SPACE),
+        )
+        rows = np.flatnonzero(pc.fill_null(maybe, True).to_numpy(zero_copy_only=False))
+        bad = np.zeros(n, dtype=bool)
+        bad[[i for i in rows if _as_id(col[int(i)].as_py()) is None]] = True
+        return bad
+
+    bad_pin, bad_board = invalid(cols["pin_id"]), invalid(cols["board_id"])
+    pin_keys, pin_kept = _known(pins)
+    board_keys, board_kept = _known(boards)
+    pos = {}
+    for name, keys in (("pin_id", pin_keys), ("board_id", board_keys)):
+        found = pc.index_in(cols[name], value_set=keys)
+        pos[name] = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    pp, bp = pos["pin_id"], pos["board_id"]
+    open_ = ~(bad_pin | bad_board)
+    unknown_pin = open_ & (pp < 0)
+    open_ &= ~unknown_pin
+    unknown_board = open_ & (bp < 0)
+    open_ &= ~unknown_board
+    rejected_pin = open_ & ~np.append(pin_kept, True)[pp]  # -1 (unknown): masked above
+    open_ &= ~rejected_pin
+    rejected_board = open_ & ~np.append(board_kept, True)[bp]
+    open_ &= ~rejected_board
+    rows = np.flatnonzero(open_)
+    pair = pp[rows] * max(len(board_keys), 1) + bp[rows]
+    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+    first_row = rows[first[inverse]]
+    dup = first_row != rows
+
+    raw = lambda name, i: cols[name][int(i)].as_py()  # noqa: E731
+    for i in np.flatnonzero(bad_pin | bad_board):
+        col = "pin_id" if bad_pin[i] else "board_id"
+        problems.add(
+            int(i), INVALID_ID, f"{col} is {_short(raw(col, i))}; give a non-empty text id"
+        )
+    for i in np.flatnonzero(unknown_pin):
+        problems.add(
+            int(i), EDGE_UNKNOWN_PIN, f"pin_id {raw('pin_id', i)!r} is not in the pins table"
+        )
+    for i in np.flatnonzero(unknown_board):
+        b = raw("board_id", i)
+        problems.add(int(i), EDGE_UNKNOWN_BOARD, f"board_id {b!r} is not in the boards table")
+    for i in np.flatnonzero(rejected_pin):
+        p = raw("pin_id", i)
+        problems.add(int(i), EDGE_REJECTED_PIN, f"pin {p!r} was rejected (see its own reject)")
+    for i in np.flatnonzero(rejected_board):
+        b = raw("board_id", i)
+        problems.add(int(i), EDGE_REJECTED_BOARD, f"board {b!r} was rejected (see its own reject)")
+    for i, j in zip(rows[dup], first_row[dup], strict=True):
+        p, b = raw("pin_id", i), raw("board_id", i)
+        problems.add(
+            int(i), DUPLICATE_EDGE, f"pin {p!r} is already on board {b!r} at row {table.rows[j]}"
+        )
+    return _ArrowIds(cols["pin_id"]), _ArrowIds(cols["board_id"])
+
+
 def _check_edges(
     table: RawTable, pins: dict[str, bool], boards: dict[str, bool], problems: _Problems
-) -> tuple[list, list]:
+) -> tuple[Sequence, Sequence]:
     """`pins`/`boards` map every id seen to whether its row was kept."""
+    fast = _check_edges_arrow(table, pins, boards, problems)
+    if fast is not None:
+        return fast
     _check_utf8(table, problems)
     pin_ids = [_as_id(v) for v in table.columns["pin_id"]]
     board_ids = [_as_id(v) for v in table.columns["board_id"]]
