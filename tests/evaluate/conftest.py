@@ -51,3 +51,14 @@ def tiny_run(eval_catalog, tmp_path_factory) -> Path:
     cfg = load_config(None, tiny_run_overrides(eval_catalog, base / "run", base / "cache"))
     train(cfg)
     return base / "run"
+
+
+@pytest.fixture(scope="session")
+def open_clip_run(eval_catalog, tmp_path_factory):
+    """(config, run dir) of a 12-step open_clip run on the eval catalog."""
+    from pinclip.evaluate.baselines.open_clip import train_open_clip
+
+    tmp = tmp_path_factory.mktemp("open-clip")
+    overrides = tiny_run_overrides(eval_catalog, tmp / "pc", tmp / "cache")
+    cfg = load_config(None, [*overrides, "batch_size=32", "max_steps=12", "optim.lr=2e-3"])
+    return cfg, train_open_clip(cfg, tmp / "oc")

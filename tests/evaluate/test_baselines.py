@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from pinclip.evaluate.baselines import (
+    BASELINES,
+    BaselineContext,
     Embedder,
     PinEmbeddings,
     create_baseline,
@@ -36,11 +38,62 @@ def data(tiny_run) -> EvalData:
 
 
 def test_builtin_baselines_are_registered():
-    assert {"random", "minilm", "lite0", "minilm+lite0", "open_clip", "pinclip"} <= set(
-        list_baselines()
-    )
+    assert {
+        "random",
+        "minilm",
+        "lite0",
+        "minilm+lite0",
+        "open_clip",
+        "pinclip",
+        "zero-shot",
+    } <= set(list_baselines())
     with pytest.raises(ValueError, match="known: "):
         create_baseline("no-such-model")
+    with pytest.raises(ValueError, match="did you mean 'minilm\\+lite0'"):
+        create_baseline("minilm+lite")
+    with pytest.raises(ValueError, match="needs open_clip:RUN_DIR"):
+        create_baseline("open_clip:")
+
+
+#: a spec per registered baseline, from the session's tiny runs (a baseline without one fails)
+EXAMPLES = {
+    "random": lambda runs: "random",
+    "minilm": lambda runs: "minilm",
+    "lite0": lambda runs: "lite0",
+    "minilm+lite0": lambda runs: "minilm+lite0",
+    "pinclip": lambda runs: f"pinclip:{runs('tiny_run')}",
+    "open_clip": lambda runs: f"open_clip:{runs('open_clip_run')[1]}",
+    "zero-shot": lambda runs: f"zero-shot:pinclip:{runs('tiny_run')}",
+}
+
+
+@pytest.fixture(scope="module")
+def context() -> BaselineContext:
+    """One comparison's context: the shared encoders load once for every case below."""
+    return BaselineContext()
+
+
+@pytest.mark.parametrize("name", BASELINES.names())
+def test_every_registered_baseline_embeds_the_tiny_catalog(name, data, context, request):
+    assert name in EXAMPLES, f"add an example spec for baseline {name!r} to EXAMPLES"
+    model = create_baseline(EXAMPLES[name](request.getfixturevalue), context)
+    emb = check_embeddings(model.embed_pins(data), data.n_pins, name)
+    titles = model.embed_texts(data.board_titles[:3])
+    assert titles is None or titles.shape == (3, emb.pin.shape[1])
+    assert emb.image is not None or emb.text is not None
+
+
+def test_a_comparison_resolves_every_spec_through_the_registry_and_shares_encoders(tiny_run):
+    from pinclip.evaluate.baselines.pretrained import ConcatEmbedder, MiniLMEmbedder
+    from pinclip.evaluate.compare import build_embedders
+
+    ours, path, text, both = build_embedders(
+        [f"ours={tiny_run}", str(tiny_run), "minilm", "minilm+lite0"]
+    )
+    assert ours.name == "ours" and path.name == str(tiny_run)
+    assert isinstance(text, MiniLMEmbedder) and isinstance(both, ConcatEmbedder)
+    assert both.text_model is text  # loaded once, shared
+    assert text.stored is not None and both.image_model.stored is text.stored  # ours's store
 
 
 def test_contract_rejects_wrong_shapes_and_unnormalised_vectors():

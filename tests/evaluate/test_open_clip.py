@@ -15,24 +15,17 @@ from pinclip.evaluate.baselines.open_clip import (
     create_open_clip,
     lock_image_trunk,
     open_clip_config,
-    train_open_clip,
 )
 from pinclip.evaluate.baselines.pretrained import Lite0Embedder
 from pinclip.evaluate.data import EvalData
 from pinclip.evaluate.tasks import evaluate_embedder
 from pinclip.retrieval import related_pins_recall
-from pinclip.train import load_config
-
-from .conftest import tiny_run_overrides
 
 
 @pytest.fixture(scope="module")
-def trained(eval_catalog, tmp_path_factory):
-    """(config, run dir) of a 12-step open_clip run on the eval catalog."""
-    tmp = tmp_path_factory.mktemp("open-clip")
-    overrides = tiny_run_overrides(eval_catalog, tmp / "pc", tmp / "cache")
-    cfg = load_config(None, [*overrides, "batch_size=32", "max_steps=12", "optim.lr=2e-3"])
-    return cfg, train_open_clip(cfg, tmp / "oc")
+def trained(open_clip_run):
+    """(config, run dir) of a 12-step open_clip run on the eval catalog (conftest)."""
+    return open_clip_run
 
 
 def test_open_clip_trains_on_warm_pins_and_evaluates(trained):

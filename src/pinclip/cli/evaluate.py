@@ -12,6 +12,7 @@ from rich.table import Table
 from pinclip.errors import require_extra
 
 from ._errors import print_table
+from ._help import lazy_help
 
 console = Console(stderr=True)
 
@@ -49,6 +50,9 @@ def evaluate(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     device: str = typer.Option("cpu", help="PinCLIP models run on: cpu, cuda, cuda:N, mps, auto."),
+    task: list[str] | None = typer.Option(
+        None, "--task", help="Only this task (repeatable; see --help); default: every task."
+    ),
 ) -> None:
     """Score a PinCLIP model on every retrieval task (docs/evaluation.md), on its run's split."""
     require_extra("eval", "pinclip evaluate")
@@ -62,17 +66,32 @@ def evaluate(
         seed=seed,
         device=device,
         console=console,
+        tasks=task or None,
     )
     _print_result(result)
     console.print(f"results: {path}")
 
 
+def _models_help() -> str:
+    """The spec forms, from the baseline registry (imported only for --help)."""
+    from pinclip.evaluate.baselines import baseline_help
+
+    return f"Specs: [LABEL=]RUN_DIR | MODEL_DIR | {baseline_help()}. The first is 'ours'."
+
+
+def _task_help() -> str:
+    """The evaluation tasks, from the task registry (imported only for --help)."""
+    from pinclip.evaluate.tasks import EVAL_TASKS
+
+    return f"Only this task (repeatable): {EVAL_TASKS.help_text()}. Default: every task."
+
+
+EVALUATE_COMMAND = lazy_help(task=_task_help)
+COMPARE_COMMAND = lazy_help(models=_models_help)
+
+
 def compare(
-    models: list[str] = typer.Argument(
-        ...,
-        help="Specs: [LABEL=]RUN_DIR | MODEL_DIR | random | minilm | lite0 | "
-        "minilm+lite0 | open_clip:RUN_DIR. The first is 'ours'.",
-    ),
+    models: list[str] = typer.Argument(..., help="Specs (see --help). The first is 'ours'."),
     split_from: Path = typer.Option(
         ..., "--split-from", help="The PinCLIP run whose split (and catalog) all models use."
     ),

@@ -3,7 +3,7 @@
 from pinclip.retrieval import exact_topk, related_pins_hits, retrieval_metrics
 
 from .data import EvalData
-from .tasks import TASKS, EvalResult, TaskResult, evaluate_embedder
+from .tasks import EVAL_TASKS, TASKS, EvalResult, TaskResult, evaluate_embedder, register_task
 
 
 def __getattr__(name: str):
@@ -20,12 +20,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "EVAL_TASKS",
     "TASKS",
     "EvalData",
     "EvalResult",
     "TaskResult",
     "compare",
     "evaluate_embedder",
+    "register_task",
     "exact_topk",
     "related_pins_hits",
     "retrieval_metrics",

@@ -15,14 +15,15 @@ def evaluate(
     out: str | Path | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    tasks: Sequence[str] | None = None,
 ):
-    """Score a run (its best/) or model dir on every retrieval task of its run's split
-    (`pinclip evaluate`); writes RUN/eval/results.json and returns the EvalResult."""
+    """Score a run (its best/) or model dir on every retrieval task (or `tasks`) of its
+    run's split (`pinclip evaluate`); writes RUN/eval/results.json and returns the EvalResult."""
     require_extra("eval", "pinclip.evaluate")
     from pinclip.evaluate.compare import evaluate_model
 
     result, _ = evaluate_model(
-        run_or_model, catalog=catalog, out=out, n_resamples=bootstrap, seed=seed
+        run_or_model, catalog=catalog, out=out, n_resamples=bootstrap, seed=seed, tasks=tasks
     )
     return result
 

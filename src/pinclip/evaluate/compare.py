@@ -1,15 +1,16 @@
 """Evaluate one model, or several models and baselines on one split, from short specs.
 
-A spec is `[LABEL=]WHAT`, WHAT being a registered baseline name (`random`, `minilm`,
-`lite0`, `minilm+lite0`), `open_clip:RUN_DIR` (a run of `pinclip train-open-clip`),
-`zero-shot:BACKBONE` (a foundation's own embeddings, e.g. `zero-shot:hf:google/siglip2-base-
-patch16-224`, `zero-shot:pinclip:runs/foundation`), or the
-path of a PinCLIP run dir / model dir. Every model is scored on the same split: the one of
+A spec is `[LABEL=]WHAT`, WHAT a registered baseline (`BASELINES`, one table): a name
+(`random`, `minilm`, `lite0`, `minilm+lite0`), `NAME:ARG` (`open_clip:RUN_DIR`, a run of
+`pinclip train-open-clip`; `zero-shot:BACKBONE`, a foundation's own embeddings, e.g.
+`zero-shot:hf:google/siglip2-base-patch16-224`; `pinclip:RUN_DIR`), or the path of a
+PinCLIP run dir / model dir. Every model is scored on the same split: the one of
 `split_from` (a PinCLIP run), rebuilt from its config.yaml.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from rich.console import Console
@@ -17,11 +18,8 @@ from rich.console import Console
 from pinclip.errors import InputError
 from pinclip.progress import Progress
 
-from .baselines import Embedder, PinCLIPEmbedder, create_baseline
-from .baselines.open_clip import OpenCLIPEmbedder
-from .baselines.pretrained import ConcatEmbedder, Lite0Embedder, MiniLMEmbedder, StoredFeatures
-from .baselines.zero_shot import PREFIX as ZERO_SHOT
-from .baselines.zero_shot import ZeroShotEmbedder
+from .baselines import BaselineContext, Embedder, PinCLIPEmbedder, create_baseline
+from .baselines.pretrained import StoredFeatures
 from .data import EvalData
 from .report import write_report
 from .tasks import EvalResult, evaluate_embedder
@@ -36,42 +34,22 @@ def parse_spec(spec: str) -> tuple[str | None, str]:
 def build_embedders(
     specs: list[str], device: str = "cpu", console: Console | None = None
 ) -> list[Embedder]:
-    """Embedders for specs; the pretrained encoders are loaded once and shared by `minilm+lite0`,
+    """Embedders for specs, each resolved through the baseline registry (`BASELINES`); the
+    comparison's shared baselines are made once (`minilm+lite0` reuses `minilm` and `lite0`),
     and read their features from the first PinCLIP model's feature store when it holds them."""
-    shared: dict[str, Embedder] = {}
-
-    def pretrained(name: str) -> Embedder:
-        if name not in shared:
-            if name == "minilm":
-                shared[name] = MiniLMEmbedder()
-            elif name == "lite0":
-                shared[name] = Lite0Embedder()
-            else:
-                shared[name] = ConcatEmbedder(pretrained("lite0"), pretrained("minilm"))
-        return shared[name]
-
+    context = BaselineContext(device=device, console=console)
     out = []
     for spec in specs:
         label, what = parse_spec(spec)
-        if what in ("minilm", "lite0", "minilm+lite0"):
-            emb = pretrained(what)
-        elif what.startswith(ZERO_SHOT):
-            emb = ZeroShotEmbedder(what.removeprefix(ZERO_SHOT))
-        elif what.startswith("open_clip:"):
-            emb = OpenCLIPEmbedder(what.removeprefix("open_clip:"))
-        elif Path(what).exists():
-            emb = PinCLIPEmbedder(what, device=device)
-        else:
-            emb = create_baseline(what)  # raises with the list of known names
+        emb = create_baseline(what, context)
         if label:
             emb.name = label
         out.append(emb)
     ours = next((e for e in out if isinstance(e, PinCLIPEmbedder)), None)
     if ours is not None:
         stored = StoredFeatures(ours.model, console=console)
-        for emb in shared.values():
-            if isinstance(emb, MiniLMEmbedder | Lite0Embedder):
-                emb.stored = stored
+        for emb in {id(e): e for e in [*context.instances.values(), *out]}.values():
+            emb.use_stored_features(stored)
     names = [e.name for e in out]
     if len(set(names)) != len(names):
         raise InputError(f"two models share a name in {names}: label them, e.g. 'ours=runs/a'")
@@ -85,6 +63,7 @@ def evaluate_models(
     n_resamples: int = 1000,
     seed: int = 0,
     console: Console | None = None,
+    tasks: Collection[str] | None = None,
 ) -> list[EvalResult]:
     console = console or Console(stderr=True)
     results = []
@@ -93,7 +72,9 @@ def evaluate_models(
         for emb in embedders:
             progress.update(task, description=f"evaluate {emb.name}")
             results.append(
-                evaluate_embedder(emb, data, n_resamples=n_resamples, seed=seed, console=console)
+                evaluate_embedder(
+                    emb, data, n_resamples=n_resamples, seed=seed, tasks=tasks, console=console
+                )
             )
             progress.advance(task)
     return results
@@ -108,8 +89,10 @@ def evaluate_model(
     seed: int = 0,
     console: Console | None = None,
     device: str = "cpu",
+    tasks: Collection[str] | None = None,
 ) -> tuple[EvalResult, Path]:
-    """Every task for one PinCLIP run or model dir on its run's split; writes the JSON."""
+    """Every task (or `tasks`) for one PinCLIP run or model dir on its run's split; writes
+    the JSON."""
     data = EvalData.from_run(path, catalog)
     result = evaluate_models(
         [PinCLIPEmbedder(path, name=Path(path).name, device=device)],
@@ -117,6 +100,7 @@ def evaluate_model(
         n_resamples=n_resamples,
         seed=seed,
         console=console,
+        tasks=tasks,
     )[0]
     target = Path(out) if out else Path(path) / "eval" / "results.json"
     return result, result.save(target)

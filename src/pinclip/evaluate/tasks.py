@@ -26,14 +26,21 @@ Board titles are embedded with `embed_texts`: for a PinCLIP model that is its bo
 (`PinCLIP.board_embedding`, the title through the text tower), for a baseline its text
 embedding. new_board_to_pins queries only the held-out boards (`EvalData.held_out_boards`,
 never a board-tower positive in training): a new board from its title alone.
+
+Each task is one function registered in `EVAL_TASKS` (`register_task`): it returns what it
+retrieved per relevance, and `evaluate_embedder` scores every registered task the same way
+(per-query metrics, bootstrap CIs). `TASKS` (name -> label) is a view of that table; the
+report, `pinclip evaluate --task` and tests/evaluate/test_tasks.py read it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,32 +48,68 @@ from rich.console import Console
 
 from pinclip.atomic import atomic_write_text
 from pinclip.errors import InputError
+from pinclip.registry import Registry
 from pinclip.retrieval import exact_topk, related_pins_hits, related_pins_topk, retrieval_metrics
 
 from .baselines.base import Embedder, PinEmbeddings, check_embeddings
 from .bootstrap import mean_cis
 from .data import EvalData
 
-TASKS = {
-    "related_cold": "related pins, cold (image+text)",
-    "related_cold_image": "related pins, cold (image only)",
-    "related_cold_textless": "related pins, cold image-only pins",
-    "related_warm": "related pins, warm",
-    "text_to_image": "text → image (cold)",
-    "image_to_text": "image → text (cold)",
-    "board_to_pins": "board → cold pins",
-    "boards_for_cold": "cold pin → its boards",
-    "new_board_to_pins": "new board's title → pins",
-}
-IDENTITY_TASKS = ("image_to_text",)  # scored under 'self' only
-SELF_AND_BOARDS = ("text_to_image",)  # scored under 'self' and every board relevance
+
+@dataclass(frozen=True)
+class Task:
+    """A registered evaluation task.
+
+    `retrieve(run)` returns, per relevance it is scored under, what it retrieved: (query ids,
+    retrieved [Q, DEPTH] candidate ids, hits [Q, DEPTH] bool, relevant count per query); or a
+    string, the reason it is n/a for this model or split. `relevances` says which relevances
+    a report lists it under: "boards" (each board relevance of the catalog), "self" (the
+    pin's own counterpart only) or "self+boards".
+    """
+
+    retrieve: Callable[[TaskRun], dict[str, Retrieved] | str]
+    label: str
+    relevances: Literal["boards", "self", "self+boards"] = "boards"
+
+
+#: the evaluation tasks, in the report's order (`register_task` adds one)
+EVAL_TASKS: Registry[Task] = Registry("evaluation task")
+
+
+def register_task(
+    name: str, label: str, relevances: Literal["boards", "self", "self+boards"] = "boards"
+) -> Callable[[Callable], Callable]:
+    """Decorator: `retrieve(run)` becomes the task `name` (labelled `label` in reports)."""
+
+    def wrap(retrieve: Callable) -> Callable:
+        EVAL_TASKS.add(name, Task(retrieve, label, relevances), help=label)
+        return retrieve
+
+    return wrap
+
+
+class _Labels(Mapping[str, str]):
+    """`TASKS`: task name -> label, a live read-only view of `EVAL_TASKS`."""
+
+    def __getitem__(self, name: str) -> str:
+        if name not in EVAL_TASKS:
+            raise KeyError(name)
+        return EVAL_TASKS.get(name).label
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(EVAL_TASKS.names())
+
+    def __len__(self) -> int:
+        return len(EVAL_TASKS)
+
+
+TASKS: Mapping[str, str] = _Labels()
 
 
 def task_relevances(task: str, relevances: tuple[str, ...]) -> tuple[str, ...]:
     """The relevances a task is scored under, given the catalog's board relevances."""
-    if task in IDENTITY_TASKS:
-        return ("self",)
-    return ("self", *relevances) if task in SELF_AND_BOARDS else relevances
+    kind = EVAL_TASKS.get(task).relevances
+    return {"self": ("self",), "self+boards": ("self", *relevances)}.get(kind, relevances)
 
 
 KS = (1, 10, 50)
@@ -110,7 +153,11 @@ class EvalResult:
     is_floor: bool = False  # a reference floor (random): never the best baseline
 
     def get(self, task: str, relevance: str) -> TaskResult | None:
-        rel = "self" if task in IDENTITY_TASKS else relevance
+        rel = (
+            "self"
+            if task in EVAL_TASKS and EVAL_TASKS.get(task).relevances == "self"
+            else relevance
+        )
         return self.results.get((task, rel))
 
     def to_json(self) -> dict:
@@ -180,6 +227,156 @@ def _board_hits(
     return hits, n_rel
 
 
+@dataclass
+class TaskRun:
+    """What every task reads: the split (`data`), the model's pin embeddings, the model."""
+
+    embedder: Embedder
+    data: EvalData
+    emb: PinEmbeddings
+
+    @property
+    def cold(self) -> np.ndarray:
+        return self.data.split.cold
+
+    @cached_property
+    def board_titles(self) -> torch.Tensor | None:
+        """The board titles through `embed_texts` (once per run; None: no free text, or no
+        cold pin to score board tasks on)."""
+        if not len(self.cold):
+            return None
+        emb = self.embedder.embed_texts(self.data.board_titles)
+        return None if emb is None else emb.float()
+
+    def board_index(self, relevance: str) -> np.ndarray:
+        """The board ids of `relevance`'s graph, as rows of `board_titles`."""
+        n = self.data.relevance_graph(relevance).n_boards
+        return np.arange(n) if relevance == "all" else np.flatnonzero(self.data.curated_boards)
+
+
+#: (query ids, retrieved [Q, DEPTH], hits [Q, DEPTH], relevant count per query)
+Retrieved = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+NO_FREE_TEXT = "the model embeds no free text"
+
+
+def _related(run: TaskRun, queries: torch.Tensor | None, pins: np.ndarray):
+    """Related pins: `queries[pins]` against every pin's `pin` embedding, its own excluded."""
+    if queries is None:
+        return "the model has no image-only path"
+    if len(pins) == 0:
+        return "no such pins in this split"
+    top = related_pins_topk(queries[pins], run.emb.pin, pins, DEPTH)
+    return {
+        rel: (pins, top, *related_pins_hits(run.data.relevance_graph(rel), pins, top))
+        for rel in run.data.relevances
+    }
+
+
+@register_task("related_cold", "related pins, cold (image+text)")
+def related_cold(run: TaskRun):
+    return _related(run, run.emb.pin, run.cold)
+
+
+@register_task("related_cold_image", "related pins, cold (image only)")
+def related_cold_image(run: TaskRun):
+    return _related(run, run.emb.image, run.cold)
+
+
+@register_task("related_cold_textless", "related pins, cold image-only pins")
+def related_cold_textless(run: TaskRun):
+    cold = run.cold
+    return _related(run, run.emb.pin, cold[~run.data.catalog.has_text()[cold]])
+
+
+@register_task("related_warm", "related pins, warm")
+def related_warm(run: TaskRun):
+    return _related(run, run.emb.pin, run.data.split.warm)
+
+
+def _cross(run: TaskRun, queries, candidates, board_mates: bool):
+    """A cold pin's one modality against every pin's other: its own counterpart ('self'),
+    and with `board_mates` its board-mates' (its own excluded) under each relevance."""
+    if queries is None or candidates is None:
+        return "the model lacks a modality this task needs"
+    cold = run.cold
+    top = exact_topk(queries[cold], candidates, DEPTH)
+    out = {"self": (cold, top, top == cold[:, None], np.ones(len(cold), np.int64))}
+    if board_mates:
+        top = exact_topk(queries[cold], candidates, DEPTH, exclude=cold)
+        for rel in run.data.relevances:
+            out[rel] = (cold, top, *related_pins_hits(run.data.relevance_graph(rel), cold, top))
+    return out
+
+
+@register_task("text_to_image", "text → image (cold)", relevances="self+boards")
+def text_to_image(run: TaskRun):
+    return _cross(run, run.emb.text, run.emb.image, board_mates=True)
+
+
+@register_task("image_to_text", "image → text (cold)", relevances="self")
+def image_to_text(run: TaskRun):
+    return _cross(run, run.emb.image, run.emb.text, board_mates=False)
+
+
+@register_task("board_to_pins", "board → cold pins")
+def board_to_pins(run: TaskRun):
+    """A board's title against the cold pins (warm pins of the board would crowd them out)."""
+    titles, cold = run.board_titles, run.cold
+    if titles is None:
+        return NO_FREE_TEXT
+    out = {}
+    for rel in run.data.relevances:
+        graph, index = run.data.relevance_graph(rel), run.board_index(rel)
+        top = exact_topk(titles[torch.as_tensor(index)], run.emb.pin[torch.as_tensor(cold)], DEPTH)
+        retrieved = cold[top]
+        hits, n_rel = _board_hits(graph, np.arange(graph.n_boards), cold, retrieved)
+        out[rel] = (index, retrieved, hits, n_rel)
+    return out
+
+
+@register_task("boards_for_cold", "cold pin → its boards")
+def boards_for_cold(run: TaskRun):
+    """Which boards would this new pin be saved to: its pin embedding vs board titles."""
+    titles, cold = run.board_titles, run.cold
+    if titles is None:
+        return NO_FREE_TEXT
+    out = {}
+    for rel in run.data.relevances:
+        graph, index = run.data.relevance_graph(rel), run.board_index(rel)
+        top = exact_topk(run.emb.pin[torch.as_tensor(cold)], titles[torch.as_tensor(index)], DEPTH)
+        member = graph.pin_board[cold].tocsr()
+        hits = (
+            np.stack(
+                [
+                    np.isin(top[i], member.indices[member.indptr[i] : member.indptr[i + 1]])
+                    for i in range(len(cold))
+                ]
+            )
+            if len(cold)
+            else np.zeros((0, top.shape[1]), dtype=bool)
+        )
+        out[rel] = (cold, top, hits, np.diff(member.indptr).astype(np.int64))
+    return out
+
+
+@register_task("new_board_to_pins", "new board's title → pins")
+def new_board_to_pins(run: TaskRun):
+    """A held-out board's title (never a board-tower positive in training) against all pins."""
+    titles = run.board_titles
+    if titles is None:
+        return NO_FREE_TEXT
+    out = {}
+    for rel in run.data.relevances:
+        graph, index = run.data.relevance_graph(rel), run.board_index(rel)
+        new = np.flatnonzero(np.isin(index, run.data.held_out_boards))  # rows of this graph
+        if len(new) == 0:
+            continue
+        top = exact_topk(titles[torch.as_tensor(index[new])], run.emb.pin, DEPTH)
+        hits = np.stack([np.isin(top[i], graph.pins_of(b)) for i, b in enumerate(new)])
+        out[rel] = (index[new], top, hits, graph.board_size[new].astype(np.int64))
+    return out or "no held-out board (data.board_holdout_frac = 0)"
+
+
 def evaluate_embedder(
     embedder: Embedder,
     data: EvalData,
@@ -189,115 +386,27 @@ def evaluate_embedder(
     tasks: Collection[str] | None = None,
     console: Console | None = None,
 ) -> EvalResult:
-    """Score `embedder` on every task (or only `tasks`, names of `TASKS`) over the split in
-    `data`. This is the one scoring path: the report, `pinclip evaluate` and the demo's
-    quick table all read their figures from it."""
+    """Score `embedder` on every registered task (or only `tasks`, names in `EVAL_TASKS`)
+    over the split in `data`. This is the one scoring path: the report, `pinclip evaluate`
+    and the demo's quick table all read their figures from it."""
     console = console or Console(quiet=True)
     unknown = set(tasks or ()) - set(TASKS)
     if unknown:
         raise InputError(f"unknown task(s) {sorted(unknown)}; known: {', '.join(TASKS)}")
     wanted = set(TASKS if tasks is None else tasks)
     emb = check_embeddings(embedder.embed_pins(data), data.n_pins, embedder.name)
-    cold, warm = data.split.cold, data.split.warm
+    run = TaskRun(embedder, data, emb)
     results: dict[tuple[str, str], TaskResult] = {}
     skipped = {t: why for t, why in embedder.not_applicable.items() if t in wanted}
-    wanted -= set(skipped)
-
-    textless = cold[~data.catalog.has_text()[cold]]
-    related = {
-        "related_cold": (emb.pin, cold),
-        "related_cold_image": (emb.image, cold),
-        "related_cold_textless": (emb.pin, textless),
-        "related_warm": (emb.pin, warm),
-    }
-    for task, (queries, pins) in related.items():
-        if task not in wanted:
+    for task in TASKS:  # registration order: the report's
+        if task not in wanted or task in skipped:
             continue
-        if queries is None:
-            skipped[task] = "the model has no image-only path"
+        retrieved = EVAL_TASKS.get(task).retrieve(run)
+        if isinstance(retrieved, str):
+            skipped[task] = retrieved
             continue
-        if len(pins) == 0:
-            skipped[task] = "no such pins in this split"
-            continue
-        top = related_pins_topk(queries[pins], emb.pin, pins, DEPTH)
-        for rel in data.relevances:
-            hits, n_rel = related_pins_hits(data.relevance_graph(rel), pins, top)
-            results[(task, rel)] = _score(task, rel, pins, top, hits, n_rel, n_resamples, seed)
-
-    cross = {"text_to_image": (emb.text, emb.image), "image_to_text": (emb.image, emb.text)}
-    for task, (queries, candidates) in cross.items():
-        if task not in wanted:
-            continue
-        if queries is None or candidates is None:
-            skipped[task] = "the model lacks a modality this task needs"
-            continue
-        top = exact_topk(queries[cold], candidates, DEPTH)
-        hits = top == cold[:, None]
-        results[(task, "self")] = _score(
-            task, "self", cold, top, hits, np.ones(len(cold), np.int64), n_resamples, seed
-        )
-        if task in SELF_AND_BOARDS:  # board-mates' images, the pin's own excluded
-            top = exact_topk(queries[cold], candidates, DEPTH, exclude=cold)
-            for rel in data.relevances:
-                hits, n_rel = related_pins_hits(data.relevance_graph(rel), cold, top)
-                results[(task, rel)] = _score(task, rel, cold, top, hits, n_rel, n_resamples, seed)
-
-    board_tasks = sorted(wanted & {"board_to_pins", "boards_for_cold", "new_board_to_pins"})
-    board_emb = embedder.embed_texts(data.board_titles) if len(cold) and board_tasks else None
-    if board_emb is None:
-        skipped |= {task: "the model embeds no free text" for task in board_tasks}
-    else:
-        board_emb = board_emb.float()
-        for rel in data.relevances:
-            graph = data.relevance_graph(rel)
-            boards = np.arange(graph.n_boards)  # board indices of the relevance graph
-            index = boards if rel == "all" else np.flatnonzero(data.curated_boards)  # their titles
-            if "board_to_pins" in wanted:
-                top = exact_topk(
-                    board_emb[torch.as_tensor(index)], emb.pin[torch.as_tensor(cold)], DEPTH
-                )
-                retrieved = cold[top]
-                hits, n_rel = _board_hits(graph, boards, cold, retrieved)
-                results[("board_to_pins", rel)] = _score(
-                    "board_to_pins", rel, index, retrieved, hits, n_rel, n_resamples, seed
-                )
-            if "boards_for_cold" in wanted:
-                # which boards would this new pin be saved to: its pin embedding vs board titles
-                top = exact_topk(
-                    emb.pin[torch.as_tensor(cold)], board_emb[torch.as_tensor(index)], DEPTH
-                )
-                member = graph.pin_board[cold].tocsr()
-                hits = (
-                    np.stack(
-                        [
-                            np.isin(top[i], member.indices[member.indptr[i] : member.indptr[i + 1]])
-                            for i in range(len(cold))
-                        ]
-                    )
-                    if len(cold)
-                    else np.zeros((0, top.shape[1]), dtype=bool)
-                )
-                n_rel = np.diff(member.indptr).astype(np.int64)
-                results[("boards_for_cold", rel)] = _score(
-                    "boards_for_cold", rel, cold, top, hits, n_rel, n_resamples, seed
-                )
-            if "new_board_to_pins" in wanted:
-                # held-out boards of this relevance; `graph` and `index` enumerate its boards
-                new = np.flatnonzero(np.isin(index, data.held_out_boards))
-                if len(new) == 0:
-                    continue
-                top = exact_topk(board_emb[torch.as_tensor(index[new])], emb.pin, DEPTH)
-                hits = np.stack([np.isin(top[i], graph.pins_of(b)) for i, b in enumerate(new)])
-                n_rel = graph.board_size[new].astype(np.int64)
-                results[("new_board_to_pins", rel)] = _score(
-                    "new_board_to_pins", rel, index[new], top, hits, n_rel, n_resamples, seed
-                )
-    if (
-        board_emb is not None
-        and "new_board_to_pins" in wanted
-        and not any(task == "new_board_to_pins" for task, _ in results)
-    ):
-        skipped["new_board_to_pins"] = "no held-out board (data.board_holdout_frac = 0)"
+        for rel, (queries, top, hits, n_rel) in retrieved.items():
+            results[(task, rel)] = _score(task, rel, queries, top, hits, n_rel, n_resamples, seed)
     console.print(
         f"evaluated {embedder.name}: {len(results)} task × relevance results"
         + (f", skipped {', '.join(skipped)}" if skipped else "")

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 
 from pinclip.errors import InputError
 from pinclip.evaluate.data import EvalData
+from pinclip.registry import Registry
 
 
 @dataclass
@@ -48,6 +51,11 @@ class Embedder(ABC):
         """A run dir whose metrics.jsonl holds this model's training losses (None: not trained)."""
         return None
 
+    def use_stored_features(self, stored) -> None:
+        """A PinCLIP run's feature store (`pretrained.StoredFeatures`) that may already hold
+        this model's features, so it need not compute them (default: not used)."""
+        return None
+
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.float(), dim=-1)
@@ -72,25 +80,90 @@ def check_embeddings(emb: PinEmbeddings, n_pins: int, name: str) -> PinEmbedding
     return emb
 
 
-_REGISTRY: dict[str, Callable[..., Embedder]] = {}
+@dataclass(frozen=True)
+class Baseline:
+    """A registered baseline: `make(context, arg, **options) -> Embedder`.
+
+    `arg` names what follows `NAME:` in a spec (`zero-shot:SPEC`, `open_clip:RUN_DIR`); None
+    for a bare name. A `shared` baseline is made once per comparison (its encoders load
+    once; `minilm+lite0` reuses the `minilm` and `lite0` of the same comparison)."""
+
+    make: Callable[..., Embedder]
+    arg: str | None = None
+    shared: bool = False
 
 
-def register_baseline(name: str) -> Callable[[Callable[..., Embedder]], Callable[..., Embedder]]:
-    """Decorator: make a factory available to `pinclip compare` under `name`."""
+BASELINES: Registry[Baseline] = Registry("baseline")
+
+
+@dataclass
+class BaselineContext:
+    """What the baselines of one comparison share: the device PinCLIP models run on, a
+    console, and the instances of `shared` baselines."""
+
+    device: str = "cpu"
+    console: Console | None = None
+    instances: dict[str, Embedder] = field(default_factory=dict)
+
+    def shared(self, name: str) -> Embedder:
+        """The comparison's one instance of the bare baseline `name`."""
+        if name not in self.instances:
+            self.instances[name] = BASELINES.get(name).make(self, None)
+        return self.instances[name]
+
+
+def register_baseline(
+    name: str, *, help: str = "", arg: str | None = None, shared: bool = False
+) -> Callable[[Callable[..., Embedder]], Callable[..., Embedder]]:
+    """Decorator: make an `Embedder` class (or factory) `pinclip compare NAME`; with `arg`,
+    `pinclip compare NAME:ARG`, ARG passed as its first argument."""
 
     def wrap(factory: Callable[..., Embedder]) -> Callable[..., Embedder]:
-        _REGISTRY[name] = factory
+        def make(context: BaselineContext, value: str | None, **options) -> Embedder:
+            return factory(value, **options) if arg else factory(**options)
+
+        BASELINES.add(name, Baseline(make, arg, shared), help=help or _first_line(factory))
         return factory
 
     return wrap
 
 
+def _first_line(obj: object) -> str:
+    return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+
+
 def list_baselines() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(BASELINES.names())
 
 
-def create_baseline(name: str, **kwargs) -> Embedder:
-    """A registered baseline by name (`list_baselines()`)."""
-    if name not in _REGISTRY:
-        raise InputError(f"unknown baseline {name!r}; known: {', '.join(list_baselines())}")
-    return _REGISTRY[name](**kwargs)
+def resolve_spec(spec: str) -> tuple[str, str | None]:
+    """A spec -> (registered name, its argument): `NAME`, `NAME:ARG`, or an existing path
+    (a PinCLIP run or model dir: `pinclip:PATH`). Unknown: a ConfigError with the names."""
+    if spec in BASELINES:
+        return spec, None
+    name, sep, value = spec.partition(":")
+    if sep and name in BASELINES and BASELINES.get(name).arg:
+        return name, value
+    if Path(spec).exists() and "pinclip" in BASELINES:
+        return "pinclip", spec
+    BASELINES.entry(spec)  # raises: unknown baseline, did you mean, the known names
+    raise AssertionError("unreachable")
+
+
+def create_baseline(spec: str, context: BaselineContext | None = None, **options) -> Embedder:
+    """The baseline a spec names (`random`, `minilm+lite0`, `zero-shot:SPEC`,
+    `open_clip:RUN_DIR`, a PinCLIP run dir, ...; `BASELINES`), made through its registration."""
+    context = context or BaselineContext()
+    name, value = resolve_spec(spec)
+    entry = BASELINES.entry(name)
+    if entry.value.arg and not value:
+        raise InputError(f"baseline {name!r} needs {name}:{entry.value.arg}")
+    if entry.value.shared and not options:
+        return context.shared(name)
+    return entry.value.make(context, value, **options)
+
+
+def baseline_help() -> str:
+    """The spec forms `pinclip compare` accepts, from the registry."""
+    forms = [f"{e.name}:{e.value.arg}" if e.value.arg else e.name for e in BASELINES]
+    return " | ".join(forms)

@@ -321,7 +321,9 @@ class _DataInfo:
         pass
 
 
-@register_baseline("open_clip")
+@register_baseline(
+    "open_clip", arg="RUN_DIR", help="an open_clip CLIP trained by `pinclip train-open-clip`"
+)
 class OpenCLIPEmbedder(Embedder):
     """A trained open_clip baseline: image and text embeddings; a pin = their normalised mean."""
 

@@ -14,7 +14,7 @@ from pinclip.model import PinCLIP
 from pinclip.model.devices import resolve_device
 from pinclip.retrieval import embed_pins
 
-from .base import Embedder, PinEmbeddings, register_baseline
+from .base import BASELINES, Baseline, BaselineContext, Embedder, PinEmbeddings
 
 
 def model_dir(path: str | Path, checkpoint: str = "best") -> Path:
@@ -29,7 +29,6 @@ def model_dir(path: str | Path, checkpoint: str = "best") -> Path:
     )
 
 
-@register_baseline("pinclip")
 class PinCLIPEmbedder(Embedder):
     """`pin_emb` (image + text fused), `image_emb` and `text_emb` of a saved PinCLIP."""
 
@@ -81,3 +80,15 @@ class PinCLIPEmbedder(Embedder):
     def trained_on(self) -> str | None:
         run = find_run_dir(self.path)
         return str(run) if run is not None and (run / "metrics.jsonl").is_file() else None
+
+
+def _pinclip(context: BaselineContext, path: str, **options) -> PinCLIPEmbedder:
+    """A PinCLIP run or model dir, run on the comparison's device."""
+    return PinCLIPEmbedder(path, **({"device": context.device} | options))
+
+
+BASELINES.add(
+    "pinclip",
+    Baseline(_pinclip, arg="RUN_OR_MODEL_DIR"),
+    help="a PinCLIP run or model dir (a path alone says the same)",
+)

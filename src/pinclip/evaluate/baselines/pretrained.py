@@ -27,7 +27,15 @@ from pinclip.data.catalog import TextColumn
 from pinclip.evaluate.data import EvalData
 from pinclip.model.config import LITE0_PIP, MINILM_PIP
 
-from .base import Embedder, PinEmbeddings, normalize, register_baseline
+from .base import (
+    BASELINES,
+    Baseline,
+    BaselineContext,
+    Embedder,
+    PinEmbeddings,
+    normalize,
+    register_baseline,
+)
 
 if TYPE_CHECKING:
     from pinclip.model import FeatureTable, PinCLIP
@@ -170,7 +178,7 @@ def embed_images(
     return torch.cat(out)
 
 
-@register_baseline("minilm")
+@register_baseline("minilm", help="all-MiniLM-L6-v2, mean-pooled, offline, text only", shared=True)
 class MiniLMEmbedder(Embedder):
     """Mean-pooled MiniLM sentence embeddings of the pin text (title + description)."""
 
@@ -190,6 +198,9 @@ class MiniLMEmbedder(Embedder):
         self.batch_size = batch_size
         self.stored = stored  # a feature store that may already hold these features
         self._pins: dict[int, torch.Tensor] = {}
+
+    def use_stored_features(self, stored: StoredFeatures) -> None:
+        self.stored = stored
 
     @property
     def dim(self) -> int:
@@ -220,7 +231,11 @@ class MiniLMEmbedder(Embedder):
         return PinEmbeddings(pin=text, image=None, text=text)
 
 
-@register_baseline("lite0")
+@register_baseline(
+    "lite0",
+    help="ImageNet EfficientNet-Lite0 global-pooled features, offline, image only",
+    shared=True,
+)
 class Lite0Embedder(Embedder):
     """Global-pooled penultimate features of the offline ImageNet EfficientNet-Lite0."""
 
@@ -244,6 +259,9 @@ class Lite0Embedder(Embedder):
         self.stored = stored  # a feature store that may already hold these features
         self._pins: dict[int, torch.Tensor] = {}
 
+    def use_stored_features(self, stored: StoredFeatures) -> None:
+        self.stored = stored
+
     def embed_images(self, data: EvalData, pins: np.ndarray | None = None) -> torch.Tensor:
         """Features of the images of `pins` (default: every pin), from the pixels."""
         forward = lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True)  # noqa: E731
@@ -258,7 +276,6 @@ class Lite0Embedder(Embedder):
         return PinEmbeddings(pin=image, image=image, text=None)
 
 
-@register_baseline("minilm+lite0")
 class ConcatEmbedder(Embedder):
     """image ⊕ text, each half unit-norm, scaled by 1/√2; a single modality is zero-padded."""
 
@@ -290,3 +307,17 @@ class ConcatEmbedder(Embedder):
         return torch.cat(
             [torch.zeros(len(texts), self.image_model.model.num_features), text], dim=1
         )
+
+
+def _concat(context: BaselineContext, value: None, **options) -> ConcatEmbedder:
+    """`minilm+lite0` from the comparison's own `lite0` and `minilm` (loaded once)."""
+    if options:
+        return ConcatEmbedder(**options)
+    return ConcatEmbedder(context.shared("lite0"), context.shared("minilm"))
+
+
+BASELINES.add(
+    "minilm+lite0",
+    Baseline(_concat, shared=True),
+    help="both halves L2-normalised and concatenated (a pin = image ⊕ text)",
+)

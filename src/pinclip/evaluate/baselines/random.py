@@ -9,7 +9,7 @@ from pinclip.evaluate.data import EvalData
 from .base import Embedder, PinEmbeddings, normalize, register_baseline
 
 
-@register_baseline("random")
+@register_baseline("random", help="random unit vectors per pin and modality, seeded: the floor")
 class RandomEmbedder(Embedder):
     name = "random"
     is_floor = True

@@ -16,12 +16,15 @@ import torch
 from pinclip.errors import InputError
 from pinclip.evaluate.data import EvalData
 
-from .base import Embedder, PinEmbeddings, normalize
+from .base import Embedder, PinEmbeddings, normalize, register_baseline
 from .pretrained import embed_images
 
 PREFIX = "zero-shot:"
 
 
+@register_baseline(
+    "zero-shot", arg="SPEC", help="a foundation's own embeddings, no training (SPEC: a backbone)"
+)
 class ZeroShotEmbedder(Embedder):
     """A two-tower backbone alone: no layer trained on the catalog."""
 
