@@ -5,12 +5,15 @@ owns one `Registry`; a plug-in is one module that registers itself with a decora
 CLI's help, `pinclip models` and the parametrised tests read the same table, so adding a
 plug-in never means restating its name elsewhere.
 
-    BUILDERS: Registry[BuilderFn] = Registry("catalog builder")
+    INDEX_KINDS: Registry[IndexKind] = Registry("index kind")
+    INDEX_KINDS.add("hnsw", IndexKind("HNSW32,Flat"), help="HNSW graph, the default")
 
-    @BUILDERS.register("emoji", help="OpenMoji emoji, boards from Unicode groups")
-    def build_emoji_catalog(out, options): ...
+    INDEX_KINDS.get("hnws")  # ConfigError: unknown index kind 'hnws'; did you mean 'hnsw'?
 
-    BUILDERS.get("emoij")  # ConfigError: unknown catalog builder 'emoij'; did you mean 'emoji'?
+The tables: `pinclip.data.builders.BUILDERS` (catalog builders, each with an options
+dataclass), `pinclip.evaluate.baselines.BASELINES`, `pinclip.evaluate.tasks.EVAL_TASKS`,
+`pinclip.serve.index_kinds.INDEX_KINDS`, `pinclip.model.backbones.BACKBONES`; how to add to
+each: docs/architecture.md, "Adding a plug-in".
 """
 
 from __future__ import annotations
