@@ -4,13 +4,16 @@
     python bench/docs_tables.py --check    # exit 1 if a marked table differs (tests run this)
 
 A table in a docs page is the block between `<!-- table:NAME -->` and `<!-- /table -->`;
-NAME says what it shows, all from bench/results/quality.json (written by `make quality`):
+NAME says what it shows, from bench/results/quality.json (written by `make quality`) and,
+for `foundation`, bench/results/foundation.json (written by bench/foundation.py):
 
 - `quality:summary`: PinCLIP vs the best training-free baseline, λ = 0 and open_clip, per
   catalog and headline task, read by the report's CI rule (`ci_reading`);
 - `quality:CATALOG:vs_every_model`: PinCLIP ÷ every model, paired bootstrap CIs;
 - `quality:CATALOG:per_task:RELEVANCE`: every model × every task, Recall@10 [95% CI], and
-  the tasks that are n/a for a model, with the reason.
+  the tasks that are n/a for a model, with the reason;
+- `foundation`: the foundation transfer (mdi foundation -> emoji), cold Recall@10 [95% CI]
+  and seconds per training step of each row.
 """
 
 from __future__ import annotations
@@ -120,9 +123,27 @@ def render(quality: dict) -> dict[str, str]:
     return tables
 
 
+def render_foundation(foundation: dict | None) -> str:
+    """The foundation-transfer table from the parsed foundation.json."""
+    if foundation is None:
+        return "*bench/results/foundation.json does not exist yet: run bench/foundation.py.*\n"
+    return _table(
+        ["run", "cold related-pins Recall@10 [95% CI]", "seconds per step"],
+        [
+            [r["name"], _cell({"mean": r["related_cold"], "ci95": r["ci"]}),
+             "—" if r["seconds"] is None else f"{r['seconds']:.2f}"]
+            for r in foundation["rows"]
+        ],
+    )  # fmt: skip
+
+
 def update(check: bool = False, docs: Path = DOCS, results: Path = RESULTS) -> list[str]:
     """Rewrite (or with `check`, compare) every marked table; returns the stale ones."""
     tables = render(json.loads((results / "quality.json").read_text()))
+    foundation = results / "foundation.json"
+    tables["foundation"] = render_foundation(
+        json.loads(foundation.read_text()) if foundation.is_file() else None
+    )
     stale = []
     for page in sorted(docs.glob("*.md")):
         text = page.read_text()
