@@ -65,3 +65,12 @@ def test_print_config_shows_every_key_resolved_with_its_default_and_doc(tmp_path
     assert "*loss.kind" in lines and "siglip" in lines["*loss.kind"]
     assert "epochs" in lines and "*epochs" not in lines  # unchanged keys are not marked
     assert not run_dir.exists()  # printing the config trains nothing
+
+
+def test_the_cli_starts_without_torch_or_faiss():
+    """Help read from registries whose modules import torch (baselines, evaluation tasks) is
+    filled in only when --help is asked for (`cli._help.lazy_help`), so every command starts
+    fast; the catalog-builder and index-kind tables are read at start, without either."""
+    code = "import sys, pinclip.cli; print('torch' in sys.modules, 'faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -83,6 +83,19 @@ def test_every_registered_baseline_embeds_the_tiny_catalog(name, data, context, 
     assert emb.image is not None or emb.text is not None
 
 
+def test_compare_help_lists_every_registered_spec_form():
+    from typer.testing import CliRunner
+
+    from pinclip.cli import app
+    from pinclip.evaluate.baselines import baseline_help
+
+    result = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert baseline_help() in " ".join(result.output.split())
+    for entry in BASELINES:
+        assert entry.name in baseline_help()
+
+
 def test_a_comparison_resolves_every_spec_through_the_registry_and_shares_encoders(tiny_run):
     from pinclip.evaluate.baselines.pretrained import ConcatEmbedder, MiniLMEmbedder
     from pinclip.evaluate.compare import build_embedders
