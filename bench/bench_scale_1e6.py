@@ -590,6 +590,42 @@ def _head() -> str:
     return out.stdout.strip()[:100]
 
 
+def table(args: argparse.Namespace) -> None:
+    """The scale results as markdown: seconds, peak RssAnon and pins/s per stage and size,
+    and each stage's memory slope (d log RssAnon / d log N) and 10^6/10^5 ratio."""
+    import math
+
+    data = _load()
+    sizes = sorted(int(k) for k in data if k.isdigit())
+    print("| stage | " + " | ".join(f"{n:,}: s / MiB / pins/s" for n in sizes) + " | slope "
+          "10^4→10^5 | slope 10^5→10^6 | RssAnon 10^6 / 10^5 |")  # fmt: skip
+    print("|---|" + "---:|" * (len(sizes) + 3))
+    for stage in STAGES:
+        cells, peaks = [], {}
+        for n in sizes:
+            r = data[str(n)].get(stage)
+            if not r:
+                cells.append("—")
+                continue
+            mark = "*" if r.get("stand_in") else ""
+            peak = r.get("peak_rss_mib")
+            if peak:
+                peaks[n] = peak
+            cells.append(
+                f"{r['seconds']:,.1f}{mark} / {f'{peak:,.0f}' if peak else 'n/m'} / "
+                f"{r['pins_per_s']:,.1f}"
+            )
+
+        def slope(a: int, b: int, peaks: dict = peaks) -> str:
+            if a in peaks and b in peaks:
+                return f"{math.log(peaks[b] / peaks[a]) / math.log(b / a):.2f}"
+            return "—"
+
+        ratio = f"{peaks[10**6] / peaks[10**5]:.2f}" if 10**6 in peaks and 10**5 in peaks else "—"
+        print(f"| {stage} | " + " | ".join(cells) + f" | {slope(10**4, 10**5)} | "
+              f"{slope(10**5, 10**6)} | {ratio} |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -608,6 +644,7 @@ def main() -> None:
     sc.add_argument("--work", default="/tmp/pinclip-scale")
     sc.add_argument("--stand-in-from", type=int, help="a measured size: stand-ins at the others")
     sc.add_argument("--probe-seconds", type=float, default=240.0)
+    sub.add_parser("table", help="print the scale results as a markdown table")
     ch = sub.add_parser("child")
     ch.add_argument("stage", choices=sorted(CHILDREN))
     for opt in ("model", "catalog", "store", "out", "work", "result", "overrides"):
@@ -617,6 +654,8 @@ def main() -> None:
         speed(args)
     elif args.cmd == "scale":
         scale(args)
+    elif args.cmd == "table":
+        table(args)
     else:
         import logging
 
