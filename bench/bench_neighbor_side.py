@@ -30,7 +30,9 @@ from _common import REPEATS, interleaved, markdown_table, write_result
 from pinclip.model.inputs import PinInputs
 from pinclip.train.config import load_config
 from pinclip.train.data import anchor_boards, batch_plan, load_training_data
-from pinclip.train.recipe import _step_loss, build_model
+from pinclip.train.loader import MicroBatch
+from pinclip.train.recipe import build_model
+from pinclip.train.step import step_loss
 
 CONTENDERS = {
     "l0": ["loss.nbr_weight=0"],
@@ -58,16 +60,9 @@ class Step:
         boards = None
         if self.loss_cfg.board_weight > 0:
             boards = anchor_boards(self.plan, self.data, anchors, self.step)
-        loss, _ = _step_loss(
-            self.model,
-            self.inputs,
-            self.data,
-            anchors,
-            neighbors,
-            self.loss_cfg,
-            anchors if self.in_batch else neighbors,
-            in_batch=self.in_batch,
-            all_boards=boards,
+        mb = MicroBatch.unloaded(self.step, anchors, neighbors, boards)
+        loss, _ = step_loss(
+            self.model, self.inputs, self.data, mb, self.loss_cfg, in_batch=self.in_batch
         )
         loss.backward()
         self.opt.step()

@@ -3,7 +3,7 @@
     python bench/bench_train_step.py --config configs/emoji-small.yaml
 
 Contenders, each timed for `--steps` optimizer steps per repeat, repeats interleaved:
-- `pinclip_full`: `pinclip.train.recipe._step_loss` with the config's objective (λ = 1),
+- `pinclip_full`: `pinclip.train.step.step_loss` with the config's objective (λ = 1),
   data from `BatchPlan` + `PinInputs` (frozen-tower features cached once), AdamW, grad clip.
 - `pinclip_l0`: the same with `loss.nbr_weight=0` (plain CLIP + fusion).
 - `open_clip`: open_clip's own recipe on the same backbones, batch and warm pins: the
@@ -33,7 +33,9 @@ from _common import REPEATS, interleaved, markdown_table, write_result
 from pinclip.model.inputs import PinInputs
 from pinclip.train.config import load_config
 from pinclip.train.data import BatchPlan, load_training_data
-from pinclip.train.recipe import _step_loss, build_model
+from pinclip.train.loader import MicroBatch
+from pinclip.train.recipe import build_model
+from pinclip.train.step import step_loss
 
 
 class TimedInputs:
@@ -73,9 +75,8 @@ class PinclipStep:
         anchors, neighbors = self.plan.global_batch(self.step, self.data)
         self.wait += time.perf_counter() - t0
         if self.clip_loss is None:
-            loss, _ = _step_loss(
-                self.model, self.inputs, self.data, anchors, neighbors, self.loss_cfg, neighbors
-            )
+            mb = MicroBatch.unloaded(self.step, anchors, neighbors)
+            loss, _ = step_loss(self.model, self.inputs, self.data, mb, self.loss_cfg)
         else:
             out = self.model(**self.inputs.batch(anchors))
             loss = self.clip_loss(out.image_emb, out.text_emb, self.model.logit_scale.exp())

@@ -23,7 +23,9 @@ from _common import REPEATS, interleaved, markdown_table, write_result
 from pinclip.model.inputs import PinInputs
 from pinclip.train.config import load_config
 from pinclip.train.data import batch_plan, load_training_data
-from pinclip.train.recipe import _step_loss, build_model, build_optimizer
+from pinclip.train.loader import MicroBatch
+from pinclip.train.recipe import build_model, build_optimizer
+from pinclip.train.step import step_loss
 
 TEXT, IMAGE = "model.overrides.text.tune_last_layers=1", "model.overrides.image.tune_last_blocks=1"
 CONTENDERS = {"reference": [], "text1": [TEXT], "image1": [IMAGE], "both": [TEXT, IMAGE]}
@@ -48,9 +50,8 @@ class Step:
     def one(self) -> None:
         self.opt.zero_grad(set_to_none=True)
         anchors, neighbors = self.plan.global_batch(self.step, self.data)
-        loss, _ = _step_loss(
-            self.model, self.inputs, self.data, anchors, neighbors, self.loss_cfg, neighbors
-        )
+        mb = MicroBatch.unloaded(self.step, anchors, neighbors)
+        loss, _ = step_loss(self.model, self.inputs, self.data, mb, self.loss_cfg)
         loss.backward()
         self.opt.step()
         self.step += 1

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pinclip.losses import LossConfig, pinclip_loss
+from pinclip.losses import LossConfig, LossInputs, pinclip_loss
 
 SCALE = torch.tensor(math.log(10.0))
 BOARD_ONLY = dict(fuse_weight=0.0, nbr_weight=0.0, board_weight=1.0)
@@ -31,11 +31,8 @@ def anchors(b: int = 6, d: int = 8, seed: int = 0) -> SimpleNamespace:
 def board_grad(log_q: torch.Tensor, **cfg) -> tuple[float, torch.Tensor]:
     board = unit(6, 8, seed=9).requires_grad_(True)
     loss, parts = pinclip_loss(
-        anchors(),
-        logit_scale=SCALE,
-        cfg=LossConfig(**{**BOARD_ONLY, **cfg}),
-        board_emb=board,
-        board_log_q=log_q,
+        LossInputs(anchors(), logit_scale=SCALE, board_emb=board, board_log_q=log_q),
+        LossConfig(**{**BOARD_ONLY, **cfg}),
     )
     loss.backward()
     return parts["board"], board.grad
@@ -58,10 +55,9 @@ def test_a_board_the_anchor_is_on_is_never_its_negative() -> None:
     base, _ = board_grad(torch.zeros(6), board_logq=False, board_symmetric=False)
     board = unit(6, 8, seed=9)
     member[0, 3] = True  # anchor 0 is also on the board of column 3
-    kw = dict(
-        logit_scale=SCALE, cfg=LossConfig(**BOARD_ONLY, board_logq=False, board_symmetric=False)
-    )
-    masked, parts = pinclip_loss(anchors(), board_emb=board, board_member=member, **kw)
+    cfg = LossConfig(**BOARD_ONLY, board_logq=False, board_symmetric=False)
+    inputs = LossInputs(anchors(), logit_scale=SCALE, board_emb=board, board_member=member)
+    masked, parts = pinclip_loss(inputs, cfg)
     # hand computation of row 0 without column 3, rows 1..5 unchanged
     a = anchors().pin_emb
     logits = SCALE.exp() * a @ board.T
@@ -81,21 +77,25 @@ def test_a_board_the_anchor_is_on_is_never_its_negative() -> None:
 def test_rows_without_a_board_are_skipped_and_image_only_rows_still_train() -> None:
     has = torch.tensor([True, True, True, False, False, False])
     out, parts = pinclip_loss(
-        anchors(),
-        logit_scale=SCALE,
-        cfg=LossConfig(**BOARD_ONLY, board_logq=False),
-        board_emb=unit(6, 8, seed=9),
-        has_board=has,
-        has_text=torch.zeros(6, dtype=torch.bool),  # no text at all: the board term still runs
+        LossInputs(
+            anchors(),
+            logit_scale=SCALE,
+            board_emb=unit(6, 8, seed=9),
+            has_board=has,
+            has_text=torch.zeros(6, dtype=torch.bool),  # no text at all: the board term runs
+        ),
+        LossConfig(**BOARD_ONLY, board_logq=False),
     )
     assert math.isfinite(parts["board"]) and "it" in parts
     first = SimpleNamespace(**{k: v[:3] for k, v in vars(anchors()).items()})
     small, _ = pinclip_loss(
-        first,
-        logit_scale=SCALE,
-        cfg=LossConfig(**BOARD_ONLY, board_logq=False),
-        board_emb=unit(6, 8, seed=9)[:3],
-        has_text=torch.zeros(3, dtype=torch.bool),
+        LossInputs(
+            first,
+            logit_scale=SCALE,
+            board_emb=unit(6, 8, seed=9)[:3],
+            has_text=torch.zeros(3, dtype=torch.bool),
+        ),
+        LossConfig(**BOARD_ONLY, board_logq=False),
     )
     assert math.isclose(out.item(), small.item(), rel_tol=1e-5)
 
@@ -127,11 +127,13 @@ def test_pins_learn_their_own_board_on_a_tiny_graph() -> None:
         member = board_of[rows][:, None] == board_of[rows][None, :]  # same board: not negative
         out = SimpleNamespace(image_emb=pin.detach(), text_emb=pin.detach(), pin_emb=pin)
         loss, _ = pinclip_loss(
-            out,
-            logit_scale=SCALE,
-            cfg=cfg,
-            board_emb=F.normalize(board_tower(title[board_of[rows]]), dim=-1),
-            board_member=member,
+            LossInputs(
+                out,
+                logit_scale=SCALE,
+                board_emb=F.normalize(board_tower(title[board_of[rows]]), dim=-1),
+                board_member=member,
+            ),
+            cfg,
         )
         opt.zero_grad()
         loss.backward()

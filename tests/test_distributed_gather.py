@@ -15,8 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pinclip.distributed import all_gather_no_grad, all_gather_with_grad, get_rank, get_world_size
-from pinclip.losses import LossConfig, pinclip_loss
+from pinclip.distributed import (
+    RanksDivergedError,
+    all_gather_no_grad,
+    all_gather_rows,
+    all_gather_with_grad,
+    check_ranks_in_sync,
+    get_rank,
+    get_world_size,
+    mean_over_ranks,
+)
+from pinclip.losses import LossConfig, LossInputs, pinclip_loss
 
 WORLD, LOCAL, N = 2, 4, 8  # ranks, rows per rank, global batch
 KINDS = ("infonce", "siglip")
@@ -80,15 +89,17 @@ def run(kind: str, rows: slice, ddp: bool) -> dict:
     neighbor = SimpleNamespace(pin_emb=out.pin_emb[b:])
     cfg = LossConfig(kind=kind, fuse_weight=0.5, nbr_weight=1.0, logq=True, matryoshka_dims=(8, 16))
     loss, parts = pinclip_loss(
-        anchor,
-        neighbor,
-        logit_scale=encoder.logit_scale,
-        logit_bias=encoder.logit_bias,
-        cfg=cfg,
-        co_board=batch["co_board"][rows],  # this rank's anchors vs every rank's neighbors
-        dup_ids=batch["dup_ids"][rows],
-        log_q=batch["log_q"][rows],
-        has_neighbor=batch["has_neighbor"][rows],
+        LossInputs(
+            anchor,
+            neighbor,
+            logit_scale=encoder.logit_scale,
+            logit_bias=encoder.logit_bias,
+            co_board=batch["co_board"][rows],  # this rank's anchors vs every rank's neighbors
+            dup_ids=batch["dup_ids"][rows],
+            log_q=batch["log_q"][rows],
+            has_neighbor=batch["has_neighbor"][rows],
+        ),
+        cfg,
     )
     loss.backward()
     return {
@@ -110,6 +121,19 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         gathered = all_gather_with_grad(x)
         flags = all_gather_no_grad(torch.tensor([rank == 0, True]))
         checks = {"gathered": gathered.detach().clone(), "flags": flags}
+        # the recipe's collectives: ragged rows (rank 0: 3 rows, rank 1: 2), logged means
+        checks["rows"] = all_gather_rows(torch.full((3 - rank, 2), float(rank)), [3, 2])
+        checks["mean"] = mean_over_ranks({"loss": float(rank), "acc": 1.0}, WORLD)
+        same = nn.Linear(2, 2)
+        nn.init.constant_(same.weight, 1.0)
+        nn.init.constant_(same.bias, 0.0)
+        check_ranks_in_sync(same)  # identical replicas: no error
+        nn.init.constant_(same.weight, float(rank))
+        try:
+            check_ranks_in_sync(same)
+            checks["diverged"] = False
+        except RanksDivergedError:
+            checks["diverged"] = True
         rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
         results = {kind: run(kind, rows, ddp=True) for kind in KINDS}
         torch.save({"checks": checks, "results": results}, Path(out_dir) / f"rank{rank}.pt")
@@ -143,6 +167,9 @@ def test_gather_concatenates_in_rank_order(two_rank_results: list[dict]) -> None
             res["checks"]["gathered"], torch.tensor([[0.0] * 3] * 2 + [[1.0] * 3] * 2)
         )
         assert res["checks"]["flags"].tolist() == [True, True, False, True]
+        assert res["checks"]["rows"].tolist() == [[0.0, 0.0]] * 3 + [[1.0, 1.0]] * 2
+        assert res["checks"]["mean"] == {"acc": 1.0, "loss": 0.5}
+        assert res["checks"]["diverged"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

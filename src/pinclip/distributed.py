@@ -1,4 +1,5 @@
-"""Rank/world helpers and an all-gather that keeps the autograd graph.
+"""Rank/world helpers, an all-gather that keeps the autograd graph, and the collectives the
+training recipe uses (ragged row gathers, logged means, a replica checksum).
 
 Contrastive losses need every rank's embeddings as candidates (more negatives), but each rank
 must still get gradients for the rows it produced. ``all_gather_with_grad`` does what open_clip's
@@ -11,13 +12,23 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from pinclip.errors import PinclipError
+
 __all__ = [
+    "RanksDivergedError",
     "all_gather_no_grad",
+    "all_gather_rows",
     "all_gather_with_grad",
+    "check_ranks_in_sync",
     "get_rank",
     "get_world_size",
     "is_distributed",
+    "mean_over_ranks",
 ]
+
+
+class RanksDivergedError(PinclipError):
+    """DDP replicas that should be identical are not (a bug, or ranks fed different data)."""
 
 
 def is_distributed() -> bool:
@@ -72,3 +83,33 @@ def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(wire) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, wire)
     return torch.cat(parts, dim=0).to(x.dtype)
+
+
+def all_gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Every rank's rows of `x` (rank r has `sizes[r]` rows), concatenated in rank order."""
+    padded = torch.zeros(max(sizes), *x.shape[1:], dtype=x.dtype)
+    padded[: len(x)] = x
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
+
+
+def mean_over_ranks(parts: dict[str, float], world: int) -> dict[str, float]:
+    """Loss parts averaged over ranks: what one process on the global batch would log."""
+    if world == 1:
+        return dict(parts)
+    keys = sorted(parts)
+    values = torch.tensor([parts[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return {k: v / world for k, v in zip(keys, values.tolist(), strict=True)}
+
+
+def check_ranks_in_sync(model: torch.nn.Module) -> None:
+    """DDP keeps replicas identical; verify it rather than trust it (a cheap checksum)."""
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RanksDivergedError(
+            f"ranks diverged: parameter checksums {[g.item() for g in gathered]}"
+        )

@@ -11,7 +11,7 @@ import torch
 
 from pinclip.data.catalog import CatalogError
 from pinclip.model import PinCLIP
-from pinclip.train import TrainingError, load_config, recipe, train
+from pinclip.train import TrainingError, load_config, step, train
 from pinclip.train import checkpoint as ckpt_module
 from pinclip.train.checkpoint import list_checkpoints, load_checkpoint
 
@@ -60,7 +60,7 @@ def test_rejected_rows_are_skipped_and_counted(tiny_catalog, tiny_overrides, tmp
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path, monkeypatch):
-    real_loss = recipe.pinclip_loss
+    real_loss = step.pinclip_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -68,7 +68,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_overrides, tmp_path,
         loss, parts = real_loss(*args, **kwargs)
         return (loss * float("nan"), parts) if calls["n"] == 5 else (loss, parts)
 
-    monkeypatch.setattr(recipe, "pinclip_loss", poisoned)
+    monkeypatch.setattr(step, "pinclip_loss", poisoned)
     with pytest.raises(TrainingError, match="loss became nan at step 4.*--resume"):
         train(load_config(None, tiny_overrides))
     kept = list_checkpoints(tmp_path / "run")

@@ -40,10 +40,22 @@ class MicroBatch:
     neighbors: np.ndarray  # every rank's neighbors (-1: none)
     mine: np.ndarray  # this rank's anchors
     my_neighbors: np.ndarray  # this rank's neighbors
-    inputs: dict[str, Any]  # PinCLIP.forward kwargs of [mine, neighbor-or-self] (CPU)
+    #: PinCLIP.forward kwargs of [mine, neighbor-or-self] (CPU); None: `step_loss` reads them
+    inputs: dict[str, Any] | None
     #: every rank's anchors' sampled positive boards (-1: none; None: no board term); the
     #: forward kwargs of this rank's boards are in `inputs` (board_text[_states])
     boards: np.ndarray | None = None
+
+    @classmethod
+    def unloaded(
+        cls,
+        index: int,
+        anchors: np.ndarray,
+        neighbors: np.ndarray,
+        boards: np.ndarray | None = None,
+    ) -> MicroBatch:
+        """A one-process micro-batch without inputs: `step_loss` reads them (benchmarks)."""
+        return cls(index, anchors, neighbors, anchors, neighbors, None, boards)
 
     def pin_memory(self) -> MicroBatch:
         """What the DataLoader's pin-memory thread calls (CUDA runs): page-locked inputs."""

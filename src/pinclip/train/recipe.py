@@ -5,7 +5,7 @@
 `train()` is a few named set-up steps (devices, data, model, optimizer, resume) and then the
 loop, one comment per step. Each step draws a global batch of warm anchors with one sampled
 board neighbor each (`train.data`), embeds anchors and neighbors in a single forward, and
-applies `pinclip.losses.pinclip_loss` (`_step_loss`). Resume is exact: model, optimizer,
+applies `pinclip.losses.pinclip_loss` (`train.step.step_loss`). Resume is exact: model, optimizer,
 scheduler, RNG and the step (which fixes the data order) are in every checkpoint.
 """
 
@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,9 +24,8 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pinclip.distributed import get_rank, get_world_size
+from pinclip.distributed import all_gather_rows, check_ranks_in_sync, mean_over_ranks
 from pinclip.errors import ConfigError, PinclipError
-from pinclip.losses import LossConfig, pinclip_loss
 from pinclip.memory import bound_heap_growth
 from pinclip.model import PinCLIP
 from pinclip.model.devices import resolve_device
@@ -37,7 +35,7 @@ from pinclip.retrieval import embed_pins, exact_topk, related_pins_hits, retriev
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
-from .data import TrainingData, batch_plan, load_training_data, rank_slice
+from .data import TrainingData, batch_plan, load_training_data
 from .loader import MicroBatch, default_workers, micro_batches
 from .parallel import (
     as_float,
@@ -48,6 +46,7 @@ from .parallel import (
     reduce_replicated_grads,
     wrap,
 )
+from .step import step_loss
 from .tracking import open_trackers
 
 
@@ -261,18 +260,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
                     no_sync(ddp, strategy, sync=world == 1 or last),
                     torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
                 ):
-                    loss, parts = _step_loss(
-                        ddp,
-                        inputs,
-                        data,
-                        mb.mine,
-                        mb.my_neighbors,
-                        loss_cfg,
-                        mb.anchors if in_batch else mb.neighbors,
-                        in_batch=in_batch,
-                        batch=inputs.to_device(mb.inputs),
-                        all_boards=mb.boards,
-                    )
+                    loss, parts = step_loss(ddp, inputs, data, mb, loss_cfg, in_batch=in_batch)
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"loss became {loss.item()} at step {step}; the last good checkpoint is kept in "
@@ -290,7 +278,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
             scheduler.step()
             step += 1
             # 3. log what one process on the whole global batch would log (mean of micro-batches)
-            parts = _mean_over_ranks(summed, world)
+            parts = mean_over_ranks(summed, world)
             loss_value = parts.pop("loss")
             seconds = time.perf_counter() - t0
             rate = cfg.batch_size * accum / seconds
@@ -340,7 +328,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     del batches  # the loader's worker processes stop now, not at interpreter exit
     # the end: final/ is written, then every rank leaves the process group together
     if world > 1 and strategy == "ddp":
-        _check_ranks_in_sync(model)  # FSDP2 ranks hold different shards by design
+        check_ranks_in_sync(model)  # FSDP2 ranks hold different shards by design
     weights = full_model_state(model, strategy, world)  # every rank (FSDP)
     if is_main:
         atomic_save_pretrained(model, run_dir / "final", _own(weights, strategy))
@@ -355,109 +343,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = N
     return RunResult(run_dir, step, best, loss_value, time.perf_counter() - started)
 
 
-# ----- what one step computes --------------------------------------------------------------
-def _step_loss(
-    model: torch.nn.Module,
-    inputs: PinInputs,
-    data: TrainingData,
-    anchors: np.ndarray,
-    neighbors: np.ndarray,
-    loss_cfg: LossConfig,
-    all_neighbors: np.ndarray,
-    *,
-    in_batch: bool = False,
-    batch: dict | None = None,
-    all_boards: np.ndarray | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The PinCLIP loss of this rank's micro-batch, and its float parts for logging.
-
-    `anchors` / `neighbors` are this rank's rows (neighbor -1: the anchor has none);
-    `all_neighbors` are every rank's neighbors in rank order, the columns the loss scores
-    against. Anchors and neighbors are embedded in ONE forward (so BatchNorm-free towers see
-    one batch and DDP one graph); an anchor without a neighbor is embedded twice and its
-    neighbor terms are masked out (`has_neighbor`). A neighbor j that shares a board with
-    anchor i is no negative for i (`co_board`, from the training graph only: held-out pins'
-    edges never leak), duplicate content never either (`dup_ids`), and `log_q` is the
-    neighbor's sampling popularity for the optional logQ correction. With λ = 0 the
-    neighbors are not embedded at all; with `loss.nbr_detach` they are embedded in a second,
-    gradient-free forward (no backward through them). Board-aware batches (`in_batch`) hold
-    their positives: `all_neighbors` are then every rank's anchors and there is one forward.
-    Image-only pins (`has_text` False) skip the terms that read their text. `batch` is the
-    forward inputs of [anchors, neighbor-or-self] (anchors alone for λ = 0 or `in_batch`) when
-    the loader made them; otherwise they are read here.
-
-    With the board term (`loss.board_weight` > 0), `all_boards` are every rank's anchors'
-    sampled positive boards (rank order, -1: none): this rank's are embedded by the board
-    tower in the same forward (`board_text_states` in `batch`), and a board column j is no
-    negative for anchor i when i is on it (`board_member`, training graph).
-    """
-    b = len(anchors)
-    has_text = torch.as_tensor(data.has_text[anchors])
-    core = model.module if hasattr(model, "module") else model  # under DDP, the wrapped model
-    use_board = loss_cfg.board_weight > 0
-    if batch is None:
-        pins = anchors
-        if loss_cfg.nbr_weight > 0 and not in_batch:
-            pins = np.concatenate([anchors, np.where(neighbors >= 0, neighbors, anchors)])
-        batch = inputs.batch(pins)
-        if use_board:
-            assert all_boards is not None, "board_weight > 0 needs the sampled boards"
-            my_boards = rank_slice(all_boards, get_rank(), get_world_size())
-            batch |= inputs.to_device(inputs.cpu_board_batch(np.maximum(my_boards, 0)))
-    common = dict(
-        logit_scale=core.logit_scale,
-        logit_bias=core.logit_bias,
-        cfg=loss_cfg,
-        dup_ids=torch.as_tensor(data.dup_ids[anchors]),
-        has_text=has_text,
-    )
-    if use_board:
-        assert all_boards is not None, "board_weight > 0 needs the sampled boards"
-        my_boards = rank_slice(all_boards, get_rank(), get_world_size())
-        member = data.board_graph.pin_board[anchors][:, np.maximum(all_boards, 0)].toarray() > 0
-        common |= dict(
-            board_member=torch.as_tensor(member & (all_boards >= 0)[None, :]),
-            board_log_q=torch.as_tensor(data.board_log_q[np.maximum(my_boards, 0)]),
-            has_board=torch.as_tensor(my_boards >= 0),
-        )
-    if in_batch:  # P boards × K pins: the neighbors are the other anchors of the batch
-        co_board = data.split.train_graph.co_board_mask(anchors, all_neighbors)
-        out = model(**batch)
-        return pinclip_loss(
-            out,
-            None,
-            co_board=torch.as_tensor(co_board),
-            neighbors_in_batch=True,
-            board_emb=out.board_emb,
-            **common,
-        )
-    has_nbr = neighbors >= 0
-    nbr_or_self = np.where(has_nbr, neighbors, anchors)
-    use_nbr = loss_cfg.nbr_weight > 0
-    if use_nbr and loss_cfg.nbr_detach:
-        board_keys = {k: batch.pop(k) for k in ("board_text", "board_text_states") if k in batch}
-        anchor_out = model(**_rows(batch, slice(0, b)), **board_keys)
-        with torch.no_grad():
-            neighbor_out = model(**_rows(batch, slice(b, 2 * b)))
-    else:
-        out = model(**batch)
-        anchor_out = out.rows(slice(0, b))
-        neighbor_out = out.rows(slice(b, 2 * b)) if use_nbr else None
-    co_board = data.split.train_graph.co_board_mask(
-        anchors, np.where(all_neighbors >= 0, all_neighbors, 0)
-    )
-    co_board &= (all_neighbors >= 0)[None, :]
-    return pinclip_loss(
-        anchor_out,
-        neighbor_out,
-        co_board=torch.as_tensor(co_board),
-        log_q=torch.as_tensor(data.log_q[nbr_or_self]),
-        has_neighbor=torch.as_tensor(has_nbr),
-        board_emb=anchor_out.board_emb,
-        **common,
-    )
-
-
+# ----- validation ------------------------------------------------------------------------
 def validation_recall(
     model: PinCLIP,
     inputs: PinInputs,
@@ -483,7 +369,7 @@ def validation_recall(
     padded = np.concatenate([mine, np.repeat(mine[-1:], longest - len(mine))])
     pin = embed_pins(model, inputs, padded, keys=("pin_emb",))["pin_emb"][: len(mine)]
     if world > 1:
-        pin = _all_gather_rows(pin, [len(p) for p in np.array_split(np.arange(data.n_pins), world)])
+        pin = all_gather_rows(pin, [len(p) for p in np.array_split(np.arange(data.n_pins), world)])
     queries = np.array_split(val, world)[rank]
     top = exact_topk(pin[queries], pin, k, exclude=queries)
     hits, n_rel = related_pins_hits(data.graph, queries, top)
@@ -492,24 +378,6 @@ def validation_recall(
     if world > 1:
         dist.all_reduce(totals)
     return float(totals[0] / totals[1]) if totals[1] else 0.0
-
-
-def _rows(batch: Any, rows: slice) -> Any:
-    """Rows of a forward-inputs dict (tensors, lists and dicts of tensors)."""
-    if isinstance(batch, dict):
-        return {k: _rows(v, rows) for k, v in batch.items()}
-    if isinstance(batch, list):
-        return [_rows(v, rows) for v in batch]
-    return batch[rows]
-
-
-def _all_gather_rows(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Every rank's rows of `x` (rank r has `sizes[r]` rows), concatenated in rank order."""
-    padded = torch.zeros(max(sizes), *x.shape[1:], dtype=x.dtype)
-    padded[: len(x)] = x
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded)
-    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
 
 
 def _rng_state() -> dict:
@@ -544,22 +412,3 @@ def _save_checkpoint(
         console.print(
             f"[red]checkpoint at step {step} not written ({err}); the previous one is intact[/]"
         )
-
-
-def _mean_over_ranks(parts: dict[str, float], world: int) -> dict[str, float]:
-    """Loss parts averaged over ranks: what one process on the global batch would log."""
-    if world == 1:
-        return dict(parts)
-    keys = sorted(parts)
-    values = torch.tensor([parts[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(values)
-    return {k: v / world for k, v in zip(keys, values.tolist(), strict=True)}
-
-
-def _check_ranks_in_sync(model: torch.nn.Module) -> None:
-    """DDP keeps replicas identical; verify it rather than trust it (a cheap checksum)."""
-    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
-    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, checksum)
-    if any(not torch.equal(g, gathered[0]) for g in gathered):
-        raise TrainingError(f"ranks diverged: parameter checksums {[g.item() for g in gathered]}")
