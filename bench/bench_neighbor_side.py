@@ -47,7 +47,7 @@ CONTENDERS = {
 class Step:
     def __init__(self, cfg, data, inputs) -> None:
         self.cfg, self.data, self.inputs = cfg, data, inputs
-        self.model = build_model(cfg).train()
+        self.model = build_model(cfg.model, seed=cfg.seed, loss_kind=cfg.loss.kind).train()
         self.plan = batch_plan(cfg, data)
         self.in_batch = cfg.data.batch == "boards"
         self.opt = torch.optim.AdamW(self.model.param_groups(cfg.optim.weight_decay), lr=1e-4)
@@ -86,7 +86,7 @@ def main() -> None:
     cfgs = {k: load_config(args.config, [*args.overrides, *CONTENDERS[k]]) for k in names}
     data = load_training_data(cfgs["l0"].data, console=Console(quiet=True))
     inputs = PinInputs.prepare(
-        build_model(cfgs["l0"]),
+        build_model(cfgs["l0"].model, seed=cfgs["l0"].seed, loss_kind=cfgs["l0"].loss.kind),
         data,
         cache_dir=Path(cfgs["l0"].data.cache_dir),
         device=torch.device("cpu"),

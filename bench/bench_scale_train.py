@@ -152,7 +152,7 @@ def features_stage(args: argparse.Namespace) -> None:
     cfg = load_config(None, args.overrides)
     console = Console(stderr=True)
     data = load_training_data(cfg.data, console=console)
-    model = build_model(cfg)
+    model = build_model(cfg.model, seed=cfg.seed, loss_kind=cfg.loss.kind)
     PinInputs.prepare(
         model,
         data,

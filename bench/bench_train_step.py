@@ -60,7 +60,7 @@ class PinclipStep:
 
     def __init__(self, cfg, data, inputs: PinInputs, clip_loss=None) -> None:
         self.cfg, self.data = cfg, data
-        self.model = build_model(cfg)
+        self.model = build_model(cfg.model, seed=cfg.seed, loss_kind=cfg.loss.kind)
         self.model.train()
         self.inputs = TimedInputs(inputs)
         self.plan = BatchPlan(anchors=data.split.warm, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -159,7 +159,7 @@ def main() -> None:
     full_cfg = load_config(args.config)
     l0_cfg = load_config(args.config, ["loss.nbr_weight=0"])
     data = load_training_data(full_cfg.data, console=Console(quiet=True))
-    probe = build_model(full_cfg)
+    probe = build_model(full_cfg.model, seed=full_cfg.seed, loss_kind=full_cfg.loss.kind)
     inputs = PinInputs.prepare(
         probe,
         data,

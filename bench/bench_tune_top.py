@@ -34,7 +34,7 @@ CONTENDERS = {"reference": [], "text1": [TEXT], "image1": [IMAGE], "both": [TEXT
 class Step:
     def __init__(self, cfg, data) -> None:
         self.cfg, self.data = cfg, data
-        self.model = build_model(cfg).train()
+        self.model = build_model(cfg.model, seed=cfg.seed, loss_kind=cfg.loss.kind).train()
         self.inputs = PinInputs.prepare(
             self.model,
             data,
@@ -43,7 +43,7 @@ class Step:
             console=Console(quiet=True),
         )
         self.plan = batch_plan(cfg, data)
-        self.opt, _ = build_optimizer(cfg, self.model, total_steps=100)
+        self.opt, _ = build_optimizer(cfg.optim, self.model, total_steps=100)
         self.loss_cfg = cfg.loss.for_model(self.model.config.matryoshka_dims)
         self.step = 0
 

@@ -69,7 +69,8 @@ def test_backbone_family_through_the_pipeline(family, tiny_catalog, tmp_path, mo
     if family in TWO_TOWERS:
         tuned.append("model.overrides.text.tune_last_layers=1")
     train(load_config(None, tuned))
-    init = build_model(load_config(None, tuned))
+    tuned_cfg = load_config(None, tuned)
+    init = build_model(tuned_cfg.model, seed=tuned_cfg.seed, loss_kind=tuned_cfg.loss.kind)
     final = PinCLIP.from_pretrained(tmp_path / "tuned" / "final")
     towers = ("image", "text") if family in TWO_TOWERS else ("image",)
     for tower in towers:

@@ -20,7 +20,9 @@ from pinclip.train.recipe import build_model
 def _setup(overrides):
     cfg = load_config(None, overrides)
     data = load_training_data(cfg.data, console=Console(quiet=True))
-    model = build_model(cfg)  # tiny: stem and text encoder trainable -> decode + tokenize
+    model = build_model(
+        cfg.model, seed=cfg.seed
+    )  # tiny: stem and text encoder trainable -> decode + tokenize
     inputs = PinInputs.prepare(
         model,
         data,

@@ -14,9 +14,8 @@ from pinclip.train.tracking import open_trackers
 
 def test_tensorboard_asked_for_and_missing_warns_and_goes_on(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import -> ImportError
-    cfg = load_config(None, ["tensorboard=true"])
     with caplog.at_level(logging.WARNING, logger="pinclip.train.tracking"):
-        trackers = open_trackers(cfg, tmp_path, 0, enabled=True)
+        trackers = open_trackers(tmp_path, 0, enabled=True, tensorboard=True)
     assert "pip install 'pinclip[tensorboard]'" in caplog.text
     trackers.write({"step": 1, "loss": 2.5})
     trackers.close()
@@ -27,7 +26,7 @@ def test_tensorboard_asked_for_and_missing_warns_and_goes_on(tmp_path, monkeypat
 def test_tensorboard_writes_event_files(tmp_path, caplog):
     pytest.importorskip("tensorboard")
     with caplog.at_level(logging.WARNING):
-        trackers = open_trackers(load_config(None, []), tmp_path, 0, enabled=True)
+        trackers = open_trackers(tmp_path, 0, enabled=True, tensorboard=True)
     trackers.write({"step": 1, "loss": 2.5, "lr": 0.1})
     trackers.close()
     assert not caplog.text
@@ -36,7 +35,7 @@ def test_tensorboard_writes_event_files(tmp_path, caplog):
 
 
 def test_other_ranks_track_nothing(tmp_path):
-    trackers = open_trackers(load_config(None, []), tmp_path, 0, enabled=False)
+    trackers = open_trackers(tmp_path, 0, enabled=False, tensorboard=True)
     trackers.write({"step": 1, "loss": 1.0})
     assert not list(tmp_path.iterdir())
 

@@ -1,12 +1,15 @@
-"""The training recipe: one readable loop, one process or `torchrun --nproc_per_node N`.
+"""The training recipe in three parts (torchtune's shape): `setup`, `loop`, `teardown`.
 
     pinclip train --config configs/emoji-small.yaml optim.lr=1e-3
 
-`train()` is a few named set-up steps (devices, data, model, optimizer, resume) and then the
-loop, one comment per step. Each step draws a global batch of warm anchors with one sampled
-board neighbor each (`train.data`), embeds anchors and neighbors in a single forward, and
-applies `pinclip.losses.pinclip_loss` (`train.step.step_loss`). Resume is exact: model, optimizer,
-scheduler, RNG and the step (which fixes the data order) are in every checkpoint.
+`setup()` builds the named pieces of a run (`Run`: devices, data, model, optimizer, resume,
+trackers, loader); `loop()` is one optimizer step per iteration, one comment per step, read in
+one sitting; `teardown()` writes final/ and leaves the process group. One process, or
+`torchrun --nproc_per_node N` (DDP replicas or FSDP2 shards). Each step draws a global batch
+of warm anchors with one sampled board neighbor each (`train.data`), embeds anchors and
+neighbors in a single forward and applies `pinclip.losses.pinclip_loss` (`train.step`).
+Resume is exact: model, optimizer, scheduler, RNG and the step (which fixes the data order)
+are in every checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +30,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainin
 
 from pinclip.distributed import all_gather_rows, check_ranks_in_sync, mean_over_ranks
 from pinclip.errors import ConfigError, PinclipError
+from pinclip.losses import LossConfig
 from pinclip.memory import bound_heap_growth
 from pinclip.model import PinCLIP
 from pinclip.model.devices import resolve_device
@@ -34,8 +39,8 @@ from pinclip.progress import Progress  # a Rich bar, or plain lines when stderr 
 from pinclip.retrieval import embed_pins, exact_topk, related_pins_hits, retrieval_metrics
 
 from .checkpoint import atomic_save_pretrained, load_latest_checkpoint, save_checkpoint
-from .config import TrainConfig, save_config
-from .data import TrainingData, batch_plan, load_training_data
+from .config import DataConfig, ModelConfig, OptimConfig, TrainConfig, save_config
+from .data import BatchPlan, BoardBatchPlan, TrainingData, batch_plan, load_training_data
 from .loader import MicroBatch, default_workers, micro_batches
 from .parallel import (
     as_float,
@@ -47,7 +52,9 @@ from .parallel import (
     wrap,
 )
 from .step import step_loss
-from .tracking import open_trackers
+from .tracking import Trackers, open_trackers
+
+__all__ = ["Run", "RunResult", "TrainingError", "loop", "setup", "teardown", "train"]
 
 
 class TrainingError(PinclipError):
@@ -63,18 +70,247 @@ class RunResult:
     seconds: float
 
 
-# ----- set-up steps ------------------------------------------------------------------------
-def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
+@dataclass
+class Run:
+    """The named pieces `setup` builds; `loop` and `teardown` read them (and move `step`)."""
+
+    run_dir: Path
+    console: Console  # the progress bar's
+    rank: int
+    world: int
+    device: torch.device
+    owns_group: bool  # this process started the process group (and ends it)
+    strategy: str  # ddp or fsdp (under torchrun)
+    data: TrainingData
+    inputs: PinInputs  # model inputs: stored frozen features or images/tokens
+    model: PinCLIP  # the model itself (sharded in place under FSDP2)
+    wrapped: torch.nn.Module  # what runs the forward: DDP's wrapper or the model
+    trainable: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None  # autocast dtype; None: fp32
+    loss_cfg: LossConfig  # with the model's Matryoshka prefixes
+    in_batch: bool  # board-aware batches: the positives are in the batch
+    batch_size: int
+    accum: int  # micro-batches per optimizer step
+    grad_clip: float
+    total: int  # optimizer steps of the run
+    val_every: int
+    ckpt_every: int
+    keep_last: int
+    config: dict[str, Any]  # the resolved config, stored in every checkpoint
+    log: Trackers
+    batches: Iterator[MicroBatch]
+    step: int = 0
+    best: float = -1.0  # best validation recall so far
+    loss_value: float = float("nan")
+    started: float = 0.0  # perf_counter() when the loop began
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> RunResult:
+    """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
+    run = setup(cfg, resume=resume, console=console)
+    loop(run)
+    return teardown(run)
+
+
+# ----- 1. set-up ---------------------------------------------------------------------------
+def setup(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> Run:
+    """Devices, data, model, optimizer, resume, trackers and the loader of a run."""
+    console = console or Console(stderr=True)
+    rank, world, device, owns_group = _setup_distributed(cfg.device)
+    say = console if rank == 0 else Console(quiet=True)  # only rank 0 prints
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
+    run_dir = Path(cfg.run_dir)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")  # the resolved config: what actually ran
+
+    # data: catalog, split, neighbor sampler; model inputs (frozen features stored once)
+    data = load_training_data(cfg.data, run_dir=run_dir, console=say)
+    bound_heap_growth(data.graph.n_pins)  # at scale freed step buffers go back to the kernel
+    model = build_model(cfg.model, seed=cfg.seed, loss_kind=cfg.loss.kind).to(device)
+    inputs = _prepare_inputs(model, data, cfg.data, device, say, boards=cfg.loss.board_weight > 0)
+    plan = batch_plan(cfg, data)  # pairs (anchor + sampled neighbor) or P boards × K pins
+    accum = cfg.optim.accum_steps
+    # every count below is in optimizer steps (one step = `accum` micro-batches)
+    steps_per_epoch = max(plan.steps_per_epoch // accum, 1)
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+
+    # pick up where a previous run of this run dir stopped: the weights go into the whole
+    # model, then the ranks wrap it (DDP replicas or FSDP2 shards), then the optimizer is
+    # built over the parameters the step will update and gets its state back
+    state = load_latest_checkpoint(run_dir) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+    wrapped = wrap(model, cfg.distributed, world, device)
+    optimizer, scheduler = build_optimizer(cfg.optim, model, total)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    # fp16 needs loss scaling (its range underflows small gradients); bf16 and fp32 do not
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    step, best, loss_value = 0, -1.0, float("nan")
+    if state is not None:
+        step, best, loss_value = _resume(
+            state, wrapped, optimizer, scheduler, scaler, cfg.distributed, world
+        )
+        say.print(f"resumed {run_dir} at step {step}")
+    del state
+    loss_cfg = cfg.loss.for_model(model.config.matryoshka_dims)
+    log = open_trackers(  # metrics.jsonl, TensorBoard, MLflow
+        run_dir,
+        step,
+        enabled=rank == 0,
+        tensorboard=cfg.tensorboard,
+        mlflow=cfg.mlflow,
+        params=asdict(cfg),
+    )
+
+    # the loader: micro-batches from the resumed step on, made ahead by worker processes
+    # (none for a run killed after its last checkpoint: it only has final/ left to write)
+    in_batch = cfg.data.batch == "boards"
+    batches: Iterator[MicroBatch] = iter(())
+    if step >= total:
+        say.print(f"all {total} steps were done; writing {run_dir / 'final'} from step {step}")
+    else:
+        batches = _loader(
+            plan,
+            data,
+            inputs,
+            cfg.data,
+            loss_cfg,
+            step * accum,
+            total * accum,
+            rank=rank,
+            world=world,
+            in_batch=in_batch,
+        )
+    return Run(
+        run_dir=run_dir,
+        console=console,
+        rank=rank,
+        world=world,
+        device=device,
+        owns_group=owns_group,
+        strategy=cfg.distributed,
+        data=data,
+        inputs=inputs,
+        model=model,
+        wrapped=wrapped,
+        trainable=trainable,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        loss_cfg=loss_cfg,
+        in_batch=in_batch,
+        batch_size=cfg.batch_size,
+        accum=accum,
+        grad_clip=cfg.optim.grad_clip,
+        total=total,
+        val_every=cfg.val_every or steps_per_epoch,
+        ckpt_every=cfg.ckpt_every or steps_per_epoch,
+        keep_last=cfg.keep_last,
+        config=asdict(cfg),
+        log=log,
+        batches=batches,
+        step=step,
+        best=best,
+        loss_value=loss_value,
+        started=time.perf_counter(),
+    )
+
+
+# ----- 2. the loop -------------------------------------------------------------------------
+def loop(run: Run) -> None:
+    """Optimizer steps from `run.step` to `run.total`: forward and backward, step, log,
+    validate, checkpoint."""
+    with _progress_bar(run.console, run.is_main) as progress:
+        task = progress.add_task("train", total=run.total, completed=run.step, info="")
+        while run.step < run.total:
+            t0 = time.perf_counter()
+            run.model.train()
+            run.optimizer.zero_grad(set_to_none=True)
+            # 1. forward + backward over `accum` micro-batches; their gradients add up
+            summed, waited = _accumulate(run)
+            # 2. clip the gradient norm, step the optimizer and the learning-rate schedule
+            reduce_replicated_grads(run.model, run.strategy, run.world)  # FSDP2's scalars
+            run.scaler.unscale_(run.optimizer)  # clip the true gradients (no-op without fp16)
+            grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, run.grad_clip)
+            run.scaler.step(run.optimizer)  # skipped if fp16 gradients overflowed (scale drops)
+            run.scaler.update()
+            run.scheduler.step()
+            run.step += 1
+            # 3. log what one process on the whole global batch would log (mean of micro-batches)
+            parts = mean_over_ranks(summed, run.world)
+            run.loss_value = parts.pop("loss")
+            seconds = time.perf_counter() - t0
+            rate = run.batch_size * run.accum / seconds
+            info = f"loss {run.loss_value:.3f}  {rate:.0f} samples/s"
+            progress.update(task, completed=run.step, info=info)
+            run.log.write(
+                {
+                    "step": run.step,
+                    "loss": run.loss_value,
+                    "lr": run.scheduler.get_last_lr()[0],
+                    "grad_norm": as_float(grad_norm),
+                    "samples_per_s": rate,
+                    "loader_wait_share": waited / seconds,
+                    **parts,
+                }
+            )
+            # 4. validate: best/ is the model with the best related-pins recall on val pins
+            if run.step % run.val_every == 0 or run.step == run.total:
+                _validate(run)
+            # 5. checkpoint everything an exact resume needs; a failed write keeps the last one
+            if run.step % run.ckpt_every == 0 or run.step == run.total:
+                _checkpoint(run)
+            # 6. ranks wait for each other (rank 0 wrote the checkpoint alone)
+            if run.world > 1:
+                dist.barrier()
+
+
+# ----- 3. teardown -------------------------------------------------------------------------
+def teardown(run: Run) -> RunResult:
+    """Stop the loader, write final/, close the trackers, leave the process group together."""
+    run.batches = iter(())  # the loader's worker processes stop now, not at interpreter exit
+    if run.world > 1 and run.strategy == "ddp":
+        check_ranks_in_sync(run.model)  # FSDP2 ranks hold different shards by design
+    weights = full_model_state(run.model, run.strategy, run.world)  # every rank (FSDP)
+    if run.is_main:
+        atomic_save_pretrained(run.model, run.run_dir / "final", _own(weights, run.strategy))
+    run.log.close()
+    if run.world > 1:
+        dist.barrier()  # no rank returns before final/ exists
+    if run.owns_group:
+        # joins the backend's threads while Python is alive: left to interpreter exit, a gloo
+        # thread can free a tensor after finalization began and abort the process
+        # ("terminate called without an active exception")
+        dist.destroy_process_group()
+    seconds = time.perf_counter() - run.started
+    return RunResult(run.run_dir, run.step, run.best, run.loss_value, seconds)
+
+
+# ----- set-up helpers ----------------------------------------------------------------------
+def _setup_distributed(device_name: str) -> tuple[int, int, torch.device, bool]:
     """(rank, world size, device, whether this call started the process group): one process,
     or one per GPU/CPU rank under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1 and cfg.device.startswith("cuda:"):
+    if world > 1 and device_name.startswith("cuda:"):
         raise ConfigError("under torchrun use device=cuda (each rank takes its LOCAL_RANK GPU)")
-    if world > 1 and cfg.device == "mps":
+    if world > 1 and device_name == "mps":
         raise ConfigError("device=mps runs one process; DDP needs cpu (gloo) or cuda (nccl)")
-    device = torch.device(resolve_device(cfg.device, local if world > 1 else None))
+    device = torch.device(resolve_device(device_name, local if world > 1 else None))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     started = world > 1 and not dist.is_initialized()
@@ -93,17 +329,39 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return dtypes[precision]
 
 
-def build_model(cfg: TrainConfig) -> PinCLIP:
+def build_model(model_cfg: ModelConfig, *, seed: int, loss_kind: str = "infonce") -> PinCLIP:
     """The preset with config overrides; the loss's unused temperature/bias is frozen."""
-    torch.manual_seed(cfg.seed)
-    model = PinCLIP.from_preset(cfg.model.preset, seed=cfg.seed, **dict(cfg.model.overrides))
-    model.logit_bias.requires_grad_(cfg.loss.kind == "siglip")
+    torch.manual_seed(seed)
+    model = PinCLIP.from_preset(model_cfg.preset, seed=seed, **dict(model_cfg.overrides))
+    model.logit_bias.requires_grad_(loss_kind == "siglip")
     return model
 
 
-def _lr_lambda(cfg: TrainConfig, total_steps: int):
+def _prepare_inputs(
+    model: PinCLIP,
+    data: TrainingData,
+    data_cfg: DataConfig,
+    device: torch.device,
+    console: Console,
+    *,
+    boards: bool,
+) -> PinInputs:
+    """The model inputs of every pin: frozen features computed once into the store."""
+    return PinInputs.prepare(
+        model,
+        data,
+        cache_dir=Path(data_cfg.cache_dir),
+        device=device,
+        console=console,
+        feature_dtype=data_cfg.feature_dtype,
+        workers=data_cfg.feature_workers,
+        boards=boards,
+    )
+
+
+def _lr_lambda(optim: OptimConfig, total_steps: int):
     """Linear warm-up to optim.lr, then cosine decay to optim.min_lr_ratio × lr."""
-    warm, floor = cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
+    warm, floor = optim.warmup_steps, optim.min_lr_ratio
 
     def factor(step: int) -> float:
         if step < warm:
@@ -115,15 +373,15 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
 
 
 def build_optimizer(
-    cfg: TrainConfig, model: PinCLIP, total_steps: int
+    optim: OptimConfig, model: PinCLIP, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the model's own parameter groups, and the warm-up + cosine schedule."""
     optimizer = torch.optim.AdamW(
-        model.param_groups(cfg.optim.weight_decay, tuned_lr=cfg.optim.tuned_lr),
-        lr=cfg.optim.lr,
+        model.param_groups(optim.weight_decay, tuned_lr=optim.tuned_lr),
+        lr=optim.lr,
         betas=(0.9, 0.98),
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(optim, total_steps))
     return optimizer, scheduler
 
 
@@ -143,6 +401,36 @@ def _resume(
     return state["step"], state["best_val_recall"], state.get("loss", float("nan"))
 
 
+def _loader(
+    plan: BatchPlan | BoardBatchPlan,
+    data: TrainingData,
+    inputs: PinInputs,
+    data_cfg: DataConfig,
+    loss_cfg: LossConfig,
+    start: int,
+    stop: int,
+    *,
+    rank: int,
+    world: int,
+    in_batch: bool,
+) -> Iterator[MicroBatch]:
+    """This rank's micro-batches `start … stop-1`, made ahead by `data.loader_workers`."""
+    workers = default_workers(inputs) if data_cfg.loader_workers < 0 else data_cfg.loader_workers
+    return micro_batches(
+        plan,
+        data,
+        inputs,
+        start=start,
+        stop=stop,
+        rank=rank,
+        world=world,
+        with_neighbors=loss_cfg.nbr_weight > 0 and not in_batch,
+        with_boards=loss_cfg.board_weight > 0,
+        workers=workers,
+        prefetch=data_cfg.prefetch,
+    )
+
+
 def _progress_bar(console: Console, enabled: bool) -> Progress:
     return Progress(
         TextColumn("[bold]train"),
@@ -156,191 +444,73 @@ def _progress_bar(console: Console, enabled: bool) -> Progress:
     )
 
 
-# ----- the run -----------------------------------------------------------------------------
-def train(cfg: TrainConfig, *, resume: bool = False, console: Console | None = None) -> RunResult:
-    """Run (or resume) a training run described by `cfg`; returns where it went and how well."""
-    console = console or Console(stderr=True)
-    rank, world, device, owns_group = _setup_distributed(cfg)
-    is_main = rank == 0
-    say = console if is_main else Console(quiet=True)  # only rank 0 prints
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    if cfg.batch_size % world:
-        raise ConfigError(f"batch_size={cfg.batch_size} must be divisible by the {world} ranks")
-    run_dir = Path(cfg.run_dir)
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")  # the resolved config: what actually ran
-
-    # data: catalog, split, neighbor sampler; model inputs (frozen features stored once)
-    data = load_training_data(cfg.data, run_dir=run_dir, console=say)
-    bound_heap_growth(data.graph.n_pins)  # at scale freed step buffers go back to the kernel
-    model = build_model(cfg).to(device)
-    inputs = PinInputs.prepare(
-        model,
-        data,
-        cache_dir=Path(cfg.data.cache_dir),
-        device=device,
-        console=say,
-        feature_dtype=cfg.data.feature_dtype,
-        workers=cfg.data.feature_workers,
-        boards=cfg.loss.board_weight > 0,
-    )
-    plan = batch_plan(cfg, data)  # pairs (anchor + sampled neighbor) or P boards × K pins
-    in_batch = cfg.data.batch == "boards"
-    accum = cfg.optim.accum_steps
-    # every count below is in optimizer steps (one step = `accum` micro-batches)
-    steps_per_epoch = max(plan.steps_per_epoch // accum, 1)
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    val_every = cfg.val_every or steps_per_epoch
-    ckpt_every = cfg.ckpt_every or steps_per_epoch
-
-    # pick up where a previous run of this run dir stopped: the weights go into the whole
-    # model, then the ranks wrap it (DDP replicas or FSDP2 shards), then the optimizer is
-    # built over the parameters the step will update and gets its state back
-    strategy = cfg.distributed
-    state = load_latest_checkpoint(run_dir) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-    ddp = wrap(model, strategy, world, device)
-    optimizer, scheduler = build_optimizer(cfg, model, total)
-    amp_dtype = autocast_dtype(cfg.precision, device)
-    # fp16 needs loss scaling (its range underflows small gradients); bf16 and fp32 do not
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    step, best, loss_value = 0, -1.0, float("nan")
-    if state is not None:
-        step, best, loss_value = _resume(state, ddp, optimizer, scheduler, scaler, strategy, world)
-        say.print(f"resumed {run_dir} at step {step}")
-    del state
-    loss_cfg = cfg.loss.for_model(model.config.matryoshka_dims)
-    log = open_trackers(cfg, run_dir, step, enabled=is_main)  # metrics.jsonl, TensorBoard, MLflow
-
-    # the loader: micro-batches from the resumed step on, made ahead by worker processes
-    # (none for a run killed after its last checkpoint: it only has final/ left to write)
-    batches: Iterator[MicroBatch] = iter(())
-    if step >= total:
-        say.print(f"all {total} steps were done; writing {run_dir / 'final'} from step {step}")
-    else:
-        workers = (
-            default_workers(inputs) if cfg.data.loader_workers < 0 else cfg.data.loader_workers
-        )
-        batches = micro_batches(
-            plan,
-            data,
-            inputs,
-            start=step * accum,
-            stop=total * accum,
-            rank=rank,
-            world=world,
-            with_neighbors=loss_cfg.nbr_weight > 0 and not in_batch,
-            with_boards=loss_cfg.board_weight > 0,
-            workers=workers,
-            prefetch=cfg.data.prefetch,
-        )
-
-    started = time.perf_counter()
-    with _progress_bar(console, is_main) as progress:
-        task = progress.add_task("train", total=total, completed=step, info="")
-        while step < total:
-            t0 = time.perf_counter()
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            # 1. forward + backward over `accum` micro-batches; their gradients add up
-            summed: dict[str, float] = {}
-            waited = 0.0  # seconds this step waited for the loader
-            for micro in range(accum):
-                # the global batch is a pure function of (seed, step); this rank gets its share
-                t_wait = time.perf_counter()
-                mb = next(batches)
-                waited += time.perf_counter() - t_wait
-                # DDP all-reduces gradients only on the last micro-batch (no_sync before it)
-                last = micro == accum - 1
-                with (
-                    no_sync(ddp, strategy, sync=world == 1 or last),
-                    torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
-                ):
-                    loss, parts = step_loss(ddp, inputs, data, mb, loss_cfg, in_batch=in_batch)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"loss became {loss.item()} at step {step}; the last good checkpoint is kept in "
-                            f"{run_dir / 'checkpoints'}. Try a lower optim.lr or optim.grad_clip, then --resume."
-                        )
-                    scaler.scale(loss / accum).backward()
-                for key, value in parts.items():
-                    summed[key] = summed.get(key, 0.0) + value / accum
-            # 2. clip the gradient norm, step the optimizer and the learning-rate schedule
-            reduce_replicated_grads(model, strategy, world)  # FSDP2's unsharded scalars
-            scaler.unscale_(optimizer)  # clip the true gradients (a no-op without fp16)
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
-            scaler.step(optimizer)  # skipped if fp16 gradients overflowed; the scale then drops
-            scaler.update()
-            scheduler.step()
-            step += 1
-            # 3. log what one process on the whole global batch would log (mean of micro-batches)
-            parts = mean_over_ranks(summed, world)
-            loss_value = parts.pop("loss")
-            seconds = time.perf_counter() - t0
-            rate = cfg.batch_size * accum / seconds
-            progress.update(
-                task, completed=step, info=f"loss {loss_value:.3f}  {rate:.0f} samples/s"
+# ----- loop helpers ------------------------------------------------------------------------
+def _accumulate(run: Run) -> tuple[dict[str, float], float]:
+    """Forward and backward of one step's `accum` micro-batches; (their mean loss parts,
+    seconds waited for the loader)."""
+    summed: dict[str, float] = {}
+    waited = 0.0
+    for micro in range(run.accum):
+        # the global batch is a pure function of (seed, step); this rank gets its share
+        t_wait = time.perf_counter()
+        mb = next(run.batches)
+        waited += time.perf_counter() - t_wait
+        # DDP all-reduces gradients only on the last micro-batch (no_sync before it)
+        last = micro == run.accum - 1
+        amp = run.amp_dtype
+        with (
+            no_sync(run.wrapped, run.strategy, sync=run.world == 1 or last),
+            torch.autocast(run.device.type, dtype=amp, enabled=amp is not None),
+        ):
+            loss, parts = step_loss(
+                run.wrapped, run.inputs, run.data, mb, run.loss_cfg, in_batch=run.in_batch
             )
-            log.write(
-                {
-                    "step": step,
-                    "loss": loss_value,
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": as_float(grad_norm),
-                    "samples_per_s": rate,
-                    "loader_wait_share": waited / seconds,
-                    **parts,
-                }
-            )
-            # 4. validate: best/ is the model with the best related-pins recall on val pins
-            if step % val_every == 0 or step == total:
-                recall = validation_recall(model, inputs, data, rank=rank, world=world)
-                log.write({"step": step, "val_recall@10": recall})
-                if recall > best:  # the same all-reduced figure on every rank
-                    best = recall
-                    weights = full_model_state(model, strategy, world)  # every rank (FSDP)
-                    if is_main:
-                        atomic_save_pretrained(model, run_dir / "best", _own(weights, strategy))
-            # 5. checkpoint everything an exact resume needs; a failed write keeps the last one
-            if step % ckpt_every == 0 or step == total:
-                weights = full_model_state(model, strategy, world)  # every rank (FSDP)
-                optim_state = full_optimizer_state(ddp, optimizer, strategy, world)
-                if is_main:
-                    _save_checkpoint(
-                        cfg,
-                        run_dir,
-                        step,
-                        best,
-                        loss_value,
-                        weights,
-                        optim_state,
-                        scheduler,
-                        scaler,
-                        console,
-                    )
-            # 6. ranks wait for each other (rank 0 wrote the checkpoint alone)
-            if world > 1:
-                dist.barrier()
-    del batches  # the loader's worker processes stop now, not at interpreter exit
-    # the end: final/ is written, then every rank leaves the process group together
-    if world > 1 and strategy == "ddp":
-        check_ranks_in_sync(model)  # FSDP2 ranks hold different shards by design
-    weights = full_model_state(model, strategy, world)  # every rank (FSDP)
-    if is_main:
-        atomic_save_pretrained(model, run_dir / "final", _own(weights, strategy))
-    log.close()
-    if world > 1:
-        dist.barrier()  # no rank returns before final/ exists
-    if owns_group:
-        # joins the backend's threads while Python is alive: left to interpreter exit, a gloo
-        # thread can free a tensor after finalization began and abort the process
-        # ("terminate called without an active exception")
-        dist.destroy_process_group()
-    return RunResult(run_dir, step, best, loss_value, time.perf_counter() - started)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at step {run.step}; the last good checkpoint is "
+                    f"kept in {run.run_dir / 'checkpoints'}. Try a lower optim.lr or "
+                    "optim.grad_clip, then --resume."
+                )
+            run.scaler.scale(loss / run.accum).backward()
+        for key, value in parts.items():
+            summed[key] = summed.get(key, 0.0) + value / run.accum
+    return summed, waited
+
+
+def _validate(run: Run) -> None:
+    """Log the validation recall; a new best is written to best/."""
+    recall = validation_recall(run.model, run.inputs, run.data, rank=run.rank, world=run.world)
+    run.log.write({"step": run.step, "val_recall@10": recall})
+    if recall > run.best:  # the same all-reduced figure on every rank
+        run.best = recall
+        weights = full_model_state(run.model, run.strategy, run.world)  # every rank (FSDP)
+        if run.is_main:
+            atomic_save_pretrained(run.model, run.run_dir / "best", _own(weights, run.strategy))
+
+
+def _checkpoint(run: Run) -> None:
+    """Everything an exact resume needs; rank 0 writes it (every rank gathers under FSDP)."""
+    weights = full_model_state(run.model, run.strategy, run.world)
+    optim_state = full_optimizer_state(run.wrapped, run.optimizer, run.strategy, run.world)
+    if not run.is_main:
+        return
+    state = {
+        "model": weights,
+        "optimizer": optim_state,
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),  # {} unless fp16
+        "rng": _rng_state(),
+        "step": run.step,
+        "best_val_recall": run.best,
+        "loss": run.loss_value,  # what a resumed run reports when no step is left to run
+        "config": run.config,
+    }
+    try:
+        save_checkpoint(run.run_dir, run.step, state, run.keep_last)
+    except OSError as err:
+        run.console.print(
+            f"[red]checkpoint at step {run.step} not written ({err}); the previous one is intact[/]"
+        )
 
 
 # ----- validation ------------------------------------------------------------------------
@@ -390,25 +560,3 @@ def _rng_state() -> dict:
 def _own(weights: dict, strategy: str) -> dict | None:
     """The gathered weights to write for FSDP2; None: the model writes its own state."""
     return weights if strategy == "fsdp" else None
-
-
-def _save_checkpoint(
-    cfg, run_dir, step, best, loss, weights, optim_state, scheduler, scaler, console
-) -> None:
-    state = {
-        "model": weights,
-        "optimizer": optim_state,
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),  # {} unless fp16
-        "rng": _rng_state(),
-        "step": step,
-        "best_val_recall": best,
-        "loss": loss,  # what a resumed run reports when no step is left to run
-        "config": asdict(cfg),
-    }
-    try:
-        save_checkpoint(run_dir, step, state, cfg.keep_last)
-    except OSError as err:
-        console.print(
-            f"[red]checkpoint at step {step} not written ({err}); the previous one is intact[/]"
-        )

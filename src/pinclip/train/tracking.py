@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -138,12 +137,21 @@ class Trackers:
             tracker.close()
 
 
-def open_trackers(cfg: Any, run_dir: Path, step: int, *, enabled: bool) -> Trackers:
-    """The trackers `cfg` asks for (none on ranks other than the main one)."""
+def open_trackers(
+    run_dir: Path,
+    step: int,
+    *,
+    enabled: bool,
+    tensorboard: bool = False,
+    mlflow: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> Trackers:
+    """metrics.jsonl, plus TensorBoard and an MLflow tracking URI if asked for (`params`: the
+    resolved config MLflow records); none on ranks other than the main one."""
     if not enabled:
         return Trackers([])
     trackers: list[Tracker] = [MetricsFile(run_dir, step)]
-    if cfg.tensorboard:
+    if tensorboard:
         try:
             trackers.append(TensorBoard(run_dir))
         except ImportError:
@@ -153,6 +161,6 @@ def open_trackers(cfg: Any, run_dir: Path, step: int, *, enabled: bool) -> Track
                 "(metrics.jsonl has every number)",
                 Path(run_dir) / "tensorboard",
             )
-    if getattr(cfg, "mlflow", None):
-        trackers.append(MLflow(cfg.mlflow, run_dir, asdict(cfg)))
+    if mlflow:
+        trackers.append(MLflow(mlflow, run_dir, params or {}))
     return Trackers(trackers)
