@@ -46,6 +46,7 @@ _EXPORTS = {
     "create_model": "pinclip.model",
     "list_presets": "pinclip.model",
     "LossConfig": "pinclip.losses",
+    "LossInputs": "pinclip.losses",
     "pinclip_loss": "pinclip.losses",
     "TrainConfig": "pinclip.train",
     "load_config": "pinclip.train",

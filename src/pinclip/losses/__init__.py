@@ -144,12 +144,20 @@ LOSS_TERMS.add(
 )
 LOSS_TERMS.add(
     "nbr",
-    LossTerm(neighbor_loss, "nbr_weight", ("neighbor",), "nbr_terms", NBR_TERMS),
+    LossTerm(
+        neighbor_loss, "nbr_weight", needs=("neighbor",), parts_field="nbr_terms", parts=NBR_TERMS
+    ),
     help="anchor ↔ its sampled board neighbor's pin",
 )
 LOSS_TERMS.add(
     "board",
-    LossTerm(board_loss, "board_weight", ("board_emb",), "board_terms", BOARD_TERMS),
+    LossTerm(
+        board_loss,
+        "board_weight",
+        needs=("board_emb",),
+        parts_field="board_terms",
+        parts=BOARD_TERMS,
+    ),
     help="anchor ↔ the board tower's embedding of one of its boards",
 )
 
