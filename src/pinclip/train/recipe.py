@@ -54,7 +54,19 @@ from .parallel import (
 from .step import step_loss
 from .tracking import Trackers, open_trackers
 
-__all__ = ["Run", "RunResult", "TrainingError", "loop", "setup", "teardown", "train"]
+__all__ = [
+    "Run",
+    "RunResult",
+    "TrainingError",
+    "autocast_dtype",
+    "build_model",
+    "build_optimizer",
+    "loop",
+    "setup",
+    "teardown",
+    "train",
+    "validation_recall",
+]
 
 
 class TrainingError(PinclipError):
