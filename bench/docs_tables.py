@@ -78,23 +78,6 @@ def render(quality: dict) -> dict[str, str]:
     header = ["catalog", "task", "PinCLIP", "best training-free baseline", "PinCLIP ÷ it [95% CI]"]
     header += ["λ = 0", "open_clip (lr 5e-4)", "reading"]
     tables = {"quality:summary": _table(header, rows) if rows else _missing("The summary")}
-    recheck = quality.get("_open_clip_recheck", {}).get("short_runs", [])
-    tables["quality:open_clip_recheck"] = (
-        _table(
-            ["catalog", "open_clip steps", "task", "open_clip", "lite0", "minilm+lite0", "random",
-             "open_clip loss first → last"],
-            [
-                [r["catalog"], r["steps"], TASK_LABELS[task],
-                 *(_cell(r["recall@10_curated"][task].get(m))
-                   for m in ("open_clip", "lite0", "minilm+lite0", "random")),
-                 "{} → {}".format(*r["loss_first_last"])]
-                for r in recheck
-                for task in TASK_LABELS
-            ],
-        )
-        if recheck
-        else _missing("A re-check of the fixed open_clip baseline")
-    )  # fmt: skip
     for cat in catalogs:
         extra = quality[cat].get("tables")
         name = f"quality:{cat}"
