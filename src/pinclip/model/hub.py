@@ -176,6 +176,50 @@ def _run_facts(run_dir: Path | None) -> dict[str, Any]:
     return facts
 
 
+def _training_sections(facts: dict) -> list[str]:
+    """The card's "Training data" and "Objective" sections, from the run's recorded facts."""
+    catalog = facts.get("catalog", {})
+    train_cfg = facts.get("config", {})
+    loss = train_cfg.get("loss", {})
+    lines: list[str] = []
+    lines += ["", "## Training data", ""]
+    if catalog:
+        stats = catalog.get("counts") or {}
+        lines.append(
+            f"Catalog `{catalog.get('name', '?')}`: {catalog.get('description', '')} "
+            + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in stats.items())
+            + "."
+        )
+        attribution = catalog.get("attribution") or []
+        for source in [attribution] if isinstance(attribution, (str, dict)) else attribution:
+            if isinstance(source, dict):
+                source = f"{source.get('what')}: {source.get('source')} ({source.get('license')})"
+            lines.append(f"- {source}")
+    else:
+        lines.append("Not recorded (the card was written without the training run).")
+    lines += ["", "## Objective", ""]
+    if loss:
+        terms = ", ".join(loss.get("nbr_terms") or [])
+        lines.append(
+            f"`{loss.get('kind', 'clip')}` image–text alignment with fusion weight "
+            f"{loss.get('fuse_weight')} plus neighbor alignment over the pin–board graph "
+            f"(λ = {loss.get('nbr_weight')}, terms: {terms or 'none'}; logQ correction "
+            f"{loss.get('logq')}); {train_cfg.get('max_steps') or train_cfg.get('epochs')} "
+            f"{'steps' if train_cfg.get('max_steps') else 'epochs'}, batch "
+            f"{train_cfg.get('batch_size')}, lr {train_cfg.get('optim', {}).get('lr')}, "
+            f"seed {train_cfg.get('seed')}."
+        )
+        if "best_val" in facts:
+            best = facts["best_val"]
+            lines.append(
+                f"Best validation related-pins Recall@10: {best['val_recall@10']:.4f} "
+                f"(step {best['step']})."
+            )
+    else:
+        lines.append("Not recorded (the card was written without the training run).")
+    return lines
+
+
 def model_card(
     config: PinCLIPConfig,
     *,
@@ -186,8 +230,6 @@ def model_card(
     """README.md for a model repo, from the model config, its run and its evaluation report."""
     facts = _run_facts(Path(run_dir) if run_dir else None)
     catalog = facts.get("catalog", {})
-    train_cfg = facts.get("config", {})
-    loss = train_cfg.get("loss", {})
     parts = pretrained_parts(config)
     data_license = catalog.get("license", "see the training catalog's catalog.json")
     front = {
@@ -238,41 +280,7 @@ def model_card(
             + (f"initialised from {PRETRAINED_SOURCES.get(source, {}).get('what', source)}"
                if source else "trained from random initialisation")
         )  # fmt: skip
-    lines += ["", "## Training data", ""]
-    if catalog:
-        stats = catalog.get("counts") or {}
-        lines.append(
-            f"Catalog `{catalog.get('name', '?')}`: {catalog.get('description', '')} "
-            + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in stats.items())
-            + "."
-        )
-        attribution = catalog.get("attribution") or []
-        for source in [attribution] if isinstance(attribution, (str, dict)) else attribution:
-            if isinstance(source, dict):
-                source = f"{source.get('what')}: {source.get('source')} ({source.get('license')})"
-            lines.append(f"- {source}")
-    else:
-        lines.append("Not recorded (the card was written without the training run).")
-    lines += ["", "## Objective", ""]
-    if loss:
-        terms = ", ".join(loss.get("nbr_terms") or [])
-        lines.append(
-            f"`{loss.get('kind', 'clip')}` image–text alignment with fusion weight "
-            f"{loss.get('fuse_weight')} plus neighbor alignment over the pin–board graph "
-            f"(λ = {loss.get('nbr_weight')}, terms: {terms or 'none'}; logQ correction "
-            f"{loss.get('logq')}); {train_cfg.get('max_steps') or train_cfg.get('epochs')} "
-            f"{'steps' if train_cfg.get('max_steps') else 'epochs'}, batch "
-            f"{train_cfg.get('batch_size')}, lr {train_cfg.get('optim', {}).get('lr')}, "
-            f"seed {train_cfg.get('seed')}."
-        )
-        if "best_val" in facts:
-            best = facts["best_val"]
-            lines.append(
-                f"Best validation related-pins Recall@10: {best['val_recall@10']:.4f} "
-                f"(step {best['step']})."
-            )
-    else:
-        lines.append("Not recorded (the card was written without the training run).")
+    lines += _training_sections(facts)
     lines += ["", "## Evaluation", ""]
     headline = _headline(Path(report) if report else None)
     lines.append(
