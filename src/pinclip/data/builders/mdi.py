@@ -196,60 +196,60 @@ class MdiOptions:
     workers: int | None = option(None, "Render processes (default: up to 2).")
 
 
-@register_builder(
-    "mdi",
-    MdiOptions,
-    help="Real data: Material Design Icons, their categories as curated boards, "
-    "simulated user boards.",
-)
-def build_mdi_catalog(
-    out: str | Path,
-    *,
-    package: str | Path | None = None,
-    size: int = 128,
-    user_boards: int = 6000,
-    seed: int = 0,
-    limit: int | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> Path:
-    """Build the MDI catalog in `out`; same package and arguments give byte-identical files.
+def _select_icons(iconset: dict, limit: int | None) -> dict[str, dict]:
+    """The visible (not deprecated) icons in name order, the first `limit` when given.
 
-    `package` is the `npm pack` tarball of @iconify-json/mdi; without it the builder runs
-    `npm pack @iconify-json/mdi@1.2.3` itself. `limit` keeps the first N icons (name order).
+    Name order makes `limit` pick the same icons on every run.
     """
-    if size < 8:
-        raise PinclipError(f"--size must be >= 8 pixels, got {size}")
-    root = fresh_output_dir(out, overwrite)
-    with tempfile.TemporaryDirectory(prefix="pinclip-mdi-") as tmp:
-        tarball = Path(package) if package is not None else fetch_package(VERSION, Path(tmp))
-        pkg = read_package(tarball)
-    iconset, info, version = pkg["icons.json"], pkg["info.json"], pkg["package.json"]["version"]
-    width, height = iconset.get("width", 16), iconset.get("height", 16)
     icons = {n: v for n, v in sorted(iconset["icons"].items()) if not v.get("hidden")}
     if limit is not None:
         icons = dict(list(icons.items())[:limit])
     if not icons:
         raise PinclipError("no icons selected: check --limit")
+    return icons
+
+
+def _aliases(iconset: dict, icons: dict[str, dict]) -> dict[str, list[str]]:
+    """Each kept icon's aliases as words: only pure renames, which describe the same artwork."""
     aliases: dict[str, list[str]] = {}
     for alias, target in sorted(iconset.get("aliases", {}).items()):
         parent = target.get("parent")
         if parent in icons and not set(target) - {"parent"}:  # pure renames only
             aliases.setdefault(parent, []).append(words(alias))
+    return aliases
+
+
+def _categories(
+    metadata: dict, icons: dict[str, dict]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Category -> its kept icons (empty categories dropped), and icon -> its categories.
+
+    The first becomes the curated boards; the second the pins' `categories` column.
+    """
     categories = {
         c: sorted({n for n in names if n in icons})
-        for c, names in pkg["metadata.json"].get("categories", {}).items()
+        for c, names in metadata.get("categories", {}).items()
     }
     categories = {c: n for c, n in categories.items() if n}
     cats_of: dict[str, list[str]] = {}
     for c, names in sorted(categories.items()):
         for n in names:
             cats_of.setdefault(n, []).append(c)
+    return categories, cats_of
 
-    (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    released = pd.Timestamp(iconset.get("lastModified", 0), unit="s", tz="UTC").floor("D")
+
+def _pin_rows(
+    icons: dict[str, dict],
+    iconset: dict,
+    aliases: dict[str, list[str]],
+    cats_of: dict[str, list[str]],
+    released: pd.Timestamp,
+) -> pd.DataFrame:
+    """One pin row per icon; an `-outline` icon points at its filled base when that is kept.
+
+    The `_svg` column carries the icon's SVG to the render step and is dropped after it.
+    """
+    width, height = iconset.get("width", 16), iconset.get("height", 16)
     rows = []
     for name, icon in icons.items():
         base = name.removesuffix("-outline")
@@ -270,15 +270,33 @@ def build_mdi_catalog(
                 ),
             }
         )
-    pins = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _render_pins(
+    pins: pd.DataFrame, root: Path, size: int, workers: int, progress: bool
+) -> pd.DataFrame:
+    """Render every pin's SVG into `root`'s images; returns the pins without the `_svg` column."""
     render_svgs(
         [(s, str(root / img), size) for s, img in zip(pins["_svg"], pins["image"], strict=True)],
         workers=workers,
         progress=progress,
         label="rendering Material Design Icons",
     )
-    pins = pins.drop(columns="_svg")
+    return pins.drop(columns="_svg")
 
+
+def _boards_and_edges(
+    pins: pd.DataFrame,
+    categories: dict[str, list[str]],
+    user_boards: int,
+    seed: int,
+    released: pd.Timestamp,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Curated boards (one per category, sorted) then simulated user boards, and their edges.
+
+    Curated first and the user boards from one seeded generator, so the tables are reproducible.
+    """
     cat_names = sorted(categories)
     curated = pd.DataFrame(
         {
@@ -297,10 +315,17 @@ def build_mdi_catalog(
     boards = pd.concat([curated, users], ignore_index=True)
     edges = pd.concat([curated_edges, user_edges], ignore_index=True)
     edges["saved_at"] = pd.to_datetime(edges["saved_at"], utc=True).astype("datetime64[s, UTC]")
-    pins["created_at"] = pins["created_at"].astype("datetime64[s, UTC]")
+    return boards, edges
+
+
+def _catalog_meta(
+    pkg: dict, pins: pd.DataFrame, size: int, user_boards: int, seed: int, limit: int | None
+) -> dict:
+    """catalog.json: the package's licence and attribution, a stat, and the build's arguments."""
+    info, version = pkg["info.json"], pkg["package.json"]["version"]
     licence = info.get("license", {})
     author = info.get("author", {})
-    meta = {
+    return {
         "name": "mdi",
         "version": 1,
         "description": (
@@ -334,4 +359,48 @@ def build_mdi_catalog(
             "limit": limit,
         },
     }
+
+
+@register_builder(
+    "mdi",
+    MdiOptions,
+    help="Real data: Material Design Icons, their categories as curated boards, "
+    "simulated user boards.",
+)
+def build_mdi_catalog(
+    out: str | Path,
+    *,
+    package: str | Path | None = None,
+    size: int = 128,
+    user_boards: int = 6000,
+    seed: int = 0,
+    limit: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Build the MDI catalog in `out`; same package and arguments give byte-identical files.
+
+    `package` is the `npm pack` tarball of @iconify-json/mdi; without it the builder runs
+    `npm pack @iconify-json/mdi@1.2.3` itself. `limit` keeps the first N icons (name order).
+    """
+    if size < 8:
+        raise PinclipError(f"--size must be >= 8 pixels, got {size}")
+    root = fresh_output_dir(out, overwrite)
+    with tempfile.TemporaryDirectory(prefix="pinclip-mdi-") as tmp:
+        tarball = Path(package) if package is not None else fetch_package(VERSION, Path(tmp))
+        pkg = read_package(tarball)
+    iconset = pkg["icons.json"]
+    icons = _select_icons(iconset, limit)
+    aliases = _aliases(iconset, icons)
+    categories, cats_of = _categories(pkg["metadata.json"], icons)
+
+    (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    released = pd.Timestamp(iconset.get("lastModified", 0), unit="s", tz="UTC").floor("D")
+    pins = _pin_rows(icons, iconset, aliases, cats_of, released)
+    pins = _render_pins(pins, root, size, workers, progress)
+    boards, edges = _boards_and_edges(pins, categories, user_boards, seed, released)
+    pins["created_at"] = pins["created_at"].astype("datetime64[s, UTC]")
+    meta = _catalog_meta(pkg, pins, size, user_boards, seed, limit)
     return write_catalog(root, pins, boards, edges, meta)
