@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pinclip.errors import InputError
 
-from .service import PinService, ServiceError
+from .service import Limits, PinService, ServiceError
 
 #: Most items one /v1/embed request may carry (bounds memory and latency per request).
 MAX_EMBED_BATCH = 64
@@ -263,7 +263,8 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
     """The HTTP API. With `api_key`, /v1 needs header `X-API-Key` (or `?api_key=` for <img>).
 
     /docs and /redoc load Swagger UI and ReDoc from the installed `fastapi-offline` package
-    (never a CDN), so they work on an air-gapped machine."""
+    (never a CDN), so they work on an air-gapped machine. Routes are registered in a fixed
+    order (the helpers below, called in sequence), which is the order of /openapi.json."""
     from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(
@@ -272,8 +273,24 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         description="Search pins by text, image or pin; boards for a pin; add pins; embed.",
     )
     _publish_uploads_as_binary(app)
-    limits = service.limits
     metrics = _Metrics(service)
+    _add_guards(app, service.limits, metrics, api_key)
+    _add_ops_routes(app, service, metrics)
+    _add_search_routes(app, service)
+    _add_browse_routes(app, service)
+    _add_write_routes(app, service, metrics)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app
+
+
+def _add_guards(app: FastAPI, limits: Limits, metrics: _Metrics, api_key: str | None) -> None:
+    """Body-size limit, API key check, request metrics, and `{"detail": ...}` error bodies.
+
+    Checked before routing so an oversized or unauthenticated request never reaches a route."""
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     @app.middleware("http")
@@ -306,12 +323,20 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
     async def http_error(_: Request, err: StarletteHTTPException):
         return _error(err.status_code, str(err.detail))
 
+
+def _paging(limits: Limits) -> tuple[Any, Any]:
+    """The `k` and `offset` query parameters of every ranked list, bounded by `limits`."""
     k_query = Query(10, description=f"results, 1..{limits.max_k}")
     offset_query = Query(
         0,
         ge=0,
         description=f"skip this many results (next page); offset + k <= {limits.max_results}",
     )
+    return k_query, offset_query
+
+
+def _add_ops_routes(app: FastAPI, service: PinService, metrics: _Metrics) -> None:
+    """/healthz and /metrics: open (no API key), for load balancers and Prometheus."""
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -329,6 +354,11 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
     )
     def prometheus_metrics() -> Response:
         return metrics.exposition()
+
+
+def _add_search_routes(app: FastAPI, service: PinService) -> None:
+    """Search by text (GET query or JSON body) and by an uploaded image."""
+    k_query, offset_query = _paging(service.limits)
 
     @app.get("/v1/search", response_model=SearchResponse, responses=_ERRORS)
     def search(
@@ -349,6 +379,12 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
     ) -> SearchResponse:
         results = service.search_image(file.file.read(), k, offset)
         return SearchResponse(offset=offset, results=results)
+
+
+def _add_browse_routes(app: FastAPI, service: PinService) -> None:
+    """Read-only pages: pins, one pin, its related pins and boards, boards, image files."""
+    limits = service.limits
+    k_query, offset_query = _paging(limits)
 
     @app.get("/v1/pins", response_model=PinsPage, responses=_ERRORS)
     def list_pins(
@@ -399,6 +435,10 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
     def catalog_file(path: str) -> FileResponse:
         return FileResponse(service.catalog_file(path))
 
+
+def _add_write_routes(app: FastAPI, service: PinService, metrics: _Metrics) -> None:
+    """Add a pin (counted in /metrics) and embed texts/images with the served model."""
+
     @app.post(
         "/v1/pins",
         status_code=201,
@@ -420,12 +460,6 @@ def create_app(service: PinService, *, api_key: str | None = None) -> FastAPI:
         """Embed texts and/or images in one batch. Both lists, of the same length, are
         (image, text) pairs and give all three embeddings; one list gives its own."""
         return _embed(service, body)
-
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    return app
 
 
 def _publish_uploads_as_binary(app: FastAPI) -> None:
