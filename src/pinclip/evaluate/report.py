@@ -389,31 +389,26 @@ def plot_gallery(
 
 
 # ---- the report ----------------------------------------------------------------------------
-def write_report(
+def _write_plots(
     results: list[EvalResult],
     data: EvalData,
-    out_dir: str | Path,
-    *,
-    ours: str | None = None,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> Path:
-    """Write report.md, report.html, results/*.json and the PNGs into `out_dir`; returns report.md."""
-    out = Path(out_dir)
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    ours = ours or results[0].name
-    relevances = data.relevances
+    out: Path,
+    ours: str,
+    best: str | None,
+    seed: int,
+) -> dict[str, Path | None]:
+    """Every report plot, titled; None where a plot does not apply (e.g. no loss log).
+
+    Maps and galleries only for ours and the best baseline: the two the headline compares.
+    """
     main_rel = data.headline_relevance
-    for r in results:
-        r.save(out / "results" / f"{_slug(r.name)}.json")
     plots: dict[str, Path | None] = {}
-    for rel in relevances:
+    for rel in data.relevances:
         plots[f"Recall@10 per task ({rel} boards)"] = plot_metric_bars(
             results, rel, out / f"metric_bars_{rel}.png"
         )
     plots["Recall@k curves"] = plot_recall_curves(results, main_rel, out / "recall_curves.png")
     plots["Training loss curves"] = plot_loss_curves(results, out / "loss_curves.png")
-    best = best_baseline(results, ours, relevance=main_rel)
     mapped = [r for r in results if r.name in (ours, best)]
     plots["2-D map of pin embeddings"] = plot_embedding_map(
         mapped, data, out / "embedding_map.png", seed=seed
@@ -430,24 +425,37 @@ def write_report(
             task="related_cold_image",
             seed=seed,
         )
+    return plots
 
-    head = headline(results, ours, main_rel, n_resamples=n_resamples, seed=seed)
-    head_df = (
-        pd.DataFrame(
-            [
-                {
-                    "task": TASKS[h.task],
-                    "vs": h.reference,
-                    f"ours {HEADLINE_METRIC}": f"{h.ours:.3f}",
-                    f"their {HEADLINE_METRIC}": f"{h.theirs:.3f}",
-                    "ratio [95% CI]": f"{h.ratio:.2f}× [{h.low:.2f}, {h.high:.2f}]",
-                }
-                for h in head
-            ]
-        ).set_index("task")
-        if head
-        else pd.DataFrame()
-    )
+
+def _headline_frame(head: list[HeadlineRow]) -> pd.DataFrame:
+    """The paired-bootstrap headline rows as a table indexed by task (empty without rows)."""
+    if not head:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        [
+            {
+                "task": TASKS[h.task],
+                "vs": h.reference,
+                f"ours {HEADLINE_METRIC}": f"{h.ours:.3f}",
+                f"their {HEADLINE_METRIC}": f"{h.theirs:.3f}",
+                "ratio [95% CI]": f"{h.ratio:.2f}× [{h.low:.2f}, {h.high:.2f}]",
+            }
+            for h in head
+        ]
+    ).set_index("task")
+
+
+def _verdict(
+    results: list[EvalResult],
+    head: list[HeadlineRow],
+    ours: str,
+    best: str | None,
+    main_rel: str,
+) -> str:
+    """The report's opening sentence: ours vs the best baseline on cold related pins, read
+    through its CI, plus the strongest training-free baseline, so the reader sees the answer first.
+    """
     verdict = ""
     if best is None and len(results) > 1:
         verdict = (
@@ -473,16 +481,34 @@ def write_report(
             f"\n\nStrongest training-free baseline on cold related pins: **{free}** "
             f"(Recall@10 {score.summary[HEADLINE_METRIC][0]:.3f} [{low:.3f}, {high:.3f}])."
         )
-    sections = [
+    return verdict
+
+
+def _sections(data: EvalData, n_resamples: int, seed: int) -> list[tuple[str, str]]:
+    """Titled prose sections shared by report.md and report.html: the split and the method."""
+    return [
         (
             "Split",
             f"{data.source}: {data.n_pins} pins, {len(data.split.warm)} warm, {len(data.split.val)} val, "
             f"{len(data.split.cold)} cold (never seen in training). Exact search; 95% percentile bootstrap "
             f"CIs over queries ({n_resamples} resamples, seed {seed}). Relevance = shares a board "
-            f"({', '.join(relevances)} boards)."
+            f"({', '.join(data.relevances)} boards)."
             + "".join(f" **Warning: {w}.**" for w in data.split.too_small()),
         ),
     ]
+
+
+def _write_markdown(
+    path: Path,
+    results: list[EvalResult],
+    relevances: tuple[str, ...],
+    ours: str,
+    verdict: str,
+    sections: list[tuple[str, str]],
+    head_df: pd.DataFrame,
+    plots: dict[str, Path | None],
+) -> None:
+    """report.md: the full report, every metric of every task, and the plots linked."""
     md = [f"# Evaluation report: {ours}", "", verdict, ""]
     md += [f"## {title}\n\n{text}\n" for title, text in sections]
     if len(head_df):
@@ -513,8 +539,20 @@ def write_report(
     md += ["## Plots", ""] + [
         f"### {t}\n\n![{t}]({p.name})\n" for t, p in plots.items() if p is not None
     ]
-    atomic_write_text(out / "report.md", "\n".join(md))
+    atomic_write_text(path, "\n".join(md))
 
+
+def _write_html(
+    path: Path,
+    results: list[EvalResult],
+    relevances: tuple[str, ...],
+    ours: str,
+    verdict: str,
+    sections: list[tuple[str, str]],
+    head_df: pd.DataFrame,
+    plots: dict[str, Path | None],
+) -> None:
+    """report.html: the shorter, browsable version (headline and Recall@10 tables, plots)."""
     body = [
         f"<h1>Evaluation report: {html.escape(ours)}</h1>",
         f"<p>{html.escape(verdict.replace('**', ''))}</p>",
@@ -536,10 +574,38 @@ def write_report(
     ]
     style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
     atomic_write_text(
-        out / "report.html",
+        path,
         f"<!doctype html><html><head><meta charset='utf-8'><title>pinclip report</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n",
     )
+
+
+def write_report(
+    results: list[EvalResult],
+    data: EvalData,
+    out_dir: str | Path,
+    *,
+    ours: str | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Path:
+    """Write report.md, report.html, results/*.json and the PNGs into `out_dir`; returns report.md."""
+    out = Path(out_dir)
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    ours = ours or results[0].name
+    relevances = data.relevances
+    main_rel = data.headline_relevance
+    for r in results:
+        r.save(out / "results" / f"{_slug(r.name)}.json")
+    best = best_baseline(results, ours, relevance=main_rel)
+    plots = _write_plots(results, data, out, ours, best, seed)
+    head = headline(results, ours, main_rel, n_resamples=n_resamples, seed=seed)
+    head_df = _headline_frame(head)
+    verdict = _verdict(results, head, ours, best, main_rel)
+    sections = _sections(data, n_resamples, seed)
+    parts = (results, relevances, ours, verdict, sections, head_df, plots)
+    _write_markdown(out / "report.md", *parts)
+    _write_html(out / "report.html", *parts)
     return out / "report.md"
 
 
