@@ -38,16 +38,24 @@ TRIM_THRESHOLD = 4 * 1024 * 1024
 BOUND_FROM_PINS = 20_000
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """The process's glibc, None elsewhere (musl, macOS, Windows): mallopt/malloc_trim are
+    glibc's."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def bound_heap_growth(n_pins: int) -> bool:
     """Fix glibc's mmap and trim thresholds for this process when a job over `n_pins` pins
     is large enough to need it; True if they were set."""
     if n_pins < BOUND_FROM_PINS:
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
+    libc = _glibc()
+    if libc is None:
         return False
     done = True
     for name, param, value in (
@@ -70,10 +78,7 @@ def trim_heap() -> bool:
     arrow = sys.modules.get("pyarrow")
     if arrow is not None:
         arrow.default_memory_pool().release_unused()
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
+    libc = _glibc()
+    if libc is None:
         return False
     return bool(libc.malloc_trim(0))
