@@ -28,3 +28,28 @@ def tiny_vlms(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("vlms")
     return {family: build_tiny_vlm(family, root / family) for family in TINY_VLMS}
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory) -> str:
+    """A 3-layer, width-32 BERT with MiniLM's tokenizer, as a local HF model folder: the
+    architecture MiniLM has, built in milliseconds."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from pinclip.model.pretrained import minilm_path
+
+    folder = tmp_path_factory.mktemp("bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return str(folder)

@@ -267,6 +267,35 @@ def test_onnx_graphs_store_what_torch_computes(tmp_path, monkeypatch):
     assert (a - b).abs().max() <= 2 * feature_store.ONNX_TOLERANCE * b.abs().max()
 
 
+def test_int8_text_compute_is_close_to_torch_and_kept_apart(bert_dir, texts, tmp_path, monkeypatch):
+    """`text_compute="int8"`: every build (however small) runs the int8 graph; its states are
+    near torch's but not equal, in a namespace of their own; no int8 graph is an error."""
+    pytest.importorskip("onnxruntime")
+    from pinclip.model import feature_store
+
+    frozen = PinCLIP.from_preset(  # a BERT (MiniLM's kind), whose ONNX graph takes any shape
+        "tiny", freeze_stem=True, freeze_text_encoder=True, **{"text.encoder": bert_dir}
+    )
+
+    exact = FeatureStore(tmp_path, frozen, dtype="fp32")
+    int8 = FeatureStore(tmp_path, frozen, dtype="fp32", text_compute="int8")
+    assert int8.folder("texts") != exact.folder("texts")
+    assert int8.folder("images") == exact.folder("images")  # the stem stays exact
+    idx = np.arange(len(texts))
+    a = int8.build("texts", texts).text_states(idx)["hidden_states"]
+    b = exact.build("texts", texts).text_states(idx)["hidden_states"]
+    assert (int8.folder("texts") / "frozen-texts.int8.onnx").is_file()
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    mask = b.abs().sum(-1) > 0  # padded tokens are zeros on both sides
+    assert cos[mask].min() >= feature_store.INT8_MIN_COS
+    assert not torch.equal(a, b)
+    monkeypatch.setattr(feature_store._Frozen, "exportable", lambda self: False)
+    with pytest.raises(FeatureStoreError, match="feature_text_compute=fp32"):
+        FeatureStore(tmp_path / "other", frozen, text_compute="int8").build("texts", texts)
+    with pytest.raises(FeatureStoreError, match="text compute 'int4'"):
+        FeatureStore(tmp_path, frozen, text_compute="int4")
+
+
 def test_an_onnx_graph_that_disagrees_is_not_used(tmp_path, monkeypatch, caplog):
     pytest.importorskip("onnxruntime")
     from pinclip.model import feature_store

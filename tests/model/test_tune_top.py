@@ -18,30 +18,6 @@ from pinclip.model import FeatureStore, PinCLIP
 TEXTS = ["a red fox in the snow", "espresso in a white cup", "mountain cabin at night"]
 
 
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory) -> str:
-    """A 3-layer, width-32 BERT with MiniLM's tokenizer, as a local HF model folder: the
-    architecture MiniLM has, built in milliseconds."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from pinclip.model.pretrained import minilm_path
-
-    folder = tmp_path_factory.mktemp("bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    return str(folder)
-
-
 def build(bert: str, image_blocks: int = 0, text_layers: int = 0) -> PinCLIP:
     """The tiny preset (random test_efficientnet stem: stages of 1 block, stride 16 after
     the 4th block, stride 32 after the 5th) with a BERT text encoder, both frozen."""

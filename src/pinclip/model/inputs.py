@@ -53,6 +53,7 @@ class PinInputs:
         device: torch.device,
         console: Console,
         feature_dtype: str = "fp16",
+        text_compute: str = "fp32",
         workers: int = 1,
         boards: bool = False,
     ) -> PinInputs:
@@ -63,7 +64,9 @@ class PinInputs:
         # through all of it): nothing to store, like unfrozen towers
         stored = not is_vlm_spec(cfg.backbone)
         store = (
-            FeatureStore(Path(cache_dir) / "features", model, dtype=feature_dtype)
+            FeatureStore(
+                Path(cache_dir) / "features", model, dtype=feature_dtype, text_compute=text_compute
+            )
             if stored
             else None
         )

@@ -11,7 +11,8 @@ With `features` (the `<cache_dir>/features` folder training wrote) and a model w
 and text encoder are frozen, the frozen outputs are read from that store by row instead of
 being recomputed, and only the trainable layers run: a catalog the model was trained on is
 embedded without decoding a single image. The store is used only when it holds every pin and
-a sample of pins embeds the same both ways (`STORED_MIN_COS`); otherwise the pins are
+a sample of pins embeds the same both ways (`STORED_MIN_COS`; `STORED_INT8_MIN_COS` for text
+states computed in int8); otherwise the pins are
 computed, as new pins always are when served.
 
 The output may be a local path or any fsspec URL (`s3://bucket/emb`, `gs://...`,
@@ -23,6 +24,7 @@ resources to it; without one a local Ray with `workers` CPUs is started.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -58,6 +60,9 @@ KEYS = ("image_emb", "text_emb", "pin_emb")
 #: Least cosine between a pin embedded from stored features and the same pin computed, over
 #: a sample (fp16/int8 storage moves an embedding by ~1e-4); below it the store is not used.
 STORED_MIN_COS = 0.999
+#: The same for a store whose text states were computed with int8 MatMuls
+#: (`data.feature_text_compute=int8`: token states within cosine 0.97 of fp32).
+STORED_INT8_MIN_COS = 0.99
 STORED_CHECKED_PINS = 8
 
 
@@ -291,7 +296,7 @@ class StoredPins:
         cls, root: str | Path, embedder: Embedder, catalog, images: list[str], texts: list[str]
     ) -> StoredPins | None:
         from pinclip.model import FeatureStore, FeatureStoreError
-        from pinclip.model.feature_store import DTYPES
+        from pinclip.model.feature_store import DTYPES, TEXT_COMPUTE
 
         if not isinstance(embedder, TorchEmbedder):
             raise EmbeddingsError(
@@ -306,8 +311,8 @@ class StoredPins:
             log.info("feature store not used: the model trains its stem or text encoder")
             return None
         paths = [catalog.image_path(i) for i in images]
-        for dtype in DTYPES:  # whichever storage dtype training chose
-            store = FeatureStore(root, embedder.model, dtype=dtype)
+        for dtype, compute in itertools.product(DTYPES, TEXT_COMPUTE):  # what training chose
+            store = FeatureStore(root, embedder.model, dtype=dtype, text_compute=compute)
             if not (store.folder("images").is_dir() and store.folder("texts").is_dir()):
                 continue
             try:
@@ -315,15 +320,16 @@ class StoredPins:
             except FeatureStoreError as err:
                 log.info("feature store (%s) not used: %s", dtype, err)
                 continue
-            if not stored._agrees(catalog, images, texts):
+            least = STORED_INT8_MIN_COS if compute == "int8" else STORED_MIN_COS
+            if not stored._agrees(catalog, images, texts, least):
                 return None
             log.info("frozen features read from %s (%s), not recomputed", root, dtype)
             return stored
         log.info("feature store %s holds no features of this model's frozen parts", root)
         return None
 
-    def _agrees(self, catalog, images: list[str], texts: list[str]) -> bool:
-        """A sample of pins, embedded from the store and computed: the same within fp16/int8."""
+    def _agrees(self, catalog, images: list[str], texts: list[str], least: float) -> bool:
+        """A sample of pins, embedded from the store and computed: cosine at least `least`."""
         n = len(images)
         idx = np.unique(np.linspace(0, n - 1, min(n, STORED_CHECKED_PINS)).astype(np.int64))
         pre = self.embedder.preprocess
@@ -332,12 +338,12 @@ class StoredPins:
         stored = self.embed(idx)
         unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)  # noqa: E731
         cos = min(float((unit(direct[k]) * unit(stored[k])).sum(1).min()) for k in KEYS)
-        if cos < STORED_MIN_COS:
+        if cos < least:
             log.warning(
                 "feature store not used: a stored pin embeds at cosine %.4f to the same pin "
-                "computed (< %s); computing every pin", cos, STORED_MIN_COS
+                "computed (< %s); computing every pin", cos, least
             )  # fmt: skip
-        return cos >= STORED_MIN_COS
+        return cos >= least
 
     def embed(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """The three embeddings of pins `idx` (catalog rows) from their stored features."""

@@ -27,6 +27,7 @@ from pinclip.errors import InputError, PinclipError
 from pinclip.model import PinCLIP
 from pinclip.model.image_tower import ViTImageTower
 from pinclip.model.model import text_mask
+from pinclip.model.quantize import TEXT_OPTIONS, quantize_matmul_dynamic
 
 from .embedder import (
     FUSION_INPUTS,
@@ -174,7 +175,6 @@ EARLY_STEM = ("/conv_stem/", "/blocks.0/", "/blocks.1/")
 # Per-part int8 options, most aggressive first; the export keeps the first one that is
 # faster than fp32 and within the cosine threshold (see docs/serving.md for measurements).
 IMAGE_OPTIONS = ("stem-all", "stem-late")
-TEXT_OPTIONS = ("matmul-all", "matmul-keep-ffn-out")
 VIT_IMAGE_OPTIONS = ("matmul-all",)
 FUSION_OPTIONS = ("matmul-all",)
 
@@ -255,32 +255,6 @@ def quantize_image_static(
         weight_type=QuantType.QInt8,
     )
     pre.unlink(missing_ok=True)
-
-
-def quantize_matmul_dynamic(src: Path, dst: Path, option: str = "matmul-all") -> None:
-    """Dynamic int8 for the MatMul-heavy transformer graphs (weights int8 per-channel,
-    activations at run time). `matmul-keep-ffn-out` keeps each feed-forward output MatMul
-    (its input is the GELU output, with outliers a run-time uint8 scale cannot hold) in fp32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    exclude: list[str] = []
-    if option == "matmul-keep-ffn-out":
-        exclude = [
-            n.name
-            for n in onnx.load(str(src)).graph.node
-            if n.op_type == "MatMul" and "/output/dense" in n.name and "attention" not in n.name
-        ]
-    elif option != "matmul-all":
-        raise InputError(f"unknown MatMul int8 option {option!r}; use one of {TEXT_OPTIONS}")
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        op_types_to_quantize=["MatMul"],
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        nodes_to_exclude=exclude,
-    )
 
 
 def _run_graph(

@@ -366,6 +366,7 @@ def _prepare_inputs(
         device=device,
         console=console,
         feature_dtype=data_cfg.feature_dtype,
+        text_compute=data_cfg.feature_text_compute,
         workers=data_cfg.feature_workers,
         boards=boards,
     )

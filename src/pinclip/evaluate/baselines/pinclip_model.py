@@ -57,6 +57,7 @@ class PinCLIPEmbedder(Embedder):
                 data,
                 cache_dir=Path(data.config.cache_dir),
                 feature_dtype=data.config.feature_dtype,
+                text_compute=data.config.feature_text_compute,
                 device=self.device,
                 console=self.console,
             )

@@ -65,7 +65,12 @@ class StoredFeatures:
         if self.model.is_vlm:  # a VLM backbone trains without a feature store
             return None
         cfg = data.config
-        store = FeatureStore(Path(cfg.cache_dir) / "features", self.model, dtype=cfg.feature_dtype)
+        store = FeatureStore(
+            Path(cfg.cache_dir) / "features",
+            self.model,
+            dtype=cfg.feature_dtype,
+            text_compute=cfg.feature_text_compute,
+        )
         try:
             return store.table(kind, items)
         except FeatureStoreError:  # not built for these items: the baseline computes them
