@@ -10,6 +10,9 @@ model (the store settings of docs/training.md: int8, `keep_tokens=4`, `fine_grid
   `FeatureStore.build` with its default of one process: what `pinclip train` does first);
 - `embed`: `embed_catalog` of every pin with the PyTorch backend (after: `features=` the
   store just built, so only the trainable layers run; before: no such option).
+A third side, `after-int8`, is this checkout with `text_compute="int8"`
+(`data.feature_text_compute=int8`: the text encoder's dynamic-int8 ONNX graph), reported as
+`speedup.features_text_int8` beside the default's `speedup.features`.
 Beside them, measured in the same run: the matmul peak (fp32 GFLOP/s, torch, all cores),
 Pillow decode + eval resize per second on one core, and the FLOPs of the frozen parts per
 pin (`torch.utils.flop_counter`), so the store build is stated as a share of the peak.
@@ -69,7 +72,8 @@ def child_features(args: argparse.Namespace) -> dict:
     model = PinCLIP.from_pretrained(args.model)
     catalog, _ = read_catalog(args.catalog, check_images=False)
     started = time.perf_counter()
-    store = FeatureStore(args.store, model, dtype=DTYPE)
+    opts = {"text_compute": args.text_compute} if args.text_compute else {}  # old code: none
+    store = FeatureStore(args.store, model, dtype=DTYPE, **opts)
     store.build("images", [catalog.image_path(i) for i in catalog.pins["image"]])
     store.build("texts", catalog.texts())
     return {"seconds": time.perf_counter() - started, "pins": len(catalog.pins)}
@@ -489,31 +493,32 @@ def speed(args: argparse.Namespace) -> None:
             check=True,
             env=os.environ | {"PYTHONPATH": str(before / "src")},
         )  # fmt: skip  (saved by the old code: the new one reads its config, not the reverse)
-    runs: dict[str, dict[str, list[dict]]] = {"before": {}, "after": {}}
+    # after-int8: the same code with data.feature_text_compute=int8 (the opt-in int8 encoder)
+    order = ["before", "after", "after-int8"]
+    runs: dict[str, dict[str, list[dict]]] = {side: {} for side in order}
     ceil = {}
     previous = _load().get("speed", {})
-    if previous.get("pins") == args.pins:  # resume a killed run: its finished repeats stay
-        runs, ceil = previous["runs"], previous["ceilings_runs"]
+    if previous.get("pins") == args.pins and set(previous.get("runs", {})) == set(order):
+        runs, ceil = previous["runs"], previous["ceilings_runs"]  # resume a killed run
     if "start" not in ceil:
         ceil["start"] = run_child(
             after, "ceilings", model=str(model), catalog=str(catalog), work=str(work)
         )
-    order = ["before", "after"]
     done = min(len(runs[side].get("embed", [])) for side in order)
     for rep in range(done, args.reps):
-        for side in order if rep % 2 == 0 else order[::-1]:
+        for side in order if rep % 2 == 0 else order[::-1]:  # each side first and last
             code = before if side == "before" else after
             store = work / f"store-{side}"
             shutil.rmtree(store, ignore_errors=True)
             feats = run_child(
                 code, "features", model=str(model), catalog=str(catalog), store=str(store),
-                work=str(work),
+                work=str(work), **{"text-compute": "int8" if side == "after-int8" else None},
             )  # fmt: skip
             out = work / f"emb-{side}"
             shutil.rmtree(out, ignore_errors=True)
             emb = run_child(
                 code, "embed", model=str(model), catalog=str(catalog), out=str(out),
-                store=str(store) if side == "after" else None, work=str(work),
+                store=None if side == "before" else str(store), work=str(work),
             )  # fmt: skip
             for stage, r in (("features", feats), ("embed", emb)):
                 r["pins_per_s"] = round(r["pins"] / r["seconds"], 2)
@@ -541,6 +546,10 @@ def _summary(runs: dict, ceil: dict, args: argparse.Namespace) -> dict:
         for s in ("features", "embed")
         if s in med["after"] and s in med["before"]
     }
+    if "features" in med.get("after-int8", {}) and "features" in med["before"]:
+        speedup["features_text_int8"] = round(
+            med["after-int8"]["features"] / med["before"]["features"], 2
+        )
     ceilings = dict(ceil["start"])
     peak = max(c["matmul_peak_gflops"] for c in ceil.values())
     ceilings["matmul_peak_gflops"] = peak
@@ -553,6 +562,8 @@ def _summary(runs: dict, ceil: dict, args: argparse.Namespace) -> dict:
         ("after", "features"): ceilings["frozen_gflop_per_pin"],
         ("before", "embed"): ceilings["embed_whole_gflop_per_pin"],
         ("after", "embed"): ceilings["embed_trainable_gflop_per_pin"],
+        ("after-int8", "features"): ceilings["frozen_gflop_per_pin"],  # int8 ops, counted as
+        ("after-int8", "embed"): ceilings["embed_trainable_gflop_per_pin"],  # the fp32 FLOPs
     }
     share: dict = {}
     for (side, stage), g in gflop.items():
@@ -647,7 +658,7 @@ def main() -> None:
     sub.add_parser("table", help="print the scale results as a markdown table")
     ch = sub.add_parser("child")
     ch.add_argument("stage", choices=sorted(CHILDREN))
-    for opt in ("model", "catalog", "store", "out", "work", "result", "overrides"):
+    for opt in ("model", "catalog", "store", "out", "work", "result", "overrides", "text-compute"):
         ch.add_argument(f"--{opt}")
     args = parser.parse_args()
     if args.cmd == "speed":
