@@ -297,6 +297,8 @@ def scale(args: argparse.Namespace) -> None:
         work = Path(args.work) / f"n{n}"
         work.mkdir(parents=True, exist_ok=True)
         catalog, run, cache = work / "catalog", work / "run", work / "cache"
+        if args.preset != "small":  # a stand-in preset's run beside the measured one
+            run = work / f"run-{args.preset}"
         emb, index = work / "emb", work / "index"
         src = Path(args.work) / f"n{args.stand_in_from}" if args.stand_in_from else None
         model = (src if src else work) / "run" / "final"
@@ -330,7 +332,8 @@ def scale(args: argparse.Namespace) -> None:
                                  str(catalog), "--out", str(emb), "--result",
                                  str(work / "embed.json")]  # fmt: skip
         for stage in args.stages:
-            if stage in _load().get(str(n), {}):
+            key = stage if args.preset == "small" else f"{stage}:{args.preset}"  # a stand-in
+            if key in _load().get(str(n), {}):
                 continue
             if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
                 print(f"not starting {stage} at N={n}: past {args.stop_at} UTC", flush=True)
@@ -374,7 +377,7 @@ def scale(args: argparse.Namespace) -> None:
             if "pins_per_s" not in r:
                 r["pins_per_s"] = round(n / r["seconds"], 1)
             data = _load()
-            data.setdefault(str(n), {})[stage] = r
+            data.setdefault(str(n), {})[key] = r
             _save({str(n): data[str(n)]})
             print(n, stage, json.dumps(r), flush=True)
 
@@ -611,7 +614,8 @@ def table(args: argparse.Namespace) -> None:
     print("| stage | " + " | ".join(f"{n:,}: s / MiB / pins/s" for n in sizes) + " | slope "
           "10^4→10^5 | slope 10^5→10^6 | RssAnon 10^6 / 10^5 |")  # fmt: skip
     print("|---|" + "---:|" * (len(sizes) + 3))
-    for stage in STAGES:
+    extra = sorted({k for n in sizes for k in data[str(n)] if k not in STAGES})  # other presets
+    for stage in [*STAGES, *extra]:
         cells, peaks = [], {}
         for n in sizes:
             r = data[str(n)].get(stage)
