@@ -150,6 +150,11 @@ def test_configs_built_in_python_are_checked_too():
         TrainConfig(device="cdua")
     with pytest.raises(ConfigError, match="optim.accum_steps=0"):
         OptimConfig(accum_steps=0)
+    # names that are not Literals: a registry's (builders) and a tuple's (loss terms)
+    with pytest.raises(ConfigError, match="data.build_if_missing='emjoi'.*did you mean 'emoji'"):
+        load_config(None, ["data.build_if_missing=emjoi"])
+    with pytest.raises(ConfigError, match="loss.nbr_terms.*did you mean 'text_pin'"):
+        load_config(None, ["loss.nbr_terms=[pin_pin,text_pn]"])
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from pinclip._typed_config import build, check_choices
+from pinclip._typed_config import build, check_choices, choice_error
 from pinclip.data.api import build_if_missing
 from pinclip.data.catalog import Catalog, read_catalog
 from pinclip.errors import ConfigError
@@ -53,7 +53,13 @@ class CatalogSplitConfig:
     feature_text_compute: Literal["fp32", "int8"] = "fp32"
 
     def __post_init__(self) -> None:
+        from pinclip.data.builders import BUILDERS
+
         check_choices(self, "data")
+        if self.build_if_missing and self.build_if_missing not in BUILDERS:  # now, not at run
+            raise choice_error(
+                "data.build_if_missing", self.build_if_missing, (*BUILDERS.names(), None)
+            )
         if self.cold_frac < 0 or self.val_frac < 0 or self.cold_frac + self.val_frac >= 1:
             raise ConfigError(
                 f"data.cold_frac={self.cold_frac}, data.val_frac={self.val_frac}: "

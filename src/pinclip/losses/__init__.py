@@ -30,6 +30,7 @@ from typing import Literal
 
 from torch import Tensor
 
+from pinclip._typed_config import choice_error
 from pinclip.errors import ConfigError
 from pinclip.registry import Registry
 
@@ -95,11 +96,9 @@ class LossConfig:
         for entry in LOSS_TERMS:
             term = entry.value
             if term.parts_field:
-                bad = set(getattr(self, term.parts_field)) - set(term.parts)
-                if bad:
-                    raise ConfigError(
-                        f"LossConfig.{term.parts_field}: unknown {sorted(bad)}; use {term.parts}"
-                    )
+                for part in getattr(self, term.parts_field):
+                    if part not in term.parts:
+                        raise choice_error(f"loss.{term.parts_field}[]", part, term.parts)
         if self.nbr_positives not in ("pair", "board"):
             raise ConfigError(
                 f"LossConfig.nbr_positives must be 'pair' or 'board', got {self.nbr_positives!r}"
