@@ -357,6 +357,11 @@ def test_baselines_read_the_feature_store_and_equal_the_encoders_run_directly(st
         cos = (direct * from_store).sum(1)
         assert cos.min() > 0.999  # the same embeddings, to fp16 storage precision
         assert torch.allclose(direct, from_store, atol=5e-3)
+    # another resolution than the store's: not read, not checked (every pin computed once)
+    other = Lite0Embedder(image_size + 32, crop_pct=1.0)
+    calls = _counting(other, "embed_images")
+    assert features.image_features(data, other) is None
+    assert calls == []
 
 
 def test_a_store_holding_other_features_is_not_used(stored):

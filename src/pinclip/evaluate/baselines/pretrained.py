@@ -135,6 +135,9 @@ class StoredFeatures:
             and cfg.freeze_stem
             and cfg.image.stem == "tf_efficientnet_lite0"
             and cfg.image.pretrained == LITE0_PIP
+            # the store's pixels are the baseline's own only with the same transform (the
+            # `small` preset's 128 px are not the baseline's 224: features at cosine ~0.5-0.7)
+            and repr(self.model.image_transform(train=False)) == repr(baseline.transform)
         ):
             return None
         table = self._table(data, "images", data.catalog.image_paths())
