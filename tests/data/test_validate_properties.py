@@ -90,3 +90,53 @@ def test_arrow_edges_check_rejects_exactly_like_the_python_one(
         return kept, [r for r in report.rejects if r.file == "edges"]
 
     assert run(arrow=True) == run(arrow=False)
+
+
+texts_arrow = st.one_of(st.none(), st.sampled_from(["", " ", "ok", "\x1c", "\u3000", "t a"]))
+kinds = st.one_of(st.none(), st.sampled_from(["organic", "ad", "curated", "user", "bad"]))
+
+
+@settings(max_examples=300, deadline=None)
+@example(pins=[("a", "x.png", None, None, None), ("a", "x.png", "t", None, None)], boards=[])
+@example(pins=[("a", "../x.png", "t", "", "ad"), ("b", "x.png", " ", "", "bad")], boards=[])
+@example(pins=[], boards=[("b", " ", None), ("b", "t", "user"), ("\x1c", "t", "organic")])
+@given(
+    pins=st.lists(
+        st.tuples(edge_ids, st.sampled_from(["x.png", "../x.png", "", "d/y.png"]), texts_arrow,
+                  texts_arrow, kinds),
+        max_size=10,
+    ),  # fmt: skip
+    boards=st.lists(st.tuples(edge_ids, texts_arrow, kinds), max_size=8),
+)
+def test_arrow_entity_checks_reject_exactly_like_the_python_ones(tmp_path_factory, pins, boards):
+    """Parquet pins and boards are checked over Arrow arrays (ids, text, kinds, image paths and
+    the files, in batches), CSV/JSONL ones row by row: the same rows kept, the same rejects
+    with the same reasons and details, the same image-only pins."""
+    root = tmp_path_factory.getbasetemp()
+    (root / "x.png").write_bytes(b"not an image")  # a file that exists and fails to decode
+
+    def image_check(path: str) -> None:
+        from pinclip.data.images import check_image
+
+        check_image(path)
+
+    def run(arrow: bool):
+        tables = []
+        for name, names, rows in (
+            ("pins", ("pin_id", "image", "title", "description", "kind"), pins),
+            ("boards", ("board_id", "title", "kind"), boards),
+        ):
+            raw = table(name, names, rows)
+            if arrow:
+                t = pa.table({c: pa.array(raw.columns[c], pa.string()) for c in names})
+                raw = RawTable(name, ArrowColumns(t), range(len(rows)), arrow=t)
+            tables.append(raw)
+        frames, report = validate_tables(
+            *tables, table("edges", ("pin_id", "board_id"), []), image_root=root,
+            image_check=image_check,
+        )  # fmt: skip
+        kept = {k: frames[k].astype(object).where(frames[k].notna(), None).values.tolist()
+                for k in ("pins", "boards")}  # fmt: skip
+        return kept, report.rejects, report.warnings, report.image_only
+
+    assert run(arrow=True) == run(arrow=False)

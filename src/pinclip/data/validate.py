@@ -62,6 +62,7 @@ TEXT = {
     "boards": ("title", "description", "kind"),
 }
 KINDS = {"pins": {"organic", "ad"}, "boards": {"curated", "user"}}
+_BATCH_ROWS = 65_536  # rows of an Arrow column made Python values at a time
 # Columns that must hold text; parquet binary columns with these names are decoded as UTF-8.
 STRING_COLUMNS = frozenset({"pin_id", "board_id", "image", "title", "description", "link", "kind"})
 
@@ -283,8 +284,26 @@ def _check_utf8(table: RawTable, problems: _Problems, columns: list[str] | None 
 
 def _entity_ids(
     table: RawTable, id_col: str, duplicate_reason: str, problems: _Problems
-) -> list[str | None]:
+) -> Sequence[str | None]:
     """Normalise ids; the first row with a valid id owns it, later rows are duplicates."""
+    col = _arrow_strings(table, id_col)
+    if col is not None:  # Arrow text ids: the same rejects, no Python value per row
+        blank = _blank(col)
+        rows = np.flatnonzero(~blank)
+        codes = pc.fill_null(col.dictionary_encode().indices, -1).to_numpy(zero_copy_only=False)
+        _, first, inverse = np.unique(codes[rows], return_index=True, return_inverse=True)
+        owner = rows[first[inverse]]  # the first row holding each row's id
+        for i in np.flatnonzero(blank):
+            raw = col[int(i)].as_py()
+            problems.add(int(i), INVALID_ID, f"{id_col} is {_short(raw)}; give a non-empty text id")
+        for i, j in zip(rows[owner != rows], owner[owner != rows], strict=True):
+            problems.add(
+                int(i),
+                duplicate_reason,
+                f"{id_col} {col[int(i)].as_py()!r} already used at row {table.rows[j]}; "
+                "later rows are rejected",
+            )
+        return _ArrowIds(col, np.sort(rows[first]))
     ids = [_as_id(v) for v in table.columns[id_col]]
     owner: dict[str, int] = {}
     for i, (raw, key) in enumerate(zip(table.columns[id_col], ids, strict=True)):
@@ -304,8 +323,11 @@ def _entity_ids(
     return ids
 
 
-def _check_text(table: RawTable, kind: str, problems: _Problems) -> list[int]:
+def _check_text(table: RawTable, kind: str, problems: _Problems) -> np.ndarray:
     """Reject bad text; return the pin rows with no text at all (image-only pins: kept)."""
+    fast = _check_text_arrow(table, kind, problems)
+    if fast is not None:
+        return fast
     cols = table.columns
     for name in TEXT[kind]:
         if name not in cols or table.arrow_text(name):  # only text or nulls there
@@ -331,6 +353,35 @@ def _check_text(table: RawTable, kind: str, problems: _Problems) -> list[int]:
     for i, v in enumerate(cols.get("kind", ())):
         if v is not None and v not in KINDS[kind]:
             problems.add(i, INVALID_KIND, f"kind {_short(v)} is not one of {sorted(KINDS[kind])}")
+    return np.asarray(image_only, dtype=np.int64)
+
+
+def _check_text_arrow(table: RawTable, kind: str, problems: _Problems) -> np.ndarray | None:
+    """`_check_text` over Arrow text columns (the same rejects and image-only rows, no Python
+    value per row); None when a text column is not Arrow text (then Python runs)."""
+    names = [n for n in TEXT[kind] if n in table.columns]
+    if not all(table.arrow_text(n) for n in names):
+        return None
+    n = len(table)
+    filled = {
+        name: ~_blank(_arrow_strings(table, name)) if name in names else np.zeros(n, bool)
+        for name in ("title", "description")
+    }
+    image_only = np.zeros(0, dtype=np.int64)
+    if kind == "pins":
+        image_only = np.flatnonzero(~(filled["title"] | filled["description"]))
+    if kind == "boards":
+        for i in np.flatnonzero(~filled["title"]):
+            problems.add(int(i), EMPTY_TEXT, "board title is empty; every board needs a title")
+    if "kind" in names:
+        col = _arrow_strings(table, "kind")
+        allowed = pa.array(sorted(KINDS[kind]), col.type)
+        bad = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=allowed)))
+        for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
+            v = col[int(i)].as_py()
+            problems.add(
+                int(i), INVALID_KIND, f"kind {_short(v)} is not one of {sorted(KINDS[kind])}"
+            )
     return image_only
 
 
@@ -344,33 +395,59 @@ def _check_images(
     workers: int | None,
     progress: bool,
 ) -> None:
-    """Path escapes are rejected from the text alone; files are checked in parallel, once each."""
+    """Path escapes are rejected from the text alone; files are checked in parallel, once each.
+    An Arrow column is read `_BATCH_ROWS` rows at a time and its paths kept as Arrow arrays:
+    no Python value per row outlives its batch."""
     root = os.path.abspath(image_root)
-    unique: dict[str, list[int]] = {}
-    for i, image in enumerate(table.columns["image"]):
-        if i in problems:
-            continue
-        try:
-            path = resolve_image_str(root, image, allow_absolute=allow_absolute_paths)
-        except ImageError as e:
-            problems.add(i, e.reason, e.detail)
-            continue
-        if image_check is not None:  # distinct files to open, each once
-            unique.setdefault(path, []).append(i)
-    if image_check is None:
+    col = _arrow_strings(table, "image")
+    batches = (
+        [table.columns["image"]]
+        if col is None
+        else (col.slice(s, _BATCH_ROWS).to_pylist() for s in range(0, len(col), _BATCH_ROWS))
+    )
+    rows: list[np.ndarray] = []  # per batch: the rows whose file is opened, and its path
+    paths: list[pa.Array | list[str]] = []
+    start = 0
+    for values in batches:
+        batch_rows, batch_paths = [], []
+        for k, image in enumerate(values):
+            if start + k in problems:
+                continue
+            try:
+                path = resolve_image_str(root, image, allow_absolute=allow_absolute_paths)
+            except ImageError as e:
+                problems.add(start + k, e.reason, e.detail)
+                continue
+            if image_check is not None:
+                batch_rows.append(start + k)
+                batch_paths.append(path)
+        rows.append(np.asarray(batch_rows, dtype=np.int64))
+        paths.append(batch_paths if col is None else pa.array(batch_paths, pa.large_string()))
+        start += len(values)
+    if image_check is None or not rows:
         return
-    paths = list(unique)
-    failures = check_files(paths, image_check, workers=workers, progress=progress)
+    row_of = np.concatenate(rows)
+    if col is None:  # Python values (CSV/JSONL; maybe not UTF-8): a dict of distinct paths
+        first: dict[str, int] = {}
+        codes = np.array([first.setdefault(p, len(first)) for b in paths for p in b], np.int64)
+        distinct: Sequence[str] = list(first)
+    else:
+        encoded = pa.chunked_array(paths, pa.large_string()).combine_chunks().dictionary_encode()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        distinct = _ArrowIds(encoded.dictionary)
+    failures = check_files(distinct, image_check, workers=workers, progress=progress)
     for k, error in sorted(failures.items()):
-        for i in unique[paths[k]]:
-            problems.add(i, error.reason, error.detail)
+        for i in row_of[codes == k]:
+            problems.add(int(i), error.reason, error.detail)
 
 
 class _ArrowIds(Sequence[str | None]):
-    """The normalised ids (`_as_id`) of an Arrow text column, made per row on access."""
+    """The normalised ids (`_as_id`) of an Arrow text column, made per row on access;
+    `owners`: the first row of each valid id (entity tables)."""
 
-    def __init__(self, column: pa.Array) -> None:
+    def __init__(self, column: pa.Array, owners: np.ndarray | None = None) -> None:
         self.column = column
+        self.owners = owners
 
     def __len__(self) -> int:
         return len(self.column)
@@ -385,14 +462,59 @@ class _ArrowIds(Sequence[str | None]):
 _PY_ONLY_SPACE = "[\x1c-\x1f]"
 
 
-def _known(ids: dict[str, bool]) -> tuple[pa.Array, np.ndarray]:
+def _arrow_strings(table: RawTable, name: str) -> pa.Array | None:
+    """Column `name` as one Arrow string array, when it came from Arrow as text (or nulls)."""
+    if name not in table.columns or not table.arrow_text(name):
+        return None
+    col = table.arrow.column(name).combine_chunks()
+    return pa.nulls(len(col), pa.string()) if pa.types.is_null(col.type) else col
+
+
+def _blank(col: pa.Array) -> np.ndarray:
+    """Rows that are null or blank as Python's `str.strip()` sees them (`_as_id` is None):
+    Arrow's trim finds them, Python decides the rows holding `_PY_ONLY_SPACE`."""
+    maybe = pc.or_(
+        pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0),
+        pc.match_substring_regex(col, _PY_ONLY_SPACE),
+    )
+    rows = np.flatnonzero(pc.fill_null(maybe, True).to_numpy(zero_copy_only=False))
+    bad = np.zeros(len(col), dtype=bool)
+    bad[[i for i in rows if _as_id(col[int(i)].as_py()) is None]] = True
+    return bad
+
+
+#: every id an entity row owns -> whether that row was kept: a dict, or (ids, kept) arrays
+Known = dict[str, bool] | tuple[pa.Array, np.ndarray]
+
+
+def _owned(ids: Sequence[str | None], problems: _Problems) -> Known:
+    """Every id a row owns (its first row, even a rejected one) and whether it was kept."""
+    if isinstance(ids, _ArrowIds) and ids.owners is not None:
+        owners = ids.owners
+        return ids.column.take(pa.array(owners)), ~np.isin(owners, list(problems))
+    known: dict[str, bool] = {}
+    for i, key in enumerate(ids):
+        if key is not None and key not in known:
+            known[key] = i not in problems
+    return known
+
+
+def _as_dict(known: Known) -> dict[str, bool]:
+    if isinstance(known, dict):
+        return known
+    return dict(zip(known[0].to_pylist(), known[1].tolist(), strict=True))
+
+
+def _known(ids: Known) -> tuple[pa.Array, np.ndarray]:
     """Every id seen (that Arrow can hold: valid UTF-8) and whether its row was kept."""
+    if isinstance(ids, tuple):
+        return ids
     keys = [k for k in ids if is_utf8(k)]
     return pa.array(keys, pa.large_string()), np.fromiter((ids[k] for k in keys), bool, len(keys))
 
 
 def _check_edges_arrow(
-    table: RawTable, pins: dict[str, bool], boards: dict[str, bool], problems: _Problems
+    table: RawTable, pins: Known, boards: Known, problems: _Problems
 ) -> tuple[Sequence, Sequence] | None:
     """`_check_edges` over Arrow columns: the same rejects, reasons and details, without a
     Python value per edge (ids matched by Arrow's hash lookup, duplicates by np.unique).
@@ -406,19 +528,7 @@ def _check_edges_arrow(
         if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             return None
         cols[name] = src.column(name).combine_chunks()
-    n = len(table)
-
-    def invalid(col: pa.Array) -> np.ndarray:
-        maybe = pc.or_(
-            pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0),
-            pc.match_substring_regex(col, _PY_ONLY_SPACE),
-        )
-        rows = np.flatnonzero(pc.fill_null(maybe, True).to_numpy(zero_copy_only=False))
-        bad = np.zeros(n, dtype=bool)
-        bad[[i for i in rows if _as_id(col[int(i)].as_py()) is None]] = True
-        return bad
-
-    bad_pin, bad_board = invalid(cols["pin_id"]), invalid(cols["board_id"])
+    bad_pin, bad_board = _blank(cols["pin_id"]), _blank(cols["board_id"])
     pin_keys, pin_kept = _known(pins)
     board_keys, board_kept = _known(boards)
     pos = {}
@@ -469,12 +579,13 @@ def _check_edges_arrow(
 
 
 def _check_edges(
-    table: RawTable, pins: dict[str, bool], boards: dict[str, bool], problems: _Problems
+    table: RawTable, pins: Known, boards: Known, problems: _Problems
 ) -> tuple[Sequence, Sequence]:
     """`pins`/`boards` map every id seen to whether its row was kept."""
     fast = _check_edges_arrow(table, pins, boards, problems)
     if fast is not None:
         return fast
+    pins, boards = _as_dict(pins), _as_dict(boards)
     _check_utf8(table, problems)
     pin_ids = [_as_id(v) for v in table.columns["pin_id"]]
     board_ids = [_as_id(v) for v in table.columns["board_id"]]
@@ -608,7 +719,7 @@ def validate_tables(
         files={k: t.file for k, t in zip(TABLES, (pins, boards, edges), strict=True)}
     )
     frames = {}
-    kept: dict[str, dict[str, bool]] = {}
+    kept: dict[str, Known] = {}
     for kind, table, id_col, dup in (
         ("pins", pins, "pin_id", DUPLICATE_PIN),
         ("boards", boards, "board_id", DUPLICATE_BOARD),
@@ -629,16 +740,13 @@ def validate_tables(
                 progress=progress,
             )
         # every id a row owns (even a rejected row) is known; only kept rows are usable
-        kept[kind] = {}
-        for i, key in enumerate(ids):
-            if key is not None and key not in kept[kind]:
-                kept[kind][key] = i not in problems
+        kept[kind] = _owned(ids, problems)
         frames[kind] = _frame(table, kind, problems, {id_col: ids})
         report.good[table.file] = len(frames[kind])
-        image_only = [i for i in image_only if i not in problems]
-        if image_only:
+        image_only = image_only[~np.isin(image_only, list(problems))]
+        if len(image_only):
             report.warnings[(table.file, IMAGE_ONLY_PIN)] = len(image_only)
-            report.image_only = [str(ids[i]) for i in image_only[:IMAGE_ONLY_LISTED]]
+            report.image_only = [str(ids[int(i)]) for i in image_only[:IMAGE_ONLY_LISTED]]
         report.rejects += _report_rows(table, problems, ids)
 
     problems = _Problems()
