@@ -279,12 +279,29 @@ def read_parquet_table(path: Path, name: str | None = None) -> RawTable:
             f"{name}: file not found at {path}; every catalog needs {', '.join(FILES.values())}"
         )
     try:
-        table = pq.read_table(path, memory_map=True)
+        table = _read_kept(path)
     except (pa.ArrowException, OSError) as e:
         raise CatalogError(
             f"{name}: not a readable parquet file ({e}); rewrite it with pyarrow or pandas"
         ) from None
     return RawTable(name, ArrowColumns(table), range(table.num_rows), arrow=table)
+
+
+def _read_kept(path: Path) -> pa.Table:
+    """The file's table as the catalog keeps it: text as large_string (pandas' `str` columns,
+    no cast later) in `KEPT_POOL` (malloc: the decode's scratch pages go back to the kernel
+    with `trim_heap`), so that the columns of rows all kept are used as read, not copied."""
+    schema = pq.read_schema(path, memory_map=True)
+    large = pa.schema(
+        [f.with_type(pa.large_string()) if pa.types.is_string(f.type) else f for f in schema],
+        metadata=schema.metadata,
+    )
+    default = pa.default_memory_pool()
+    pa.set_memory_pool(KEPT_POOL)  # pq.read_table takes no pool of its own
+    try:
+        return pq.read_table(path, memory_map=True, schema=large)
+    finally:
+        pa.set_memory_pool(default)
 
 
 def _read_meta(root: Path) -> dict:

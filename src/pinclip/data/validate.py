@@ -290,7 +290,8 @@ def _entity_ids(
     if col is not None:  # Arrow text ids: the same rejects, no Python value per row
         blank = _blank(col)
         rows = np.flatnonzero(~blank)
-        codes = pc.fill_null(col.dictionary_encode().indices, -1).to_numpy(zero_copy_only=False)
+        codes = pc.fill_null(pc.index_in(col, value_set=pc.unique(col)), -1)
+        codes = codes.to_numpy(zero_copy_only=False)
         _, first, inverse = np.unique(codes[rows], return_index=True, return_inverse=True)
         owner = rows[first[inverse]]  # the first row holding each row's id
         for i in np.flatnonzero(blank):
@@ -445,7 +446,9 @@ class _ArrowIds(Sequence[str | None]):
     """The normalised ids (`_as_id`) of an Arrow text column, made per row on access;
     `owners`: the first row of each valid id (entity tables)."""
 
-    def __init__(self, column: pa.Array, owners: np.ndarray | None = None) -> None:
+    def __init__(
+        self, column: pa.Array | pa.ChunkedArray, owners: np.ndarray | None = None
+    ) -> None:
         self.column = column
         self.owners = owners
 
@@ -462,15 +465,17 @@ class _ArrowIds(Sequence[str | None]):
 _PY_ONLY_SPACE = "[\x1c-\x1f]"
 
 
-def _arrow_strings(table: RawTable, name: str) -> pa.Array | None:
-    """Column `name` as one Arrow string array, when it came from Arrow as text (or nulls)."""
+def _arrow_strings(table: RawTable, name: str) -> pa.ChunkedArray | None:
+    """Column `name` as read (chunks, not a copy), when it came from Arrow as text (or nulls)."""
     if name not in table.columns or not table.arrow_text(name):
         return None
-    col = table.arrow.column(name).combine_chunks()
-    return pa.nulls(len(col), pa.string()) if pa.types.is_null(col.type) else col
+    col = table.arrow.column(name)
+    return (
+        pa.chunked_array([pa.nulls(len(col), pa.string())]) if pa.types.is_null(col.type) else col
+    )
 
 
-def _blank(col: pa.Array) -> np.ndarray:
+def _blank(col: pa.ChunkedArray) -> np.ndarray:
     """Rows that are null or blank as Python's `str.strip()` sees them (`_as_id` is None):
     Arrow's trim finds them, Python decides the rows holding `_PY_ONLY_SPACE`."""
     maybe = pc.or_(
@@ -491,7 +496,8 @@ def _owned(ids: Sequence[str | None], problems: _Problems) -> Known:
     """Every id a row owns (its first row, even a rejected one) and whether it was kept."""
     if isinstance(ids, _ArrowIds) and ids.owners is not None:
         owners = ids.owners
-        return ids.column.take(pa.array(owners)), ~np.isin(owners, list(problems))
+        keys = ids.column.take(pa.array(owners)).combine_chunks()  # index_in's value set
+        return keys, ~np.isin(owners, list(problems))
     known: dict[str, bool] = {}
     for i, key in enumerate(ids):
         if key is not None and key not in known:
@@ -527,7 +533,7 @@ def _check_edges_arrow(
         t = src.schema.field(name).type
         if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             return None
-        cols[name] = src.column(name).combine_chunks()
+        cols[name] = src.column(name)  # chunks as read: Arrow's kernels take them as they are
     bad_pin, bad_board = _blank(cols["pin_id"]), _blank(cols["board_id"])
     pin_keys, pin_kept = _known(pins)
     board_keys, board_kept = _known(boards)
@@ -625,9 +631,9 @@ def _column(table: RawTable, name: str, values: Callable[[], list], keep: np.nda
     only called when the column cannot be taken from Arrow."""
     source = table.arrow
     if source is not None and name in source.column_names:
-        # a compact copy of the kept rows in the system allocator: the reader's decode
-        # buffers are all freed, so Arrow's pool can hand every page back (`trim_heap`)
-        column = pc.take(source.column(name), pa.array(keep), memory_pool=KEPT_POOL)
+        column = source.column(name)
+        if len(keep) < len(column):  # a compact copy of the kept rows, in the same pool
+            column = pc.take(column, pa.array(keep), memory_pool=KEPT_POOL)
         if pa.types.is_string(column.type):  # pandas' str columns are large_string
             column = pc.cast(column, pa.large_string(), memory_pool=KEPT_POOL)
         if pa.types.is_large_string(column.type):
