@@ -49,7 +49,7 @@ class CatalogSplitConfig:
     # frozen features on disk: fp16, fp32 (exact) or int8
     feature_dtype: Literal["fp16", "fp32", "int8"] = "fp16"
     # the frozen text encoder while the store is built: fp32, or int8 (dynamic int8 MatMuls in
-    # ONNX Runtime, CPU only: ~2x faster, token states within cosine 0.97 of fp32)
+    # ONNX Runtime, CPU only: ~1.6x faster, token states within cosine 0.96 of fp32)
     feature_text_compute: Literal["fp32", "int8"] = "fp32"
 
     def __post_init__(self) -> None:

@@ -61,7 +61,7 @@ KEYS = ("image_emb", "text_emb", "pin_emb")
 #: a sample (fp16/int8 storage moves an embedding by ~1e-4); below it the store is not used.
 STORED_MIN_COS = 0.999
 #: The same for a store whose text states were computed with int8 MatMuls
-#: (`data.feature_text_compute=int8`: token states within cosine 0.97 of fp32).
+#: (`data.feature_text_compute=int8`: token states within cosine 0.96 of fp32).
 STORED_INT8_MIN_COS = 0.99
 STORED_CHECKED_PINS = 8
 
