@@ -202,7 +202,7 @@ def test_catalog_route_serves_images_only(client, service, table):
     assert response.status_code == 404 and "images only" in response.json()["detail"]
 
 
-def test_error_messages_never_carry_server_paths(client, service, tmp_path):
+def test_error_messages_never_carry_server_paths(client, service, tmp_path, monkeypatch):
     # An escaping image path, an undecodable upload and a pin whose image path escapes: each
     # error names the relative file or the pin, never the catalog's or a temp file's location.
     responses = [
@@ -210,12 +210,13 @@ def test_error_messages_never_carry_server_paths(client, service, tmp_path):
         client.post("/v1/search/image", files={"file": ("a.png", b"not an image", "image/png")}),
     ]
     row = service.index.rows[service.index.field(5, "pin_id")]
-    image = service.index._columns["image"][row]
-    service.index._columns["image"][row] = "../../outside.png"
-    try:
+    field = service.index.field
+    with monkeypatch.context() as patch:  # that pin's image path escapes the catalog
+        patch.setattr(
+            service.index, "field",
+            lambda r, name: "../../outside.png" if (r, name) == (row, "image") else field(r, name),
+        )  # fmt: skip
         responses.append(client.get(f"/v1/pins/{service.index.field(5, 'pin_id')}/image"))
-    finally:
-        service.index._columns["image"][row] = image
     for response in responses:
         assert 400 <= response.status_code < 500, response.text
         detail = response.json()["detail"]

@@ -19,6 +19,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pinclip.atomic import atomic_dir, atomic_write_text, restore_dir
 from pinclip.errors import PinclipError
@@ -143,6 +145,47 @@ class SearchHit:
 PIN_FIELDS = ("pin_id", "title", "image", "boards", "source", "description", "link")
 
 
+class RowMap:
+    """pin_id -> row without a Python object per pin: the ids' 64-bit hashes sorted (16 bytes
+    per pin), a hit confirmed against the id column; ids added at run time in a dict."""
+
+    def __init__(self, ids: pa.ChunkedArray) -> None:
+        self.ids = ids
+        hashes = pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object))
+        self.order = np.argsort(hashes, kind="stable")
+        self.hashes = hashes[self.order]
+        self.added: dict[str, int] = {}
+
+    def get(self, pin_id: str, default: int | None = None) -> int | None:
+        if pin_id in self.added:
+            return self.added[pin_id]
+        h = pd.util.hash_array(np.array([pin_id], dtype=object))[0]
+        lo = np.searchsorted(self.hashes, h, side="left")
+        hi = np.searchsorted(self.hashes, h, side="right")
+        for row in self.order[lo:hi]:
+            if self.ids[int(row)].as_py() == pin_id:
+                return int(row)
+        return default
+
+    def __contains__(self, pin_id: object) -> bool:
+        return isinstance(pin_id, str) and self.get(pin_id) is not None
+
+    def __getitem__(self, pin_id: str) -> int:
+        row = self.get(pin_id)
+        if row is None:
+            raise KeyError(pin_id)
+        return row
+
+    def __setitem__(self, pin_id: str, row: int) -> None:
+        self.added[pin_id] = row
+
+
+def arrow_column(series: pd.Series) -> pa.ChunkedArray:
+    """A metadata column as Arrow (no copy when the frame was read with pyarrow dtypes)."""
+    array = pa.array(series)
+    return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
+
+
 class PinIndex:
     """The index, the pin metadata (pin_id, title, image, boards) and a pin_id -> row map.
 
@@ -177,8 +220,9 @@ class PinIndex:
                 f"index holds {self.fresh.ntotal} added vectors for {len(self.added)} added "
                 "pins: rebuild it with `pinclip index build`"
             )
-        self.rows = {pid: i for i, pid in enumerate(meta["pin_id"])}
-        self._columns = {name: self.meta[name].to_numpy() for name in PIN_FIELDS}
+        self.rows = RowMap(arrow_column(meta["pin_id"]))
+        # per-row reads of Arrow columns: no Python object per pin held (10^6+ pins)
+        self._columns = {name: arrow_column(self.meta[name]) for name in PIN_FIELDS}
 
     def __len__(self) -> int:
         return len(self.meta) + len(self.added)
@@ -190,10 +234,24 @@ class PinIndex:
     def field(self, row: int, name: str):
         """One metadata field of a row (catalog or added)."""
         base = len(self.meta)
-        return self._columns[name][row] if row < base else self.added[row - base][name]
+        return self._columns[name][row].as_py() if row < base else self.added[row - base][name]
 
     def pin(self, row: int) -> dict:
         return {name: self.field(row, name) for name in PIN_FIELDS}
+
+    def board_rows(self) -> dict[str, np.ndarray]:
+        """board_id -> the rows of its catalog pins, in row order (Arrow list kernels)."""
+        boards = self._columns["boards"]
+        rows = pc.list_parent_indices(boards).to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(boards)
+        codes = pc.index_in(flat, value_set=pc.unique(flat)).to_numpy(zero_copy_only=False)
+        names = pc.unique(flat).to_pylist()
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        return {
+            str(b): rows[order[bounds[k] : bounds[k + 1]]].astype(np.int64)
+            for k, b in enumerate(names)
+        }
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
         """Top `k` of the catalog's ANN index and the added pins' exact segment, merged."""
@@ -263,7 +321,7 @@ class PinIndex:
         added = directory / ADDED_FILE
         return cls(
             index,
-            pd.read_parquet(directory / META_FILE),
+            pd.read_parquet(directory / META_FILE, dtype_backend="pyarrow"),  # Arrow, no objects
             pd.read_parquet(directory / BOARDS_FILE),
             info,
             faiss.read_index(str(added)) if added.is_file() else None,

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pinclip.data.catalog import pin_text
 from pinclip.data.images import ImageError, load_image, resolve_image_path
@@ -336,14 +335,7 @@ class PinService:
         """board_id -> its pins' rows, built on the first board page (catalog pins only:
         pins added over the API are on no board yet)."""
         if self._boards_index is None:
-            boards = self.index.meta["boards"]
-            lengths = boards.map(len).to_numpy()
-            rows = np.repeat(np.arange(len(boards)), lengths)
-            ids = np.concatenate([np.asarray(b, dtype=object) for b in boards]) if len(rows) else []
-            frame = pd.DataFrame({"board": ids, "row": rows})
-            self._boards_index = {
-                str(b): g.to_numpy() for b, g in frame.groupby("board", sort=False)["row"]
-            }
+            self._boards_index = self.index.board_rows()
         return self._boards_index
 
     def boards(self, pin_id: str, k: int, neighbors: int = 50) -> list[dict]:
