@@ -16,7 +16,8 @@ A third side, `after-int8`, is this checkout with `text_compute="int8"`
 Beside them, measured in the same run: the matmul peak (fp32 GFLOP/s, torch, all cores),
 Pillow decode + eval resize per second on one core, and the FLOPs of the frozen parts per
 pin (`torch.utils.flop_counter`), so the store build is stated as a share of the peak.
-Results go into bench/results/scale_1e6.json under "speedup" and "speed".
+Results go into bench/results/scale_1e6.json under "speedup" and "speed" (`--key` keeps
+another run, e.g. a larger catalog, beside it).
 
     python bench/bench_scale_1e6.py scale --pins 10000 100000 --preset small --steps 20
 
@@ -500,7 +501,7 @@ def speed(args: argparse.Namespace) -> None:
     order = ["before", "after", "after-int8"]
     runs: dict[str, dict[str, list[dict]]] = {side: {} for side in order}
     ceil = {}
-    previous = _load().get("speed", {})
+    previous = _load().get(args.key, {})
     if previous.get("pins") == args.pins and set(previous.get("runs", {})) == set(order):
         runs, ceil = previous["runs"], previous["ceilings_runs"]  # resume a killed run
     if "start" not in ceil:
@@ -527,13 +528,13 @@ def speed(args: argparse.Namespace) -> None:
                 r["pins_per_s"] = round(r["pins"] / r["seconds"], 2)
                 runs[side].setdefault(stage, []).append(r)
                 print(side, stage, r, flush=True)
-            _save({"speed": _summary(runs, ceil, args)})
+            _save({args.key: _summary(runs, ceil, args)})
     if "end" not in ceil:  # the ceilings again: the load may have moved during the run
         ceil["end"] = run_child(
             after, "ceilings", model=str(model), catalog=str(catalog), work=str(work)
         )
     summary = _summary(runs, ceil, args)
-    _save({"speed": summary, "speedup": summary["speedup"]})
+    _save({args.key: summary} | ({"speedup": summary["speedup"]} if args.key == "speed" else {}))
     print(json.dumps(summary["speedup"]))
 
 
@@ -645,6 +646,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("speed")
+    sp.add_argument("--key", default="speed", help="the results' key (another size beside)")
     sp.add_argument("--before", required=True, help="a checkout of the code to compare with")
     sp.add_argument("--pins", type=int, default=2000)
     sp.add_argument("--reps", type=int, default=2)
