@@ -33,7 +33,7 @@ mid-build) the build runs torch.
 
 `text_compute="int8"` trades exactness for speed where the text encoder dominates a CPU build
 (two thirds of its FLOPs with `small`): the encoder's graph with dynamic int8 MatMuls
-(`quantize_matmul_dynamic`, `INT8_TEXT_OPTION`), ~1.5x its fp32 graph with AVX-512 VNNI; every
+(`quantize_matmul_dynamic`, `INT8_TEXT_OPTION`), ~1.6x its fp32 graph with AVX-512 VNNI; every
 token state within cosine `INT8_MIN_COS` of torch on the build's first items, or the build
 stops with an error.
 Those rows live in a namespace of their own (never mixed with exact ones), and every build of

@@ -180,7 +180,7 @@ class RowMap:
         self.added[pin_id] = row
 
 
-def arrow_column(series: pd.Series) -> pa.ChunkedArray:
+def _arrow_column(series: pd.Series) -> pa.ChunkedArray:
     """A metadata column as Arrow (no copy when the frame was read with pyarrow dtypes)."""
     array = pa.array(series)
     return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
@@ -220,9 +220,9 @@ class PinIndex:
                 f"index holds {self.fresh.ntotal} added vectors for {len(self.added)} added "
                 "pins: rebuild it with `pinclip index build`"
             )
-        self.rows = RowMap(arrow_column(meta["pin_id"]))
+        self.rows = RowMap(_arrow_column(meta["pin_id"]))
         # per-row reads of Arrow columns: no Python object per pin held (10^6+ pins)
-        self._columns = {name: arrow_column(self.meta[name]) for name in PIN_FIELDS}
+        self._columns = {name: _arrow_column(self.meta[name]) for name in PIN_FIELDS}
 
     def __len__(self) -> int:
         return len(self.meta) + len(self.added)
@@ -244,13 +244,13 @@ class PinIndex:
         boards = self._columns["boards"]
         rows = pc.list_parent_indices(boards).to_numpy(zero_copy_only=False)
         flat = pc.list_flatten(boards)
-        codes = pc.index_in(flat, value_set=pc.unique(flat)).to_numpy(zero_copy_only=False)
-        names = pc.unique(flat).to_pylist()
+        names = pc.unique(flat)
+        codes = pc.index_in(flat, value_set=names).to_numpy(zero_copy_only=False)
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
         return {
             str(b): rows[order[bounds[k] : bounds[k + 1]]].astype(np.int64)
-            for k, b in enumerate(names)
+            for k, b in enumerate(names.to_pylist())
         }
 
     def search(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
