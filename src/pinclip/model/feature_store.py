@@ -318,24 +318,29 @@ class _Frozen:
                     pairs.append((self.states(batch)[0], self.states(batch, onnx=False)[0]))
                 if self.onnx_path is None:
                     raise RuntimeError("the graph failed on the sample")
-            err = max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)) for a, b in pairs)
-            cos = min(_min_row_cosine(a, b) for a, b in pairs)
+            off = ""  # why the graph is not used
+            if int8:  # int8 moves every value: each row's direction is what must hold
+                cos = min(_min_row_cosine(a, b) for a, b in pairs)
+                if cos < INT8_MIN_COS:
+                    off = (
+                        f"the int8 {self.kind} graph's states reach cosine {cos:.4f} to "
+                        f"torch's (< {INT8_MIN_COS})"
+                    )
+            else:
+                err = max(
+                    float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)) for a, b in pairs
+                )
+                if err > ONNX_TOLERANCE:
+                    off = (
+                        f"the ONNX {self.kind} graph differs from torch by {err:.2g} of the "
+                        f"largest value (> {ONNX_TOLERANCE}); computing in torch"
+                    )
         except Exception as e:  # an exporter or runtime gap: the build runs torch
             log.info("feature store: %s run in torch (no ONNX graph: %s)", self.kind, e)
             self.onnx_path = self._session = None
             return False
-        if int8 and cos < INT8_MIN_COS:
-            log.warning(
-                "feature store: the int8 %s graph's states reach cosine %.4f to torch's "
-                "(< %s)", self.kind, cos, INT8_MIN_COS,
-            )  # fmt: skip
-            self.onnx_path = self._session = None
-            return False
-        if not int8 and err > ONNX_TOLERANCE:
-            log.warning(
-                "feature store: the ONNX %s graph differs from torch by %.2g of the largest "
-                "value (> %s); computing in torch", self.kind, err, ONNX_TOLERANCE,
-            )  # fmt: skip
+        if off:
+            log.warning("feature store: %s", off)
             self.onnx_path = self._session = None
             return False
         return True
