@@ -33,17 +33,10 @@ def board_loss(batch: TermBatch, cfg: LossConfig) -> tuple[Tensor, dict[str, flo
     if board_emb.shape != (b, dim):
         raise ValueError(f"pinclip_loss: board_emb {tuple(board_emb.shape)} != {(b, dim)}")
     board_all = all_gather_with_grad(board_emb)
-    member = torch.zeros(batch.n_all, batch.n_all, dtype=torch.bool, device=dev)
-    if inputs.board_member is not None:
-        member = batch.rows("board_member", torch.bool, columns=True)
-    boarded = batch.all_rows
-    if inputs.has_board is not None:
-        boarded = batch.rows("has_board", torch.bool)
-    lq = None
-    if cfg.board_logq:
-        if inputs.board_log_q is None:
-            raise ValueError("pinclip_loss: cfg.board_logq=True needs board_log_q")
-        lq = batch.rows("board_log_q", batch.dtype)
+    none = torch.zeros(batch.n_all, batch.n_all, dtype=torch.bool, device=dev)
+    member = batch.rows_or("board_member", torch.bool, none, columns=True)
+    boarded = batch.rows_or("has_board", torch.bool, batch.all_rows)
+    lq = batch.log_q("board_log_q", "board_logq")
     losses, parts = [], {}
     for name in cfg.board_terms:
         loss, acc = batch.contrast(

@@ -174,6 +174,22 @@ class TermBatch:
         value = getattr(self.inputs, name)
         return all_gather_no_grad(as_tensor(value, name, shape, dtype, self.device))
 
+    def rows_or(
+        self, name: str, dtype: torch.dtype, default: Tensor, *, columns: bool = False
+    ) -> Tensor:
+        """`rows(name)`, or `default` when the optional input `name` was not given."""
+        if getattr(self.inputs, name) is None:
+            return default
+        return self.rows(name, dtype, columns=columns)
+
+    def log_q(self, name: str, flag: str) -> Tensor | None:
+        """The logQ input `name` of every rank when `cfg.<flag>` is on (None when off)."""
+        if not getattr(self.cfg, flag):
+            return None
+        if getattr(self.inputs, name) is None:
+            raise ValueError(f"pinclip_loss: cfg.{flag}=True needs {name} (log sampling prob.)")
+        return self.rows(name, self.dtype)
+
     def contrast(self, a: Tensor, b: Tensor, **kw) -> tuple[Tensor, float]:
         """`contrastive_term` of ``a`` ↔ ``b`` with this loss's prefixes, scale, bias and kind."""
         return contrastive_term(

@@ -32,18 +32,10 @@ def neighbor_loss(batch: TermBatch, cfg: LossConfig) -> tuple[Tensor, dict[str, 
     if nbr_pin.shape != (b, dim):
         raise ValueError(f"pinclip_loss: neighbor.pin_emb {tuple(nbr_pin.shape)} != {(b, dim)}")
     n_all = batch.n_all
-    if inputs.co_board is None:
-        co = torch.zeros(n_all, n_all, dtype=torch.bool, device=dev)
-    else:
-        co = batch.rows("co_board", torch.bool, columns=True)
-    valid = batch.all_rows
-    if inputs.has_neighbor is not None:
-        valid = batch.rows("has_neighbor", torch.bool)
-    lq = None
-    if cfg.logq:
-        if inputs.log_q is None:
-            raise ValueError("pinclip_loss: cfg.logq=True needs log_q (log sampling prob.)")
-        lq = batch.rows("log_q", batch.dtype)
+    none = torch.zeros(n_all, n_all, dtype=torch.bool, device=dev)
+    co = batch.rows_or("co_board", torch.bool, none, columns=True)
+    valid = batch.rows_or("has_neighbor", torch.bool, batch.all_rows)
+    lq = batch.log_q("log_q", "logq")
     eye = torch.eye(n_all, dtype=torch.bool, device=dev)
     if inputs.neighbors_in_batch:  # positives: the other anchors on a board; never itself
         nbr_all = batch.anchor_all("pin_emb")
