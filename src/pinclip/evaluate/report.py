@@ -498,78 +498,76 @@ def _sections(data: EvalData, n_resamples: int, seed: int) -> list[tuple[str, st
     ]
 
 
-def _write_markdown(
-    path: Path,
-    results: list[EvalResult],
-    relevances: tuple[str, ...],
-    ours: str,
-    verdict: str,
-    sections: list[tuple[str, str]],
-    head_df: pd.DataFrame,
-    plots: dict[str, Path | None],
-) -> None:
+@dataclass
+class _Report:
+    """What report.md and report.html are both written from."""
+
+    results: list[EvalResult]
+    relevances: tuple[str, ...]
+    ours: str
+    verdict: str
+    sections: list[tuple[str, str]]
+    head_df: pd.DataFrame
+    plots: dict[str, Path | None]
+
+
+def _write_markdown(path: Path, report: _Report) -> None:
     """report.md: the full report, every metric of every task, and the plots linked."""
-    md = [f"# Evaluation report: {ours}", "", verdict, ""]
-    md += [f"## {title}\n\n{text}\n" for title, text in sections]
-    if len(head_df):
+    md = [f"# Evaluation report: {report.ours}", "", report.verdict, ""]
+    md += [f"## {title}\n\n{text}\n" for title, text in report.sections]
+    if len(report.head_df):
         md += [
             "## Headline: ours relative to each model (paired bootstrap)",
             "",
-            _markdown(head_df, "task"),
+            _markdown(report.head_df, "task"),
             "",
         ]
-    for rel in relevances:
+    for rel in report.relevances:
         md += [
             f"## Recall@10 per task — relevance: {rel} boards",
             "",
-            _markdown(metrics_table(results, rel)),
+            _markdown(metrics_table(report.results, rel)),
             "",
         ]
     md += ["## Every metric per task", ""]
     for task in TASKS:
-        for rel in task_relevances(task, tuple(relevances)):
-            table = task_table(results, task, rel)
+        for rel in task_relevances(task, tuple(report.relevances)):
+            table = task_table(report.results, task, rel)
             if len(table):
                 md += [f"### {TASKS[task]} ({rel})", "", _markdown(table), ""]
     skipped = [
-        f"- {r.name}, {TASKS[task]}: {why}" for r in results for task, why in r.skipped.items()
+        f"- {r.name}, {TASKS[task]}: {why}"
+        for r in report.results
+        for task, why in r.skipped.items()
     ]
     if skipped:
         md += ["Not applicable (n/a in the tables):", "", *skipped, ""]
     md += ["## Plots", ""] + [
-        f"### {t}\n\n![{t}]({p.name})\n" for t, p in plots.items() if p is not None
+        f"### {t}\n\n![{t}]({p.name})\n" for t, p in report.plots.items() if p is not None
     ]
     atomic_write_text(path, "\n".join(md))
 
 
-def _write_html(
-    path: Path,
-    results: list[EvalResult],
-    relevances: tuple[str, ...],
-    ours: str,
-    verdict: str,
-    sections: list[tuple[str, str]],
-    head_df: pd.DataFrame,
-    plots: dict[str, Path | None],
-) -> None:
+def _write_html(path: Path, report: _Report) -> None:
     """report.html: the shorter, browsable version (headline and Recall@10 tables, plots)."""
     body = [
-        f"<h1>Evaluation report: {html.escape(ours)}</h1>",
-        f"<p>{html.escape(verdict.replace('**', ''))}</p>",
+        f"<h1>Evaluation report: {html.escape(report.ours)}</h1>",
+        f"<p>{html.escape(report.verdict.replace('**', ''))}</p>",
     ]
     body += [
-        f"<h2>{html.escape(t)}</h2><p>{html.escape(x.replace('**', ''))}</p>" for t, x in sections
+        f"<h2>{html.escape(t)}</h2><p>{html.escape(x.replace('**', ''))}</p>"
+        for t, x in report.sections
     ]
-    if len(head_df):
-        body += ["<h2>Headline: ours relative to each model</h2>", head_df.to_html()]
-    for rel in relevances:
+    if len(report.head_df):
+        body += ["<h2>Headline: ours relative to each model</h2>", report.head_df.to_html()]
+    for rel in report.relevances:
         body += [
             f"<h2>Recall@10 per task — {rel} boards</h2>",
-            metrics_table(results, rel).to_html(),
+            metrics_table(report.results, rel).to_html(),
         ]
     body += ["<h2>Plots</h2>"] + [
         f"<h3>{html.escape(t)}</h3><img src='{p.name}' style='max-width:100%'>"
-        for t, p in plots.items()
+        for t, p in report.plots.items()
         if p is not None
     ]
     style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
@@ -603,9 +601,9 @@ def write_report(
     head_df = _headline_frame(head)
     verdict = _verdict(results, head, ours, best, main_rel)
     sections = _sections(data, n_resamples, seed)
-    parts = (results, relevances, ours, verdict, sections, head_df, plots)
-    _write_markdown(out / "report.md", *parts)
-    _write_html(out / "report.html", *parts)
+    report = _Report(results, relevances, ours, verdict, sections, head_df, plots)
+    _write_markdown(out / "report.md", report)
+    _write_html(out / "report.html", report)
     return out / "report.md"
 
 
