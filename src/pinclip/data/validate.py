@@ -292,8 +292,7 @@ def _entity_ids(
         rows = np.flatnonzero(~blank)
         codes = pc.fill_null(pc.index_in(col, value_set=pc.unique(col)), -1)
         codes = codes.to_numpy(zero_copy_only=False)
-        _, first, inverse = np.unique(codes[rows], return_index=True, return_inverse=True)
-        owner = rows[first[inverse]]  # the first row holding each row's id
+        owner = _first_row(codes[rows], rows)  # the first row holding each row's id
         for i in np.flatnonzero(blank):
             raw = col[int(i)].as_py()
             problems.add(int(i), INVALID_ID, f"{id_col} is {_short(raw)}; give a non-empty text id")
@@ -304,7 +303,7 @@ def _entity_ids(
                 f"{id_col} {col[int(i)].as_py()!r} already used at row {table.rows[j]}; "
                 "later rows are rejected",
             )
-        return _ArrowIds(col, np.sort(rows[first]))
+        return _ArrowIds(col, np.unique(owner))
     ids = [_as_id(v) for v in table.columns[id_col]]
     owner: dict[str, int] = {}
     for i, (raw, key) in enumerate(zip(table.columns[id_col], ids, strict=True)):
@@ -475,6 +474,12 @@ def _arrow_strings(table: RawTable, name: str) -> pa.ChunkedArray | None:
     )
 
 
+def _first_row(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each of `rows` (ascending), the first of `rows` with the same key."""
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return rows[first[inverse]]
+
+
 def _blank(col: pa.ChunkedArray) -> np.ndarray:
     """Rows that are null or blank as Python's `str.strip()` sees them (`_as_id` is None):
     Arrow's trim finds them, Python decides the rows holding `_PY_ONLY_SPACE`."""
@@ -553,8 +558,7 @@ def _check_edges_arrow(
     open_ &= ~rejected_board
     rows = np.flatnonzero(open_)
     pair = pp[rows] * max(len(board_keys), 1) + bp[rows]
-    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
-    first_row = rows[first[inverse]]
+    first_row = _first_row(pair, rows)
     dup = first_row != rows
 
     raw = lambda name, i: cols[name][int(i)].as_py()  # noqa: E731
