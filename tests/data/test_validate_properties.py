@@ -102,8 +102,13 @@ kinds = st.one_of(st.none(), st.sampled_from(["organic", "ad", "curated", "user"
 @example(pins=[], boards=[("b", " ", None), ("b", "t", "user"), ("\x1c", "t", "organic")])
 @given(
     pins=st.lists(
-        st.tuples(edge_ids, st.sampled_from(["x.png", "../x.png", "", "d/y.png"]), texts_arrow,
-                  texts_arrow, kinds),
+        st.tuples(
+            edge_ids,
+            st.sampled_from(["x.png", "../x.png", "", "d/y.png"]),
+            texts_arrow,
+            texts_arrow,
+            kinds,
+        ),
         max_size=10,
     ),  # fmt: skip
     boards=st.lists(st.tuples(edge_ids, texts_arrow, kinds), max_size=8),
