@@ -334,7 +334,7 @@ def scale(args: argparse.Namespace) -> None:
                                  str(work / "embed.json")]  # fmt: skip
         for stage in args.stages:
             key = stage if args.preset == "small" else f"{stage}:{args.preset}"  # a stand-in
-            if key in _load().get(str(n), {}):
+            if key in _load().get(str(n), {}) and stage not in args.redo:
                 continue
             if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
                 print(f"not starting {stage} at N={n}: past {args.stop_at} UTC", flush=True)
@@ -661,6 +661,13 @@ def main() -> None:
     sc.add_argument("--work", default="/tmp/pinclip-scale")
     sc.add_argument("--stand-in-from", type=int, help="a measured size: stand-ins at the others")
     sc.add_argument("--probe-seconds", type=float, default=240.0)
+    sc.add_argument(
+        "--redo",
+        nargs="*",
+        choices=STAGES,
+        default=[],
+        help="measure these stages again (the figures saved before are replaced)",
+    )
     sub.add_parser("table", help="print the scale results as a markdown table")
     ch = sub.add_parser("child")
     ch.add_argument("stage", choices=sorted(CHILDREN))
