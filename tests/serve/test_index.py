@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from pinclip.data import catalog as catalog_module
+from pinclip.data.catalog import MAPPED_DIR
 from pinclip.serve import PinIndex, build_index, read_embeddings
-from pinclip.serve.index import factory_string
+from pinclip.serve.index import META_FILE, factory_string
 from pinclip.serve.index_kinds import INDEX_KINDS
 
 
@@ -37,7 +40,9 @@ def test_ivfpq_and_add_without_rebuild(tmp_path, embeddings):
 
 # Every registered kind (the table the CLI's --kind help reads), and a factory string of one's own.
 @pytest.mark.parametrize("kind", [*INDEX_KINDS.names(), "IVF{nlist},Flat"])
-def test_streamed_build_of_every_kind_and_adds_that_copy_nothing(tmp_path, embeddings, kind):
+def test_streamed_build_of_every_kind_and_adds_that_copy_nothing(
+    tmp_path, embeddings, kind, monkeypatch
+):
     # 96 pins streamed 10 at a time: the same recall check and ids as one in-memory pass.
     index, info = build_index(embeddings, tmp_path / "i", kind=kind, batch_rows=10)
     assert info["count"] == len(index) == 96 and 0.5 <= info["recall@10"] <= 1
@@ -52,6 +57,18 @@ def test_streamed_build_of_every_kind_and_adds_that_copy_nothing(tmp_path, embed
     again = PinIndex.load(tmp_path / "i")
     assert again.info["search_params"] == info["search_params"]
     assert again.search(emb["pin_emb"][7:8], 1)[0][0].row == 7
+    # memory-mapped (what `serve` loads): the vectors and the metadata's Arrow copy as file
+    # pages, the same hits, pins and vectors; added pins go beside them
+    monkeypatch.setattr(catalog_module, "MAPPED_MIN_ROWS", 1)
+    mapped = PinIndex.load(tmp_path / "i", mmap=True)
+    assert (tmp_path / "i" / MAPPED_DIR / f"{META_FILE}.arrow").is_file()
+    pd.testing.assert_frame_equal(mapped.meta, again.meta)
+    hits = lambda idx: [(h.row, round(h.score, 5)) for h in idx.search(emb["pin_emb"][:8], 5)[0]]  # noqa: E731
+    assert hits(mapped) == hits(again)
+    assert np.array_equal(mapped.vector(5), again.vector(5))
+    row = mapped.add("fresh", emb["pin_emb"][3] + 0.01, title="fresh")
+    assert mapped.search((emb["pin_emb"][3] + 0.01)[None], 1)[0][0].row == row
+    assert mapped.rows["fresh"] == row and mapped.rows[ids[5]] == 5
 
 
 def test_unknown_kind_is_a_clear_error(tmp_path, embeddings):

@@ -296,20 +296,17 @@ def _read_kept(path: Path) -> pa.Table:
     """The file's table as the catalog keeps it: text as large_string (pandas' `str` columns,
     no cast later), so that the columns of rows all kept are used as read, not copied.
 
-    A table of `MAPPED_MIN_ROWS` rows or more is read from its memory-mapped Arrow copy
-    (`_mapped`): its columns are file pages the kernel shares and reclaims, not process
-    memory. Otherwise it is decoded into `KEPT_POOL` (malloc: the decode's scratch pages go
-    back to the kernel with `trim_heap`)."""
-    file = pq.ParquetFile(path, memory_map=True)
-    schema = file.schema_arrow
+    A large table is read from its memory-mapped Arrow copy (`mapped_table`). Otherwise it
+    is decoded into `KEPT_POOL` (malloc: the decode's scratch pages go back to the kernel
+    with `trim_heap`)."""
+    schema = pq.read_schema(path, memory_map=True)
     large = pa.schema(
         [f.with_type(pa.large_string()) if pa.types.is_string(f.type) else f for f in schema],
         metadata=schema.metadata,
     )
-    if file.metadata.num_rows >= MAPPED_MIN_ROWS:
-        mapped = _mapped(path, file, large)
-        if mapped is not None:
-            return mapped
+    mapped = mapped_table(path, large)
+    if mapped is not None:
+        return mapped
     default = pa.default_memory_pool()
     pa.set_memory_pool(KEPT_POOL)  # pq.read_table takes no pool of its own
     try:
@@ -318,12 +315,18 @@ def _read_kept(path: Path) -> pa.Table:
         pa.set_memory_pool(default)
 
 
-def _mapped(path: Path, file: pq.ParquetFile, schema: pa.Schema) -> pa.Table | None:
-    """`path`'s table from its Arrow IPC copy in `MAPPED_DIR`, memory-mapped (no copy).
+def mapped_table(path: Path, schema: pa.Schema | None = None) -> pa.Table | None:
+    """A parquet file of `MAPPED_MIN_ROWS` rows or more as a table memory-mapped from its
+    Arrow IPC copy in `MAPPED_DIR` (cast to `schema` if given): its columns are file pages
+    the kernel shares between processes and reclaims, not process memory.
 
     The copy is made on first read, one row group at a time (bounded memory), atomically,
     and remade when the parquet file changes (its size, mtime and inode are recorded in the
-    copy). None when the catalog folder is not writable: the caller reads into memory."""
+    copy). None for a smaller file, or when its folder is not writable: read it into memory."""
+    file = pq.ParquetFile(path, memory_map=True)
+    if file.metadata.num_rows < MAPPED_MIN_ROWS:
+        return None
+    schema = schema or file.schema_arrow
     copy = path.parent / MAPPED_DIR / f"{path.name}.arrow"
     st = path.stat()
     source = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()

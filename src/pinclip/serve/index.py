@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pinclip.atomic import atomic_dir, atomic_write_text, restore_dir
+from pinclip.data.catalog import mapped_table
 from pinclip.errors import PinclipError
 
 from .index_kinds import DEFAULT_KIND, INDEX_KINDS
@@ -151,7 +152,13 @@ class RowMap:
 
     def __init__(self, ids: pa.ChunkedArray) -> None:
         self.ids = ids
-        hashes = pd.util.hash_array(ids.to_numpy(zero_copy_only=False).astype(object))
+        hashes = np.concatenate(  # Python strings for 65,536 ids at a time only
+            [np.zeros(0, np.uint64)]
+            + [
+                pd.util.hash_array(ids.slice(s, 1 << 16).to_numpy(zero_copy_only=False))
+                for s in range(0, len(ids), 1 << 16)
+            ]
+        )
         self.order = np.argsort(hashes, kind="stable")
         self.hashes = hashes[self.order]
         self.added: dict[str, int] = {}
@@ -306,8 +313,10 @@ class PinIndex:
 
     @classmethod
     def load(cls, directory: str | Path, *, mmap: bool = False) -> PinIndex:
-        """Load an index directory; `mmap` maps the faiss file instead of reading it (IVF
-        lists stay on disk until searched, so an index larger than RAM can be served)."""
+        """Load an index directory; `mmap` maps the faiss file's vectors (every kind: flat
+        and HNSW codes, IVF lists) instead of reading them: file pages, shared by the
+        processes serving it, so an index larger than RAM can be served. Pins added later
+        go to a separate in-memory index either way. Large metadata is memory-mapped too."""
         directory = Path(directory)
         restore_dir(directory)
         if not (directory / INDEX_FILE).is_file():
@@ -315,17 +324,26 @@ class PinIndex:
                 f"{directory / INDEX_FILE} not found: build one with `pinclip index build`"
             )
         info = json.loads((directory / INFO_FILE).read_text())
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
         index = faiss.read_index(str(directory / INDEX_FILE), flags)
         set_search_params(index, info.get("search_params", SEARCH_DEFAULTS))
         added = directory / ADDED_FILE
         return cls(
             index,
-            pd.read_parquet(directory / META_FILE, dtype_backend="pyarrow"),  # Arrow, no objects
+            _read_meta(directory / META_FILE),
             pd.read_parquet(directory / BOARDS_FILE),
             info,
             faiss.read_index(str(added)) if added.is_file() else None,
         )
+
+
+def _read_meta(path: Path) -> pd.DataFrame:
+    """The pins' metadata as Arrow-backed columns (no Python object per pin), mapped from
+    its Arrow copy when large."""
+    table = mapped_table(path)
+    if table is None:
+        return pd.read_parquet(path, dtype_backend="pyarrow")
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def catalog_metadata(

@@ -154,7 +154,7 @@ class PinService:
         The model must be the one the index was embedded with (its fingerprint, recorded in
         the index) unless `allow_model_mismatch`. `options`: read_only, refresh_s,
         batch_wait_ms, max_batch (see the class)."""
-        index = PinIndex.load(index_dir)
+        index = PinIndex.load(index_dir, mmap=True)  # the vectors stay file pages
         catalog_dir = catalog_dir or index.info.get("catalog")
         store_dir = store_dir or Path(index_dir) / "added"
         check_model(index.info, model_dir, index_dir, allow_mismatch=allow_model_mismatch)
