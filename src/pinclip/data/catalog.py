@@ -36,6 +36,7 @@ from .validate import (
     RawTable,
     Reject,
     ValidationReport,
+    hash_ids,
     string_array,
     validate_tables,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "pin_text",
     "read_catalog",
     "read_parquet_table",
+    "hash_ids",
     "string_array",
     "write_catalog",
 ]

@@ -82,24 +82,31 @@ STRING_DTYPE = _string_dtype()
 KEPT_POOL = pa.system_memory_pool()
 
 
-def string_array(values: Any) -> pa.Array:
-    """Text values (a pandas column of any string dtype, numpy/Arrow array or list) as one
-    Arrow string array; no copy for a column that is already Arrow-backed."""
-    if isinstance(values, pa.Array):
+def string_array(values: Any) -> pa.Array | pa.ChunkedArray:
+    """Text values (a pandas column of any string dtype, numpy/Arrow array or list) as Arrow
+    text; a column that is already Arrow-backed keeps its buffers and chunks (no copy, no
+    concatenation: a memory-mapped catalog's columns stay file pages)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
         arr = values
-    elif isinstance(values, pa.ChunkedArray):
-        arr = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     else:
         if isinstance(values, (pd.Series, pd.Index)):
             values = values.array
         arr = pa.array(values, from_pandas=True)  # pandas' Arrow columns hand over their buffers
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     if pa.types.is_null(arr.type):
         arr = arr.cast(pa.string())
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         raise TypeError(f"expected text values, found Arrow type {arr.type}")
     return arr
+
+
+def hash_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """uint64 [len(ids)]: pandas' 64-bit hash of each id (the same for the same text), made
+    `_BATCH_ROWS` ids at a time: a Python string per id only within a batch."""
+    parts = [
+        pd.util.hash_array(ids.slice(s, _BATCH_ROWS).to_numpy(zero_copy_only=False))
+        for s in range(0, len(ids), _BATCH_ROWS)
+    ]
+    return np.concatenate([np.zeros(0, np.uint64), *parts])
 
 
 def string_series(values: pa.Array | pa.ChunkedArray) -> pd.Series:

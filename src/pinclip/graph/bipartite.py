@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from pinclip.data.catalog import string_array
+from pinclip.data.catalog import hash_ids, string_array
 from pinclip.errors import InputError
 from pinclip.memory import trim_heap
 
@@ -59,21 +59,28 @@ def ids_to_numpy(ids: pa.Array) -> np.ndarray:
     return out
 
 
-def _arrow_positions(ids: pa.Array, values: pa.Array, what: str) -> np.ndarray:
-    """Positions of `values` in the unique `ids` (Arrow hash lookup); errors as `_lookup`."""
-    pos = pc.index_in(values, value_set=ids)
+def _arrow_positions(
+    ids: pa.Array | pa.ChunkedArray, values: pa.Array | pa.ChunkedArray, what: str
+) -> np.ndarray:
+    """int32 positions of `values` in the unique `ids` (Arrow hash lookup); errors as
+    `_lookup`."""
+    keys = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids  # one value set
+    pos = pc.index_in(values, value_set=keys)
     if pos.null_count:
         row = int(np.flatnonzero(pos.is_null().to_numpy(zero_copy_only=False))[0])
         raise InputError(
             f"edge row {row}: unknown {what} id {values[row].as_py()!r}; "
             f"every edge must point to a {what} listed in {what}_ids"
         )
-    return pos.to_numpy().astype(np.int64, copy=False)
+    return np.asarray(pos.to_numpy(), dtype=np.int32)
 
 
-def _check_unique(ids: pa.Array, what: str) -> None:
-    if pc.count_distinct(ids, mode="all").as_py() != len(ids):
-        _index_of(ids.to_numpy(zero_copy_only=False), what)  # names the first duplicate
+def _check_unique(ids: pa.Array | pa.ChunkedArray, what: str) -> None:
+    """Sorted 64-bit hashes (16 bytes per id, no hash table of strings); the exact check,
+    which names the first duplicate, only when two hashes are equal."""
+    hashes = np.sort(hash_ids(ids))
+    if (hashes[1:] == hashes[:-1]).any():
+        _index_of(ids.to_numpy(zero_copy_only=False), what)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +107,10 @@ class PinBoardGraph:
     ) -> PinBoardGraph:
         """Build from edge *positions* into ``pin_ids`` / ``board_ids`` (fast path)."""
         pin_ids, board_ids = np.asarray(pin_ids), np.asarray(board_ids)
-        rows = np.asarray(edge_pin_idx, dtype=np.int64)
-        cols = np.asarray(edge_board_idx, dtype=np.int64)
+        # int32 positions when they fit (scipy would make its own int32 copies of int64 ones)
+        small = max(len(pin_ids), len(board_ids), len(edge_pin_idx)) < 2**31
+        rows = np.asarray(edge_pin_idx, dtype=np.int32 if small else np.int64)
+        cols = np.asarray(edge_board_idx, dtype=np.int32 if small else np.int64)
         if rows.shape != cols.shape or rows.ndim != 1:
             raise ValueError("edge pin and board arrays must be 1-D and of equal length")
         n_p, n_b = len(pin_ids), len(board_ids)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pinclip.atomic import atomic_dir, atomic_write_text, restore_dir
-from pinclip.data.catalog import mapped_table
+from pinclip.data.catalog import hash_ids, mapped_table
 from pinclip.errors import PinclipError
 
 from .index_kinds import DEFAULT_KIND, INDEX_KINDS
@@ -152,13 +152,7 @@ class RowMap:
 
     def __init__(self, ids: pa.ChunkedArray) -> None:
         self.ids = ids
-        hashes = np.concatenate(  # Python strings for 65,536 ids at a time only
-            [np.zeros(0, np.uint64)]
-            + [
-                pd.util.hash_array(ids.slice(s, 1 << 16).to_numpy(zero_copy_only=False))
-                for s in range(0, len(ids), 1 << 16)
-            ]
-        )
+        hashes = hash_ids(ids)
         self.order = np.argsort(hashes, kind="stable")
         self.hashes = hashes[self.order]
         self.added: dict[str, int] = {}
