@@ -2,6 +2,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from pinclip.graph import PinBoardGraph
@@ -46,6 +47,26 @@ def test_from_catalog_uses_the_id_columns():
     g = PinBoardGraph.from_catalog(cat)
     assert g.pins_of(0).tolist() == [0, 2]
     assert g.co_board_mask(np.array([0]), np.array([1, 2])).tolist() == [[False, True]]
+
+
+def test_from_catalog_over_chunked_arrow_ids_names_a_duplicate_and_an_unknown_id():
+    def column(values):  # two chunks, as a catalog read by row group holds them
+        return pd.Series(pd.arrays.ArrowExtensionArray(pa.chunked_array([values[:1], values[1:]])))
+
+    def catalog(pins, edge_pins):
+        return SimpleNamespace(
+            pins=pd.DataFrame({"pin_id": column(pins)}),
+            boards=pd.DataFrame({"board_id": column(["B", "C"])}),
+            edges=pd.DataFrame({"pin_id": column(edge_pins), "board_id": column(["C", "B"])}),
+        )
+
+    g = PinBoardGraph.from_catalog(catalog(["p1", "p2", "p3"], ["p3", "p1"]))
+    assert g.pin_board.indices.dtype == np.int32
+    assert g.boards_of(2).tolist() == [1] and g.pins_of(0).tolist() == [0]
+    with pytest.raises(ValueError, match="duplicate pin id 'p2'"):
+        PinBoardGraph.from_catalog(catalog(["p1", "p2", "p2"], ["p2", "p1"]))
+    with pytest.raises(ValueError, match="edge row 1: unknown pin id 'p9'"):
+        PinBoardGraph.from_catalog(catalog(["p1", "p2", "p3"], ["p3", "p9"]))
 
 
 def test_restrict_keeps_index_space_and_only_kept_pins_edges(random_graph):
