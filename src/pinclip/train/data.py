@@ -108,10 +108,15 @@ def _without_boards(graph: PinBoardGraph, boards: np.ndarray) -> PinBoardGraph:
 def _board_probability(graph: PinBoardGraph, anchors: np.ndarray) -> np.ndarray:
     """How likely each board is a sampled positive: a uniform anchor, then one of its
     boards uniformly (`TrainingData.sample_boards`): the board term's logQ."""
-    pb = graph.pin_board[anchors]
-    degree = np.diff(pb.indptr)
-    weight = np.repeat(1.0 / np.maximum(degree, 1), degree) / max(int((degree > 0).sum()), 1)
-    return np.bincount(pb.indices, weights=weight, minlength=graph.n_boards)
+    degree = graph.pin_degree[anchors]
+    total = np.zeros(graph.n_boards)
+    for start in range(0, len(anchors), 1 << 16):  # rows of 65,536 anchors at a time
+        pb = graph.pin_board[anchors[start : start + (1 << 16)]]
+        d = np.diff(pb.indptr)
+        total += np.bincount(
+            pb.indices, weights=np.repeat(1.0 / np.maximum(d, 1), d), minlength=graph.n_boards
+        )
+    return total / max(int((degree > 0).sum()), 1)
 
 
 def _neighbor_probability(sampler: object, graph: PinBoardGraph) -> np.ndarray:
