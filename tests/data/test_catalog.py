@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -101,7 +102,10 @@ def test_decompression_bomb_is_never_decoded(tmp_path, kit, monkeypatch):
     kit.assert_good_rows_kept(cat)
 
 
-def test_duplicate_pin_id_keeps_first(tmp_path, kit):
+@pytest.mark.parametrize("hashes", ["real", "all colliding"])
+def test_duplicate_pin_id_keeps_first(tmp_path, kit, monkeypatch, hashes):
+    if hashes == "all colliding":  # ids are told apart by their text, never by a hash alone
+        monkeypatch.setattr(validate, "hash_ids", lambda ids: np.zeros(len(ids), np.uint64))
     root = kit.build(tmp_path / "c", pins=[bad_pin("p1", "images/p2.png", title="second p1")])
     cat, report = read_catalog(root)
     r = kit.only_reject(report)
@@ -491,3 +495,33 @@ def test_validation_makes_no_python_list_of_an_arrow_text_column(tmp_path, kit):
     assert report.ok and len(frames["pins"]) == 3
     pins, boards, edges = (set(t.columns._lists) for t in tables)
     assert pins == boards == edges == set()
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 1 << 18])
+def test_images_checked_in_windows_give_the_same_rejects(tmp_path, kit, monkeypatch, window):
+    # bad files, a missing one and a path shared by pins in different windows: the same
+    # rejects whatever the window; a file opened once per window that holds its path
+    extra = [
+        bad_pin("p4", "images/p1.png"),  # shares p1's (good) file
+        bad_pin("p5", "images/missing.png"),
+        bad_pin("p6", "images/broken.png"),
+        bad_pin("p7", "images/broken.png"),
+        bad_pin("p8", "images/p2.png"),
+    ]
+    root = kit.build(tmp_path / "c", pins=extra)
+    (root / "images" / "broken.png").write_bytes(b"not a png")
+    opened: list[str] = []
+
+    def check(path, **kwargs):
+        opened.append(path)
+        return images.check_image(path, **kwargs)
+
+    monkeypatch.setattr(validate, "_CHECK_ROWS", window)
+    monkeypatch.setattr("pinclip.data.catalog.check_image", check)
+    _, report = read_catalog(root)
+    assert sorted((r.id, r.reason) for r in report.rejects) == [
+        ("p5", images.MISSING_IMAGE),
+        ("p6", images.UNDECODABLE_IMAGE),
+        ("p7", images.UNDECODABLE_IMAGE),
+    ]
+    assert len(set(opened)) == 5 and (window < 8 or len(opened) == 5)

@@ -12,7 +12,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -115,7 +115,8 @@ def load_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
 
 
 @contextmanager
-def _progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
+def progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A Rich bar (when `enabled`) as a function that advances it by n."""
     if not enabled:
         yield lambda n: None
         return
@@ -134,11 +135,13 @@ def check_files(
     progress: bool = False,
     description: str = "checking images",
     chunk: int = 64,
+    advance: Callable[[int], None] | None = None,
 ) -> dict[int, ImageError]:
     """Run `check` on every path in a thread pool; return {index: error} for the failures.
 
     Pillow releases the GIL while decoding, so threads scale. Work is submitted in chunks
     with a bounded window, so a million paths never become a million pending futures.
+    `advance` moves a caller's progress bar instead of a bar of its own.
     """
     workers = workers or os.cpu_count() or 1
     failures: dict[int, ImageError] = {}
@@ -154,7 +157,9 @@ def check_files(
 
     with (
         ThreadPoolExecutor(workers) as pool,
-        _progress_bar(progress, len(paths), description) as advance,
+        (
+            nullcontext(advance) if advance else progress_bar(progress, len(paths), description)
+        ) as advance,
     ):
         pending: deque = deque()
         for start in range(0, len(paths), chunk):

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pinclip.atomic import atomic_open
 from pinclip.errors import PinclipError
 
-from .images import ImageError, check_files, resolve_image_str
+from .images import ImageError, check_files, progress_bar, resolve_image_str
 
 # Reasons found in the tables themselves (image reasons live in pinclip.data.images).
 INVALID_UTF8 = "invalid utf-8"
@@ -63,6 +63,7 @@ TEXT = {
 }
 KINDS = {"pins": {"organic", "ad"}, "boards": {"curated", "user"}}
 _BATCH_ROWS = 65_536  # rows of an Arrow column made Python values at a time
+_CHECK_ROWS = 1 << 18  # rows whose image paths are held at once while their files are checked
 # Columns that must hold text; parquet binary columns with these names are decoded as UTF-8.
 STRING_COLUMNS = frozenset({"pin_id", "board_id", "image", "title", "description", "link", "kind"})
 
@@ -297,9 +298,10 @@ def _entity_ids(
     if col is not None:  # Arrow text ids: the same rejects, no Python value per row
         blank = _blank(col)
         rows = np.flatnonzero(~blank)
-        codes = _positions(col, pc.unique(col))
-        owners, later, first = _repeats(codes[rows], rows)
-        del codes
+        # 64-bit hashes (no hash table of strings); exact codes only if two ids collide
+        owners, later, first = _repeats(hash_ids(col)[rows], rows)
+        if len(later) and not pc.all(pc.equal(col.take(later), col.take(first))).as_py():
+            owners, later, first = _repeats(_positions(col, pc.unique(col))[rows], rows)
         for i in np.flatnonzero(blank):
             raw = col[int(i)].as_py()
             problems.add(int(i), INVALID_ID, f"{id_col} is {_short(raw)}; give a non-empty text id")
@@ -402,9 +404,10 @@ def _check_images(
     workers: int | None,
     progress: bool,
 ) -> None:
-    """Path escapes are rejected from the text alone; files are checked in parallel, once each.
-    An Arrow column is read `_BATCH_ROWS` rows at a time and its paths kept as Arrow arrays:
-    no Python value per row outlives its batch."""
+    """Path escapes are rejected from the text alone; files are checked in parallel, each
+    distinct path once per window of `_CHECK_ROWS` rows (memory bounded by the window, not
+    the catalog). An Arrow column is read `_BATCH_ROWS` rows at a time and its paths kept as
+    Arrow arrays: no Python value per row outlives its batch."""
     root = os.path.abspath(image_root)
     col = _arrow_strings(table, "image")
     batches = (
@@ -412,40 +415,59 @@ def _check_images(
         if col is None
         else (col.slice(s, _BATCH_ROWS).to_pylist() for s in range(0, len(col), _BATCH_ROWS))
     )
-    rows: list[np.ndarray] = []  # per batch: the rows whose file is opened, and its path
+    rows: list[np.ndarray] = []  # per batch of the window: rows whose file is opened, paths
     paths: list[pa.Array | list[str]] = []
-    start = 0
-    for values in batches:
-        batch_rows, batch_paths = [], []
-        for k, image in enumerate(values):
-            if start + k in problems:
-                continue
-            try:
-                path = resolve_image_str(root, image, allow_absolute=allow_absolute_paths)
-            except ImageError as e:
-                problems.add(start + k, e.reason, e.detail)
-                continue
+
+    def check_window(advance: Callable[[int], None]) -> None:
+        if not rows:
+            return
+        row_of = np.concatenate(rows)
+        if col is None:  # Python values (CSV/JSONL; maybe not UTF-8): a dict of distinct paths
+            first: dict[str, int] = {}
+            codes = np.array([first.setdefault(p, len(first)) for b in paths for p in b], np.int64)
+            distinct: Sequence[str] = list(first)
+        else:
+            encoded = pa.chunked_array(paths, pa.large_string()).combine_chunks()
+            encoded = encoded.dictionary_encode()
+            codes = encoded.indices.to_numpy(zero_copy_only=False)
+            distinct = _ArrowIds(encoded.dictionary)
+        advance(len(row_of) - len(distinct))  # rows whose path another row of the window has
+        failures = check_files(distinct, image_check, workers=workers, advance=advance)
+        for k, error in sorted(failures.items()):
+            for i in row_of[codes == k]:
+                problems.add(int(i), error.reason, error.detail)
+        rows.clear()
+        paths.clear()
+
+    with progress_bar(
+        progress and image_check is not None, len(table), "checking images"
+    ) as advance:
+        start = window = 0
+        for values in batches:
+            batch_rows, batch_paths = [], []
+            for k, image in enumerate(values):
+                if start + k in problems:
+                    continue
+                try:
+                    path = resolve_image_str(root, image, allow_absolute=allow_absolute_paths)
+                except ImageError as e:
+                    problems.add(start + k, e.reason, e.detail)
+                    continue
+                if image_check is not None:
+                    batch_rows.append(start + k)
+                    batch_paths.append(path)
+            advance(len(values) - len(batch_rows))  # rows not opened: rejected or unchecked
             if image_check is not None:
-                batch_rows.append(start + k)
-                batch_paths.append(path)
-        rows.append(np.asarray(batch_rows, dtype=np.int64))
-        paths.append(batch_paths if col is None else pa.array(batch_paths, pa.large_string()))
-        start += len(values)
-    if image_check is None or not rows:
-        return
-    row_of = np.concatenate(rows)
-    if col is None:  # Python values (CSV/JSONL; maybe not UTF-8): a dict of distinct paths
-        first: dict[str, int] = {}
-        codes = np.array([first.setdefault(p, len(first)) for b in paths for p in b], np.int64)
-        distinct: Sequence[str] = list(first)
-    else:
-        encoded = pa.chunked_array(paths, pa.large_string()).combine_chunks().dictionary_encode()
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        distinct = _ArrowIds(encoded.dictionary)
-    failures = check_files(distinct, image_check, workers=workers, progress=progress)
-    for k, error in sorted(failures.items()):
-        for i in row_of[codes == k]:
-            problems.add(int(i), error.reason, error.detail)
+                rows.append(np.asarray(batch_rows, dtype=np.int64))
+                paths.append(
+                    batch_paths if col is None else pa.array(batch_paths, pa.large_string())
+                )
+            start += len(values)
+            window += len(values)
+            if window >= _CHECK_ROWS:
+                check_window(advance)
+                window = 0
+        check_window(advance)
 
 
 class _ArrowIds(Sequence[str | None]):
