@@ -73,20 +73,71 @@ def exact_topk(
     k: int,
     exclude: np.ndarray | None = None,
     chunk: int | None = None,
+    block: int | None = None,
 ) -> np.ndarray:
     """Indices of the top-k candidates by dot product per query; `exclude[i]` (a candidate
     index, e.g. the query pin itself) is never returned. Ties break by lower index.
-    `chunk` queries are scored at once (default: ~4M scores, so memory stays flat in N)."""
-    k = min(k, candidates.shape[0] - (exclude is not None))
-    chunk = chunk or max(1, min(1024, 2**22 // max(candidates.shape[0], 1)))
+
+    `chunk` queries (default 1024) are scored against `block` candidates at a time (default:
+    ~16M scores, 64 MiB): memory stays flat in N and every matmul stays large (scoring a handful of
+    queries against all N pins at a time rereads the candidate matrix per handful). Once a
+    query holds k candidates, only a block's scores at or above its k-th can enter: those few
+    are merged, and the selection pass over the whole block is skipped."""
+    n = candidates.shape[0]
+    k = min(k, n - (exclude is not None))
+    if k <= 0 or queries.shape[0] == 0:
+        return np.zeros((queries.shape[0], max(k, 0)), dtype=np.int64)
+    chunk = chunk or 1024
+    block = block or max(k + 1, 2**24 // chunk)
+    candidates = candidates.float()
     out = []
     for start in range(0, queries.shape[0], chunk):
-        scores = queries[start : start + chunk].float() @ candidates.float().T
-        if exclude is not None:
-            rows = torch.arange(scores.shape[0])
-            scores[rows, torch.as_tensor(exclude[start : start + chunk])] = -torch.inf
-        out.append(_stable_topk(scores, k).numpy())
-    return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
+        q = queries[start : start + chunk].float()
+        skip = None if exclude is None else torch.as_tensor(exclude[start : start + chunk])
+        best_v = best_i = None
+        for first in range(0, n, block):  # 1. score a block of candidates
+            scores = q @ candidates[first : first + block].T
+            if skip is not None:  # 2. the excluded candidate of each query in this block
+                rows = torch.nonzero((skip >= first) & (skip < first + scores.shape[1])).flatten()
+                scores[rows, skip[rows] - first] = -torch.inf
+            if best_v is None or best_v.shape[1] < k:  # 3a. the block's own top-k
+                index = _stable_topk(scores, min(k, scores.shape[1]))
+                values, index = scores.gather(1, index), index + first
+            else:  # 3b. only the scores that reach each query's k-th so far
+                values, index = _at_least(scores, best_v[:, -1:], first, n)
+                if values.shape[1] == 0:
+                    continue
+            if best_v is not None:  # 4. merged into the running top-k
+                values, index = _merge_topk(best_v, best_i, values, index, k)
+            best_v, best_i = values, index
+        out.append(best_i.numpy())
+    return np.concatenate(out)
+
+
+def _at_least(
+    scores: torch.Tensor, floor: torch.Tensor, first: int, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's scores >= its `floor` (and their candidate indices), left-aligned in a
+    [rows, most found] matrix padded with -inf at index `n` (after every real candidate)."""
+    rows, cols = torch.nonzero(scores >= floor, as_tuple=True)
+    counts = torch.bincount(rows, minlength=scores.shape[0])
+    width = int(counts.max()) if len(rows) else 0
+    values = torch.full((scores.shape[0], width), -torch.inf)
+    index = torch.full((scores.shape[0], width), n, dtype=torch.int64)
+    slot = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
+    values[rows, slot], index[rows, slot] = scores[rows, cols], cols + first
+    return values, index
+
+
+def _merge_topk(
+    v1: torch.Tensor, i1: torch.Tensor, v2: torch.Tensor, i2: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-k of two candidate sets per row, ordered by (score desc, index asc)."""
+    values, index = torch.cat([v1, v2], 1), torch.cat([i1, i2], 1)
+    by_index = torch.argsort(index, dim=1)
+    values, index = values.gather(1, by_index), index.gather(1, by_index)
+    keep = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    return values.gather(1, keep), index.gather(1, keep)
 
 
 def _stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -68,6 +68,14 @@ def test_exact_topk_equals_a_full_stable_sort(seed):
         scores[exclude[i]] = -torch.inf
         expected.append(torch.sort(scores, descending=True, stable=True).indices[:k].tolist())
     assert exact_topk(queries, candidates, k, exclude=exclude).tolist() == expected
+    # blocks of candidates merged into the running top-k: the same order, ties included
+    for chunk, block in ((5, 7), (17, k + 1), (1, 1000)):
+        top = exact_topk(queries, candidates, k, exclude=exclude, chunk=chunk, block=block)
+        assert top.tolist() == expected
+    # without an exclusion, every candidate counts (the query itself first on ties by index)
+    scores = queries @ candidates.T
+    full = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].tolist()
+    assert exact_topk(queries, candidates, k, chunk=4, block=9).tolist() == full
 
 
 def test_bootstrap_is_seeded_and_brackets_the_mean():
