@@ -5,6 +5,7 @@ catalog, and the ONNX export (int8 where it is faster) with its parity check."""
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import numpy as np
@@ -49,7 +50,7 @@ def _overrides(tiny_catalog, tmp_path, family: str, spec: str, run: str) -> list
 @pytest.mark.slow
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_backbone_family_through_the_pipeline(family, tiny_catalog, tmp_path, monkeypatch):
-    from pinclip.serve import catalog_samples, export_onnx
+    from pinclip.serve import PinService, build_index, catalog_samples, export_onnx
     from pinclip.serve.embed import embed_catalog, read_embeddings
     from pinclip.serve.embedder import OnnxEmbedder, TorchEmbedder
     from pinclip.train import load_config, train
@@ -110,6 +111,19 @@ def test_backbone_family_through_the_pipeline(family, tiny_catalog, tmp_path, mo
     ids, emb = read_embeddings(out)
     assert len(ids) == 240  # the tiny catalog's pins
     assert np.allclose(np.linalg.norm(emb["pin_emb"], axis=1), 1, atol=1e-3)
+
+    # index and serve: a text query ranks the pins as their embeddings do; an added pin is
+    # found by its own vector
+    build_index(out, tmp_path / "index", kind="flat", catalog_dir=tiny_catalog)
+    service = PinService.open(tmp_path / "index", model_dir, backend="torch", device="cpu")
+    query = model.encode_text([samples[0][1]])[0].numpy()
+    expected = ids[int(np.argmax(emb["pin_emb"] @ query))]
+    assert service.search_text(samples[0][1], 1)[0]["pin_id"] == expected
+    png = io.BytesIO()
+    samples[1][0].save(png, format="PNG")
+    added = service.add_pin(png.getvalue(), title="a pin added through the service")["pin_id"]
+    own = service.index.vector(service.row(added))
+    assert service.index.search(own[None], 1)[0][0].row == service.row(added)
     report = export_onnx(model_dir, tmp_path / "onnx", samples, int8=True)
     assert min(report.parity.values()) >= 0.99
     onnx = OnnxEmbedder(tmp_path / "onnx").embed_pins(pixels, [t for _, t in samples])
