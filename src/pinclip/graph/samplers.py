@@ -20,6 +20,9 @@ from .bipartite import PinBoardGraph
 DEFAULT_ALPHA = 0.5
 
 
+_PINS_PER_PASS = 1 << 16  # pins whose edges `neighbor_probability` holds at once
+
+
 def board_weights(graph: PinBoardGraph, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """float64 [n_boards]: board-step weight ``(size-1)^-alpha``, 0 for boards with < 2 pins."""
     if alpha < 0:
@@ -43,9 +46,9 @@ class CoBoardSampler:
         self.alpha = alpha
         self.rng = np.random.default_rng(seed)
         pb = graph.pin_board
-        edge_weight = board_weights(graph, alpha)[pb.indices]
         # cum[e] = total weight of edges 0..e-1, so a pin's edges span [cum[start], cum[end]).
-        self._cum = np.concatenate([[0.0], np.cumsum(edge_weight)])
+        self._cum = np.zeros(pb.nnz + 1)
+        np.cumsum(board_weights(graph, alpha)[pb.indices], out=self._cum[1:])
         start = pb.indptr[:-1].astype(np.int64)
         end = pb.indptr[1:].astype(np.int64)
         self._first, self._last = start, np.maximum(end - 1, start)  # a pin's edge range
@@ -67,17 +70,33 @@ class CoBoardSampler:
         """
         g = self.graph
         pb = g.pin_board
-        edge_pin = np.repeat(np.arange(g.n_pins), g.pin_degree)
-        edge_board = pb.indices
-        total = self._total[edge_pin]
-        w = board_weights(g, self.alpha)[edge_board]
-        # chance that the edge's pin steps into the edge's board
-        enter = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-        entered = np.bincount(edge_board, weights=enter, minlength=g.n_boards)
-        others = np.maximum(g.board_size[edge_board] - 1, 1)
-        # arriving at a pin: from any *other* pin of the board, then 1 of its size-1 others
-        arrive = (entered[edge_board] - enter) / others
-        return np.bincount(edge_pin, weights=arrive, minlength=g.n_pins) / g.n_pins
+        weight = board_weights(g, self.alpha)
+        others = np.maximum(g.board_size - 1, 1).astype(np.float64)
+        degree = g.pin_degree
+        spans = [
+            (lo, min(lo + _PINS_PER_PASS, g.n_pins)) for lo in range(0, g.n_pins, _PINS_PER_PASS)
+        ]
+
+        def enter(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+            """The boards of pins lo..hi-1's edges, and the chance each edge's pin steps into
+            its board."""
+            boards = pb.indices[pb.indptr[lo] : pb.indptr[hi]]
+            total = np.repeat(self._total[lo:hi], degree[lo:hi])
+            w = weight[boards]
+            return boards, np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+
+        entered = np.zeros(g.n_boards)  # chance of stepping into each board
+        for lo, hi in spans:  # edges a span of pins at a time: no edge-length temporaries
+            boards, p = enter(lo, hi)
+            entered += np.bincount(boards, weights=p, minlength=g.n_boards)
+        out = np.zeros(g.n_pins)
+        for lo, hi in spans:
+            boards, p = enter(lo, hi)
+            # arriving at a pin: from any *other* pin of the board, then 1 of its size-1 others
+            arrive = (entered[boards] - p) / others[boards]
+            rows = np.repeat(np.arange(hi - lo), degree[lo:hi])
+            out[lo:hi] = np.bincount(rows, weights=arrive, minlength=hi - lo)
+        return out / g.n_pins
 
     def sample_boards(self, pins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One board per pin (weighted as documented above); -1 when the pin has none."""
