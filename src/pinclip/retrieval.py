@@ -57,13 +57,16 @@ def embed_pins(
     float32 on the CPU, computed in eval mode (the model's train/eval mode is restored)."""
     was_training = model.training
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
+    result: dict[str, torch.Tensor] = {}
     for start in range(0, len(pins), batch_size):
         out = model(**inputs.batch(pins[start : start + batch_size]))
-        for key in parts:
-            parts[key].append(getattr(out, key).float().cpu())
+        for key in keys:
+            rows = getattr(out, key).float().cpu()
+            if key not in result:  # filled in place: no second copy of N rows to concatenate
+                result[key] = torch.empty(len(pins), rows.shape[1])
+            result[key][start : start + len(rows)] = rows
     model.train(was_training)
-    return {key: torch.cat(chunks) for key, chunks in parts.items()}
+    return result
 
 
 @torch.no_grad()

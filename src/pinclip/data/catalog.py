@@ -207,10 +207,8 @@ class Catalog:
         """Every pin's text (title + description), in pin order, as one Arrow array."""
         chunks = [
             pa.array(c, pa.large_string(), memory_pool=KEPT_POOL) for c in self._text_chunks()
-        ]
-        empty = pa.array([], pa.large_string())
-        texts = TextColumn(pa.concat_arrays(chunks, memory_pool=KEPT_POOL) if chunks else empty)
-        del chunks
+        ]  # kept as chunks: concatenating would hold every text twice for a moment
+        texts = TextColumn(pa.chunked_array(chunks, pa.large_string()))
         trim_heap()  # the per-chunk Python strings are gone: hand their pages back
         return texts
 
