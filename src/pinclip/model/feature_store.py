@@ -586,7 +586,8 @@ class FeatureStore:
 
     def _keys(self, kind: str, items: Sequence[Any]) -> np.ndarray:
         key = self.image_key if kind == "images" else self.text_key
-        return np.array([key(i) for i in items], dtype=KEY_DTYPE)
+        # filled in place: a list of a bytes object per item first would cost ~60 B per item
+        return np.fromiter((key(i) for i in items), dtype=KEY_DTYPE, count=len(items))
 
     # ----- index of what is stored ----------------------------------------------------------
     def _segments(self, kind: str) -> list[_Segment]:
