@@ -46,6 +46,18 @@ def _lookup(index: pd.Index, values: np.ndarray, what: str) -> np.ndarray:
     return pos
 
 
+_ONES = np.ones(0, dtype=np.float32)
+
+
+def _ones(n: int) -> np.ndarray:
+    """A read-only float32 view of n ones, all views sharing one array (grown as needed)."""
+    global _ONES
+    if len(_ONES) < n:
+        _ONES = np.ones(n, dtype=np.float32)
+        _ONES.flags.writeable = False
+    return _ONES[:n]
+
+
 _ROWS_PER_CHUNK = 1 << 16  # ids turned into Python strings at a time (bounded transient memory)
 
 
@@ -95,6 +107,12 @@ class PinBoardGraph:
     board_ids: np.ndarray
     pin_board: sp.csr_matrix
     board_pin: sp.csr_matrix
+
+    def __post_init__(self) -> None:
+        # every edge's value is 1.0: both directions (and every graph) read one shared,
+        # read-only array of ones instead of holding 4 bytes per edge each
+        for matrix in (self.pin_board, self.board_pin):
+            matrix.data = _ones(matrix.nnz)
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
