@@ -49,15 +49,10 @@ class CoBoardSampler:
         # cum[e] = total weight of edges 0..e-1, so a pin's edges span [cum[start], cum[end]).
         self._cum = np.zeros(pb.nnz + 1)
         np.cumsum(board_weights(graph, alpha)[pb.indices], out=self._cum[1:])
-        start = pb.indptr[:-1].astype(np.int64)
-        end = pb.indptr[1:].astype(np.int64)
-        self._first, self._last = start, np.maximum(end - 1, start)  # a pin's edge range
-        self._lo = self._cum[start]
-        self._total = self._cum[end] - self._lo
+        # a pin's total weight (its edge range's ends are read from indptr per draw)
+        self._total = self._cum[pb.indptr[1:]] - self._cum[pb.indptr[:-1]]
         # a pin with zero total weight has no board shared with another pin
         self._total[self._total <= 1e-300] = 0.0
-        # draws stay strictly below the segment's end despite float round-up
-        self._hi = np.nextafter(self._cum[end], -np.inf)
 
     def has_neighbor(self, pins: np.ndarray) -> np.ndarray:
         return self._total[np.asarray(pins, dtype=np.int64)] > 0
@@ -104,8 +99,12 @@ class CoBoardSampler:
         ok = self.has_neighbor(pins)
         all_ok = bool(ok.all())
         q = pins if all_ok else pins[ok]
-        u = np.minimum(self._lo[q] + rng.random(len(q)) * self._total[q], self._hi[q])
-        edge = self._search(u, self._first[q], self._last[q])
+        indptr = self.graph.pin_board.indptr
+        start, end = indptr[q].astype(np.int64), indptr[q + 1].astype(np.int64)
+        # draws stay strictly below the segment's end despite float round-up
+        hi = np.nextafter(self._cum[end], -np.inf)
+        u = np.minimum(self._cum[start] + rng.random(len(q)) * self._total[q], hi)
+        edge = self._search(u, start, np.maximum(end - 1, start))  # within the pin's edges
         chosen = self.graph.pin_board.indices[edge].astype(np.int64)
         if all_ok:
             return chosen
