@@ -81,3 +81,14 @@ def test_an_unwritable_catalog_is_read_into_memory(syn, monkeypatch):
     table = catalog_module._read_kept(syn / FILES["pins"])
     assert table.num_rows == 240
     assert not list((syn / MAPPED_DIR).glob("*.arrow"))
+
+
+def test_a_copy_made_for_other_types_is_remade(syn, monkeypatch):
+    monkeypatch.setattr(catalog_module, "MAPPED_MIN_ROWS", 1)
+    path = syn / FILES["pins"]
+    assert catalog_module._read_kept(path).schema.field("title").type == pa.large_string()
+    as_written = catalog_module.mapped_table(path)  # the file's own types this time
+    assert as_written.schema.field("title").type == pa.string()
+    assert (
+        as_written.column("pin_id").to_pylist() == pq.read_table(path).column("pin_id").to_pylist()
+    )

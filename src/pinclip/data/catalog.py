@@ -93,7 +93,7 @@ MAPPED_SOURCE_KEY = b"pinclip.source"  # the parquet file's size:mtime_ns:inode
 
 
 class TextColumn(Sequence[str]):
-    """A sequence of strings held in one Arrow array (UTF-8 bytes + offsets).
+    """A sequence of strings held in an Arrow array or its chunks (UTF-8 bytes + offsets).
 
     Behaves like the list it replaces (`len`, `col[i]` -> str or None, iteration,
     `col[a:b]` and `col[index_array]` -> list[str]) without a Python object per row, so a
@@ -184,7 +184,7 @@ class Catalog:
         return resolve_image_path(self.root, image, allow_absolute=self.allow_absolute_paths)
 
     def column(self, table: str, name: str) -> pa.Array:
-        """A string column of `pins`, `boards` or `edges` as one Arrow array (no copy when
+        """A string column of `pins`, `boards` or `edges` as Arrow text (no copy when
         the catalog was read by `read_catalog`)."""
         return string_array(getattr(self, table)[name])
 
@@ -204,7 +204,7 @@ class Catalog:
             yield [pin_text(a, b) for a, b in zip(t, d, strict=True)]
 
     def texts(self) -> TextColumn:
-        """Every pin's text (title + description), in pin order, as one Arrow array."""
+        """Every pin's text (title + description), in pin order, as Arrow text in chunks."""
         chunks = [
             pa.array(c, pa.large_string(), memory_pool=KEPT_POOL) for c in self._text_chunks()
         ]  # kept as chunks: concatenating would hold every text twice for a moment
@@ -330,8 +330,13 @@ def mapped_table(path: Path, schema: pa.Schema | None = None) -> pa.Table | None
     copy = path.parent / MAPPED_DIR / f"{path.name}.arrow"
     st = path.stat()
     source = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
-    tagged = schema.with_metadata({**(schema.metadata or {}), MAPPED_SOURCE_KEY: source})
-    if not (copy.is_file() and _mapped_source(copy) == source):
+    table = _open_mapped(copy)
+    if (
+        table is None
+        or (table.schema.metadata or {}).get(MAPPED_SOURCE_KEY) != source
+        or not table.schema.equals(schema)  # made for another reader's types
+    ):
+        tagged = schema.with_metadata({**(schema.metadata or {}), MAPPED_SOURCE_KEY: source})
 
         def write(f: Any) -> None:
             with pa.ipc.new_file(f, tagged) as out:
@@ -343,16 +348,14 @@ def mapped_table(path: Path, schema: pa.Schema | None = None) -> pa.Table | None
             write_with(copy, write)
         except OSError:
             return None
-    table = pa.ipc.open_file(pa.memory_map(str(copy))).read_all()
+        table = pa.ipc.open_file(pa.memory_map(str(copy))).read_all()
     return table.replace_schema_metadata(schema.metadata)
 
 
-def _mapped_source(copy: Path) -> bytes | None:
-    """The source signature an Arrow copy was made from (None if unreadable)."""
+def _open_mapped(copy: Path) -> pa.Table | None:
+    """An Arrow copy memory-mapped (no data read; None if missing or unreadable)."""
     try:
-        return (pa.ipc.open_file(pa.memory_map(str(copy))).schema.metadata or {}).get(
-            MAPPED_SOURCE_KEY
-        )
+        return pa.ipc.open_file(pa.memory_map(str(copy))).read_all()
     except (pa.ArrowException, OSError):
         return None
 

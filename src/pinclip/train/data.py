@@ -111,10 +111,12 @@ def _board_probability(graph: PinBoardGraph, anchors: np.ndarray) -> np.ndarray:
     degree = graph.pin_degree[anchors]
     total = np.zeros(graph.n_boards)
     for start in range(0, len(anchors), 1 << 16):  # rows of 65,536 anchors at a time
-        pb = graph.pin_board[anchors[start : start + (1 << 16)]]
-        d = np.diff(pb.indptr)
+        stop = start + (1 << 16)
+        d = degree[start:stop]
         total += np.bincount(
-            pb.indices, weights=np.repeat(1.0 / np.maximum(d, 1), d), minlength=graph.n_boards
+            graph.pin_board[anchors[start:stop]].indices,
+            weights=np.repeat(1.0 / np.maximum(d, 1), d),
+            minlength=graph.n_boards,
         )
     return total / max(int((degree > 0).sum()), 1)
 
