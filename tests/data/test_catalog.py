@@ -497,10 +497,10 @@ def test_validation_makes_no_python_list_of_an_arrow_text_column(tmp_path, kit):
     assert pins == boards == edges == set()
 
 
-@pytest.mark.parametrize("window", [1, 2, 3, 1 << 18])
+@pytest.mark.parametrize("window", [1, 2, 3, 1 << 16])
 def test_images_checked_in_windows_give_the_same_rejects(tmp_path, kit, monkeypatch, window):
-    # bad files, a missing one and a path shared by pins in different windows: the same
-    # rejects whatever the window; a file opened once per window that holds its path
+    # bad files, a missing one and a path shared by pins in different batches: the same
+    # rejects whatever the batch size; a file opened once per batch that holds its path
     extra = [
         bad_pin("p4", "images/p1.png"),  # shares p1's (good) file
         bad_pin("p5", "images/missing.png"),
@@ -516,7 +516,7 @@ def test_images_checked_in_windows_give_the_same_rejects(tmp_path, kit, monkeypa
         opened.append(path)
         return images.check_image(path, **kwargs)
 
-    monkeypatch.setattr(validate, "_CHECK_ROWS", window)
+    monkeypatch.setattr(validate, "_BATCH_ROWS", window)
     monkeypatch.setattr("pinclip.data.catalog.check_image", check)
     _, report = read_catalog(root)
     assert sorted((r.id, r.reason) for r in report.rejects) == [

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pinclip.data import validate
 from pinclip.data.validate import ArrowColumns, RawTable, is_utf8, validate_tables
 
 ids = st.one_of(st.sampled_from(["a", "b", "c", "d", ""]), st.none(), st.integers(0, 3))
@@ -68,7 +72,8 @@ def test_arrow_edges_check_rejects_exactly_like_the_python_one(
     tmp_path_factory, pins, boards, edges
 ):
     """Parquet edges are checked over Arrow arrays; CSV/JSONL edges row by row in Python:
-    the same rows kept, the same rejects with the same reasons and details."""
+    the same rows kept, the same rejects with the same reasons and details, whether the Arrow
+    check takes the edges all at once or a few at a time, and when ids' hashes collide."""
 
     def run(arrow: bool):
         edge_table = table("edges", ("pin_id", "board_id"), edges)
@@ -89,7 +94,12 @@ def test_arrow_edges_check_rejects_exactly_like_the_python_one(
         kept = list(zip(frames["edges"]["pin_id"], frames["edges"]["board_id"], strict=True))
         return kept, [r for r in report.rejects if r.file == "edges"]
 
-    assert run(arrow=True) == run(arrow=False)
+    expected = run(arrow=False)
+    assert run(arrow=True) == expected
+    with patch.object(validate, "_EDGE_ROWS", 3):
+        assert run(arrow=True) == expected
+    with patch.object(validate, "hash_ids", lambda ids: np.zeros(len(ids), np.uint64)):
+        assert run(arrow=True) == expected  # every id's hash the same: the exact lookups
 
 
 texts_arrow = st.one_of(st.none(), st.sampled_from(["", " ", "ok", "\x1c", "\u3000", "t a"]))

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from pinclip.atomic import atomic_open
 from pinclip.errors import PinclipError
+from pinclip.memory import bound_heap_growth, trim_heap
 
 from .images import ImageError, check_files, progress_bar, resolve_image_str
 
@@ -62,8 +63,8 @@ TEXT = {
     "boards": ("title", "description", "kind"),
 }
 KINDS = {"pins": {"organic", "ad"}, "boards": {"curated", "user"}}
-_BATCH_ROWS = 65_536  # rows of an Arrow column made Python values at a time
-_CHECK_ROWS = 1 << 18  # rows whose image paths are held at once while their files are checked
+_BATCH_ROWS = 65_536  # rows of a column made Python values (or image paths checked) at a time
+_EDGE_ROWS = 1 << 18  # edges whose id lookups and masks are held at once
 # Columns that must hold text; parquet binary columns with these names are decoded as UTF-8.
 STRING_COLUMNS = frozenset({"pin_id", "board_id", "image", "title", "description", "link", "kind"})
 
@@ -405,9 +406,8 @@ def _check_images(
     progress: bool,
 ) -> None:
     """Path escapes are rejected from the text alone; files are checked in parallel, each
-    distinct path once per window of `_CHECK_ROWS` rows (memory bounded by the window, not
-    the catalog). An Arrow column is read `_BATCH_ROWS` rows at a time and its paths kept as
-    Arrow arrays: no Python value per row outlives its batch."""
+    distinct path once per batch of `_BATCH_ROWS` rows (memory bounded by the batch, not
+    the catalog): no Python value per row outlives its batch."""
     root = os.path.abspath(image_root)
     col = _arrow_strings(table, "image")
     batches = (
@@ -415,34 +415,20 @@ def _check_images(
         if col is None
         else (col.slice(s, _BATCH_ROWS).to_pylist() for s in range(0, len(col), _BATCH_ROWS))
     )
-    rows: list[np.ndarray] = []  # per batch of the window: rows whose file is opened, paths
-    paths: list[pa.Array | list[str]] = []
 
-    def check_window(advance: Callable[[int], None]) -> None:
-        if not rows:
-            return
-        row_of = np.concatenate(rows)
-        if col is None:  # Python values (CSV/JSONL; maybe not UTF-8): a dict of distinct paths
-            first: dict[str, int] = {}
-            codes = np.array([first.setdefault(p, len(first)) for b in paths for p in b], np.int64)
-            distinct: Sequence[str] = list(first)
-        else:
-            encoded = pa.chunked_array(paths, pa.large_string()).combine_chunks()
-            encoded = encoded.dictionary_encode()
-            codes = encoded.indices.to_numpy(zero_copy_only=False)
-            distinct = _ArrowIds(encoded.dictionary)
-        advance(len(row_of) - len(distinct))  # rows whose path another row of the window has
-        failures = check_files(distinct, image_check, workers=workers, advance=advance)
+    def check_batch(rows: list[int], paths: list[str], advance: Callable[[int], None]) -> None:
+        first: dict[str, int] = {}  # each distinct path of the batch is opened once
+        codes = np.array([first.setdefault(p, len(first)) for p in paths], np.int64)
+        advance(len(rows) - len(first))  # rows whose path another row of the batch has
+        failures = check_files(list(first), image_check, workers=workers, advance=advance)
         for k, error in sorted(failures.items()):
-            for i in row_of[codes == k]:
-                problems.add(int(i), error.reason, error.detail)
-        rows.clear()
-        paths.clear()
+            for i in np.flatnonzero(codes == k):
+                problems.add(rows[i], error.reason, error.detail)
 
     with progress_bar(
         progress and image_check is not None, len(table), "checking images"
     ) as advance:
-        start = window = 0
+        start = 0
         for values in batches:
             batch_rows, batch_paths = [], []
             for k, image in enumerate(values):
@@ -457,17 +443,9 @@ def _check_images(
                     batch_rows.append(start + k)
                     batch_paths.append(path)
             advance(len(values) - len(batch_rows))  # rows not opened: rejected or unchecked
-            if image_check is not None:
-                rows.append(np.asarray(batch_rows, dtype=np.int64))
-                paths.append(
-                    batch_paths if col is None else pa.array(batch_paths, pa.large_string())
-                )
+            if batch_rows:
+                check_batch(batch_rows, batch_paths, advance)
             start += len(values)
-            window += len(values)
-            if window >= _CHECK_ROWS:
-                check_window(advance)
-                window = 0
-        check_window(advance)
 
 
 class _ArrowIds(Sequence[str | None]):
@@ -522,12 +500,16 @@ def _repeats(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _positions(col: pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
     """int32 [len(col)]: each value's position in `keys`, -1 where absent or null."""
-    found = pc.index_in(col, value_set=keys)
+    # the system pool: the hash table of `keys` is freed to the kernel when done (Arrow's
+    # default pool would keep its pages)
+    found = pc.index_in(col, value_set=keys, memory_pool=KEPT_POOL)
     out = np.empty(len(col), dtype=np.int32)
     start = 0
     for chunk in found.chunks:  # filled per chunk: no second full-length copy
-        out[start : start + len(chunk)] = pc.fill_null(chunk, -1).to_numpy(zero_copy_only=False)
+        out[start : start + len(chunk)] = chunk.fill_null(-1).to_numpy(zero_copy_only=False)
         start += len(chunk)
+    del found
+    trim_heap()
     return out
 
 
@@ -547,16 +529,16 @@ def _blank(col: pa.ChunkedArray) -> np.ndarray:
     return bad
 
 
-#: every id an entity row owns -> whether that row was kept: a dict, or (ids, kept) arrays
-Known = dict[str, bool] | tuple[pa.Array, np.ndarray]
+#: every id an entity row owns -> whether that row was kept: a dict, or (column, owner rows,
+#: kept) arrays
+Known = dict[str, bool] | tuple[pa.Array | pa.ChunkedArray, np.ndarray, np.ndarray]
 
 
 def _owned(ids: Sequence[str | None], problems: _Problems) -> Known:
     """Every id a row owns (its first row, even a rejected one) and whether it was kept."""
     if isinstance(ids, _ArrowIds) and ids.owners is not None:
         owners = ids.owners
-        keys = ids.column.take(pa.array(owners)).combine_chunks()  # index_in's value set
-        return keys, ~np.isin(owners, list(problems))
+        return ids.column, owners, ~np.isin(owners, list(problems))
     known: dict[str, bool] = {}
     for i, key in enumerate(ids):
         if key is not None and key not in known:
@@ -567,22 +549,80 @@ def _owned(ids: Sequence[str | None], problems: _Problems) -> Known:
 def _as_dict(known: Known) -> dict[str, bool]:
     if isinstance(known, dict):
         return known
-    return dict(zip(known[0].to_pylist(), known[1].tolist(), strict=True))
+    column, owners, kept = known
+    return dict(zip(column.take(owners).to_pylist(), kept.tolist(), strict=True))
 
 
-def _known(ids: Known) -> tuple[pa.Array, np.ndarray]:
-    """Every id seen (that Arrow can hold: valid UTF-8) and whether its row was kept."""
-    if isinstance(ids, tuple):
-        return ids
-    keys = [k for k in ids if is_utf8(k)]
-    return pa.array(keys, pa.large_string()), np.fromiter((ids[k] for k in keys), bool, len(keys))
+class _IdLookup:
+    """Finds ids among every id an entity row owns by their 64-bit hashes (`hash_ids`): 12
+    bytes per id, not a hash table of the strings; each hash match is confirmed on the
+    text. Two owned ids sharing a hash (~n²/2^65) fall back to Arrow's exact lookup."""
+
+    def __init__(self, known: Known) -> None:
+        if isinstance(known, dict):  # every id Arrow can hold (valid UTF-8)
+            keys = [k for k in known if is_utf8(k)]
+            known = (
+                pa.array(keys, pa.large_string()),
+                np.arange(len(keys)),
+                np.fromiter((known[k] for k in keys), bool, len(keys)),
+            )
+        self.column, self.owners, kept = known
+        self.kept = np.append(kept, True)  # position -1 (unknown): masked by the caller
+        hashes = hash_ids(self.column)[self.owners]  # no copy of the owned ids' text
+        self.order = np.argsort(hashes).astype(np.int32)
+        self.hashes = hashes[self.order]
+        self.exact = None
+        if len(self.hashes) and (self.hashes[1:] == self.hashes[:-1]).any():
+            keys = self.column.take(self.owners)
+            self.exact = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+    def positions(self, values: pa.ChunkedArray) -> np.ndarray:
+        """int32 [len(values)]: each value's position among the owned ids, -1 where absent
+        or null; `_BATCH_ROWS` values at a time."""
+        if self.exact is not None:
+            return _positions(values, self.exact)
+        out = np.full(len(values), -1, dtype=np.int32)
+        if not len(self.hashes):
+            return out
+        for start in range(0, len(values), _BATCH_ROWS):
+            part = values.slice(start, _BATCH_ROWS)
+            hashes = hash_ids(part)
+            at = np.searchsorted(self.hashes, hashes).clip(max=len(self.hashes) - 1)
+            hit = np.flatnonzero(self.hashes[at] == hashes)
+            pos = self.order[at[hit]]
+            same = pc.equal(part.take(hit), _take(self.column, self.owners[pos]))
+            confirmed = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+            out[start + hit[confirmed]] = pos[confirmed]
+        return out
+
+
+def _take(column: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """`column[rows]`, taken chunk by chunk: Arrow's take concatenates a chunked column
+    first (a copy of a whole memory-mapped column per call)."""
+    if isinstance(column, pa.Array):
+        return column.take(rows)
+    starts = np.cumsum([0] + [len(c) for c in column.chunks])
+    chunk = np.searchsorted(starts, rows, side="right") - 1
+    order = np.argsort(chunk, kind="stable")
+    bounds = np.searchsorted(chunk[order], np.arange(column.num_chunks + 1))
+    pieces = [
+        column.chunk(k).take(rows[order[a:b]] - starts[k])
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+        if b > a
+    ]
+    by_chunk = pa.chunked_array(pieces, column.type)
+    return by_chunk.take(np.argsort(order))  # back in the order of `rows` (a small copy)
 
 
 def _check_edges_arrow(
     table: RawTable, pins: Known, boards: Known, problems: _Problems
 ) -> tuple[Sequence, Sequence] | None:
     """`_check_edges` over Arrow columns: the same rejects, reasons and details, without a
-    Python value per edge (ids matched by Arrow's hash lookup, duplicates by np.unique).
+    Python value per edge (ids matched by their hashes, `_IdLookup`; duplicates on sorted
+    pair keys). Everything but one int64 pair key per edge is made `_EDGE_ROWS` edges at a time.
     None when the table is not Arrow text ids (then the Python path runs)."""
     src = table.arrow
     if src is None or not all(table.arrow_typed(c) for c in src.column_names):
@@ -593,50 +633,85 @@ def _check_edges_arrow(
         if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             return None
         cols[name] = src.column(name)  # chunks as read: Arrow's kernels take them as they are
-    bad_pin, bad_board = _blank(cols["pin_id"]), _blank(cols["board_id"])
-    pin_keys, pin_kept = _known(pins)
-    board_keys, board_kept = _known(boards)
-    pp, bp = _positions(cols["pin_id"], pin_keys), _positions(cols["board_id"], board_keys)
-    open_ = ~(bad_pin | bad_board)
-    unknown_pin = open_ & (pp < 0)
-    open_ &= ~unknown_pin
-    unknown_board = open_ & (bp < 0)
-    open_ &= ~unknown_board
-    rejected_pin = open_ & ~np.append(pin_kept, True)[pp]  # -1 (unknown): masked above
-    open_ &= ~rejected_pin
-    rejected_board = open_ & ~np.append(board_kept, True)[bp]
-    open_ &= ~rejected_board
-    rows = np.flatnonzero(open_)
-    pair = pp[rows].astype(np.int64) * max(len(board_keys), 1) + bp[rows]
-    del pp, bp
-    _, later, first = _repeats(pair, rows)
-    del pair, rows
+    pin_keys, board_keys = _IdLookup(pins), _IdLookup(boards)
+    trim_heap()  # hashing made a Python string per id: their pages back
+    n_boards = max(len(board_keys), 1)
+    # (pin position × boards + board position) of each edge still open, a distinct negative
+    # number for each edge rejected before the duplicate check
+    pair = np.empty(src.num_rows, dtype=np.int64)
+    found: dict[str, list[np.ndarray]] = {}  # reason -> rows, in row order per reason
+
+    def reject(reason: str, mask: np.ndarray, start: int) -> None:
+        rows = np.flatnonzero(mask)
+        open_[rows] = False
+        found.setdefault(reason, []).append(rows + start)
+
+    for start in range(0, len(pair), _EDGE_ROWS):
+        pin_ids = cols["pin_id"].slice(start, _EDGE_ROWS)
+        board_ids = cols["board_id"].slice(start, _EDGE_ROWS)
+        bad_pin, bad_board = _blank(pin_ids), _blank(board_ids)
+        pp, bp = pin_keys.positions(pin_ids), board_keys.positions(board_ids)
+        open_ = np.ones(len(pp), dtype=bool)
+        reject(INVALID_ID, bad_pin | bad_board, start)
+        reject(EDGE_UNKNOWN_PIN, open_ & (pp < 0), start)
+        reject(EDGE_UNKNOWN_BOARD, open_ & (bp < 0), start)
+        reject(EDGE_REJECTED_PIN, open_ & ~pin_keys.kept[pp], start)
+        reject(EDGE_REJECTED_BOARD, open_ & ~board_keys.kept[bp], start)
+        part = pair[start : start + len(pp)]
+        part[:] = pp
+        part *= n_boards
+        part += bp
+        closed = np.flatnonzero(~open_)
+        part[closed] = -1 - (start + closed)
+        trim_heap()  # the slice's lookups (Python strings, Arrow buffers): pages back
+    later, first = _repeated(pair)
+    del pair
 
     raw = lambda name, i: cols[name][int(i)].as_py()  # noqa: E731
-    for i in np.flatnonzero(bad_pin | bad_board):
-        col = "pin_id" if bad_pin[i] else "board_id"
+    for i in np.concatenate(found.get(INVALID_ID, [[]])).astype(np.int64):
+        col = "pin_id" if _as_id(raw("pin_id", i)) is None else "board_id"
         problems.add(
             int(i), INVALID_ID, f"{col} is {_short(raw(col, i))}; give a non-empty text id"
         )
-    for i in np.flatnonzero(unknown_pin):
-        problems.add(
-            int(i), EDGE_UNKNOWN_PIN, f"pin_id {raw('pin_id', i)!r} is not in the pins table"
-        )
-    for i in np.flatnonzero(unknown_board):
-        b = raw("board_id", i)
-        problems.add(int(i), EDGE_UNKNOWN_BOARD, f"board_id {b!r} is not in the boards table")
-    for i in np.flatnonzero(rejected_pin):
-        p = raw("pin_id", i)
-        problems.add(int(i), EDGE_REJECTED_PIN, f"pin {p!r} was rejected (see its own reject)")
-    for i in np.flatnonzero(rejected_board):
-        b = raw("board_id", i)
-        problems.add(int(i), EDGE_REJECTED_BOARD, f"board {b!r} was rejected (see its own reject)")
+    messages = {
+        EDGE_UNKNOWN_PIN: lambda i: f"pin_id {raw('pin_id', i)!r} is not in the pins table",
+        EDGE_UNKNOWN_BOARD: lambda i: f"board_id {raw('board_id', i)!r} is not in the boards table",
+        EDGE_REJECTED_PIN: lambda i: f"pin {raw('pin_id', i)!r} was rejected (see its own reject)",
+        EDGE_REJECTED_BOARD: lambda i: (
+            f"board {raw('board_id', i)!r} was rejected (see its own reject)"
+        ),
+    }
+    for reason, message in messages.items():
+        for i in np.concatenate(found.get(reason, [[]])).astype(np.int64):
+            problems.add(int(i), reason, message(i))
     for i, j in zip(later, first, strict=True):
         p, b = raw("pin_id", i), raw("board_id", i)
         problems.add(
             int(i), DUPLICATE_EDGE, f"pin {p!r} is already on board {b!r} at row {table.rows[j]}"
         )
     return _ArrowIds(cols["pin_id"]), _ArrowIds(cols["board_id"])
+
+
+def _repeated(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(later, first): the rows holding a key an earlier row holds (ascending) and, for
+    each, the first row holding it. One sorted copy of `keys` finds the repeated values
+    (usually none); only the rows holding one of them are ranked (`_repeats`)."""
+    ranked = np.sort(keys)
+    values = ranked[1:][ranked[1:] == ranked[:-1]]
+    del ranked
+    none = np.zeros(0, dtype=np.int64)
+    if not len(values):
+        return none, none
+    values = np.unique(values)
+    rows = np.concatenate(
+        [none]
+        + [
+            np.flatnonzero(np.isin(keys[s : s + _EDGE_ROWS], values)) + s
+            for s in range(0, len(keys), _EDGE_ROWS)
+        ]
+    )
+    _, later, first = _repeats(keys[rows], rows)
+    return later, first
 
 
 def _check_edges(
@@ -776,6 +851,7 @@ def validate_tables(
     """
     for kind, table in zip(TABLES, (pins, boards, edges), strict=True):
         table.require(REQUIRED[kind])
+    bound_heap_growth(len(pins))  # catalog-sized arrays, freed: back to the kernel at scale
     report = ValidationReport(
         files={k: t.file for k, t in zip(TABLES, (pins, boards, edges), strict=True)}
     )
@@ -809,6 +885,7 @@ def validate_tables(
             report.warnings[(table.file, IMAGE_ONLY_PIN)] = len(image_only)
             report.image_only = [str(ids[int(i)]) for i in image_only[:IMAGE_ONLY_LISTED]]
         report.rejects += _report_rows(table, problems, ids)
+        trim_heap()  # the hashes, masks and image checks' buffers: their pages back
 
     problems = _Problems()
     pin_ids, board_ids = _check_edges(edges, kept["pins"], kept["boards"], problems)
