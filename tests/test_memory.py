@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from pinclip import memory
 from pinclip.memory import BOUND_FROM_PINS, bound_heap_growth
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -20,6 +21,7 @@ def test_bound_heap_growth_returns_freed_blocks_to_the_kernel() -> None:
     # 1 MiB blocks land in the heap between live small objects and stay resident when freed
     probe = r"""
 import sys
+from pinclip import memory
 from pinclip.memory import BOUND_FROM_PINS, bound_heap_growth
 def rss():
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon'))
@@ -52,7 +54,11 @@ print(rss() - before)
 
 def test_bound_heap_growth_is_a_no_op_elsewhere(monkeypatch) -> None:
     monkeypatch.setattr(platform, "system", lambda: "Darwin")
-    assert bound_heap_growth(BOUND_FROM_PINS) is False
+    memory._glibc.cache_clear()  # looked up once per process: look again on "Darwin"
+    try:
+        assert bound_heap_growth(BOUND_FROM_PINS) is False
+    finally:
+        memory._glibc.cache_clear()
 
 
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")

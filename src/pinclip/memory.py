@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 import sys
@@ -38,15 +39,20 @@ TRIM_THRESHOLD = 4 * 1024 * 1024
 BOUND_FROM_PINS = 20_000
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     """The process's glibc, None elsewhere (musl, macOS, Windows): mallopt/malloc_trim are
-    glibc's."""
+    glibc's. Looked up once: `find_library` forks `ldconfig`, and a fork of a large process
+    briefly doubles what a sampler of its process tree counts."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux architecture
     except OSError:
-        return None
+        try:
+            return ctypes.CDLL(ctypes.util.find_library("c"))
+        except OSError:
+            return None
 
 
 def bound_heap_growth(n_pins: int) -> bool:
