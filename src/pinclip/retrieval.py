@@ -52,18 +52,20 @@ def embed_pins(
     pins: np.ndarray,
     batch_size: int = 256,
     keys: tuple[str, ...] = ("image_emb", "text_emb", "pin_emb"),
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, torch.Tensor]:
     """image_emb, text_emb and pin_emb (image + text fused; those in `keys`) of `pins`,
-    float32 on the CPU, computed in eval mode (the model's train/eval mode is restored)."""
+    on the CPU as `dtype`, computed in eval mode (the model's train/eval mode is restored).
+    float16 halves the N × D matrix a validation over every pin holds."""
     was_training = model.training
     model.eval()
     result: dict[str, torch.Tensor] = {}
     for start in range(0, len(pins), batch_size):
         out = model(**inputs.batch(pins[start : start + batch_size]))
         for key in keys:
-            rows = getattr(out, key).float().cpu()
+            rows = getattr(out, key).to("cpu", dtype)
             if key not in result:  # filled in place: no second copy of N rows to concatenate
-                result[key] = torch.empty(len(pins), rows.shape[1])
+                result[key] = torch.empty(len(pins), rows.shape[1], dtype=dtype)
             result[key][start : start + len(rows)] = rows
     model.train(was_training)
     return result
@@ -85,21 +87,21 @@ def exact_topk(
     ~16M scores, 64 MiB): memory stays flat in N and every matmul stays large (scoring a handful of
     queries against all N pins at a time rereads the candidate matrix per handful). Once a
     query holds k candidates, only a block's scores at or above its k-th can enter: those few
-    are merged, and the selection pass over the whole block is skipped."""
+    are merged, and the selection pass over the whole block is skipped. Scores are float32
+    whatever the embeddings' dtype (float16 candidates are upcast a block at a time)."""
     n = candidates.shape[0]
     k = min(k, n - (exclude is not None))
     if k <= 0 or queries.shape[0] == 0:
         return np.zeros((queries.shape[0], max(k, 0)), dtype=np.int64)
     chunk = chunk or 1024
     block = block or max(k + 1, 2**24 // chunk)
-    candidates = candidates.float()
     out = []
     for start in range(0, queries.shape[0], chunk):
         q = queries[start : start + chunk].float()
         skip = None if exclude is None else torch.as_tensor(exclude[start : start + chunk])
         best_v = best_i = None
         for first in range(0, n, block):  # 1. score a block of candidates
-            scores = q @ candidates[first : first + block].T
+            scores = q @ candidates[first : first + block].float().T  # float16 rows: upcast
             if skip is not None:  # 2. the excluded candidate of each query in this block
                 rows = torch.nonzero((skip >= first) & (skip < first + scores.shape[1])).flatten()
                 scores[rows, skip[rows] - first] = -torch.inf

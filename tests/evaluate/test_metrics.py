@@ -76,6 +76,10 @@ def test_exact_topk_equals_a_full_stable_sort(seed):
     scores = queries @ candidates.T
     full = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].tolist()
     assert exact_topk(queries, candidates, k, chunk=4, block=9).tolist() == full
+    # float16 embeddings (what validation holds): scored in float32, block by block
+    half, q16 = candidates.half(), queries.half()
+    top = exact_topk(q16, half, k, exclude=exclude, chunk=5, block=7)
+    assert top.tolist() == exact_topk(q16.float(), half.float(), k, exclude=exclude).tolist()
 
 
 def test_bootstrap_is_seeded_and_brackets_the_mean():

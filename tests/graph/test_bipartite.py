@@ -125,3 +125,14 @@ def test_from_a_catalog_written_and_read_by_pinclip_data(tmp_path):
         [True, True],
         [True, False],
     ]
+
+
+def test_pin_board_without_drops_exactly_the_edges_to_those_boards(random_graph):
+    rng = np.random.default_rng(0)
+    for boards in (np.array([], dtype=np.int64), rng.choice(random_graph.n_boards, 5, False)):
+        got = random_graph.pin_board_without(boards)
+        dense = random_graph.pin_board.toarray()
+        dense[:, boards] = 0
+        assert got.shape == random_graph.pin_board.shape and got.has_sorted_indices
+        assert np.array_equal(got.toarray(), dense)
+        assert got.nnz == int(dense.sum())  # no stored zeros

@@ -207,6 +207,20 @@ class PinBoardGraph:
         """Number of pins on each board."""
         return np.diff(self.board_pin.indptr)
 
+    def pin_board_without(self, boards: np.ndarray) -> sp.csr_matrix:
+        """``pin_board`` with every edge to ``boards`` dropped: the same shape, indices
+        sorted, values the shared ones; a mask over the edges, not a matrix product."""
+        pb = self.pin_board
+        dropped = np.zeros(self.n_boards, dtype=bool)
+        dropped[np.asarray(boards, dtype=np.int64)] = True
+        kept = ~dropped[pb.indices]
+        before = np.zeros(pb.nnz + 1, dtype=pb.indptr.dtype)  # kept edges before each edge
+        np.cumsum(kept, out=before[1:])
+        indices = pb.indices[kept]
+        return sp.csr_matrix(
+            (_ones(len(indices)), indices, before[pb.indptr]), shape=pb.shape, copy=False
+        )
+
     def boards_of(self, pin: int) -> np.ndarray:
         p = self.pin_board
         return p.indices[p.indptr[pin] : p.indptr[pin + 1]]

@@ -40,12 +40,13 @@ class TrainingData(CatalogSplit):
     dup_ids: np.ndarray  # equal ids: the same content (skin-tone variants), never negatives
     log_q: np.ndarray  # log popularity of each pin as a sampled neighbor (logQ correction)
     has_text: np.ndarray  # False for image-only pins: no image-text term for their rows
-    board_graph: PinBoardGraph  # warm pins' edges to boards not held out: board-tower positives
+    #: pins × boards: the training graph's edges to boards not held out (board-tower positives)
+    board_edges: sp.csr_matrix
     board_log_q: np.ndarray  # log probability of each board as a sampled positive (logQ)
 
     def sample_boards(self, pins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A positive board for each pin, uniform over its `board_graph` boards; -1: none."""
-        pb = self.board_graph.pin_board
+        """A positive board for each pin, uniform over its `board_edges` boards; -1: none."""
+        pb = self.board_edges
         pins = np.asarray(pins, dtype=np.int64)
         start = pb.indptr[pins].astype(np.int64)
         degree = pb.indptr[pins + 1].astype(np.int64) - start
@@ -79,44 +80,32 @@ def load_training_data(
     else:
         dup_ids = np.arange(base.n_pins, dtype=np.int64)
     has_text = base.catalog.has_text()
-    board_graph = _without_boards(train_graph, base.held_out_boards)
+    board_edges = train_graph.pin_board_without(base.held_out_boards)
     return TrainingData(
         **base.parts(),
         sampler=sampler,
         dup_ids=dup_ids,
         log_q=log_q,
         has_text=has_text,
-        board_graph=board_graph,
-        board_log_q=np.log(_board_probability(board_graph, base.split.warm) + 1e-12).astype(
+        board_edges=board_edges,
+        board_log_q=np.log(_board_probability(board_edges, base.split.warm) + 1e-12).astype(
             np.float32
         ),
     )
 
 
-def _without_boards(graph: PinBoardGraph, boards: np.ndarray) -> PinBoardGraph:
-    """The same index space with every edge to `boards` dropped."""
-    keep = np.ones(graph.n_boards, dtype=np.float32)
-    keep[boards] = 0
-    pin_board = (graph.pin_board @ sp.diags(keep, format="csr")).tocsr()
-    pin_board.eliminate_zeros()
-    pin_board.sort_indices()
-    board_pin = pin_board.T.tocsr()
-    board_pin.sort_indices()
-    return PinBoardGraph(graph.pin_ids, graph.board_ids, pin_board, board_pin)
-
-
-def _board_probability(graph: PinBoardGraph, anchors: np.ndarray) -> np.ndarray:
+def _board_probability(edges: sp.csr_matrix, anchors: np.ndarray) -> np.ndarray:
     """How likely each board is a sampled positive: a uniform anchor, then one of its
     boards uniformly (`TrainingData.sample_boards`): the board term's logQ."""
-    degree = graph.pin_degree[anchors]
-    total = np.zeros(graph.n_boards)
+    degree = np.diff(edges.indptr)[anchors]
+    total = np.zeros(edges.shape[1])
     for start in range(0, len(anchors), 1 << 16):  # rows of 65,536 anchors at a time
         stop = start + (1 << 16)
         d = degree[start:stop]
         total += np.bincount(
-            graph.pin_board[anchors[start:stop]].indices,
+            edges[anchors[start:stop]].indices,
             weights=np.repeat(1.0 / np.maximum(d, 1), d),
-            minlength=graph.n_boards,
+            minlength=edges.shape[1],
         )
     return total / max(int((degree > 0).sum()), 1)
 

@@ -550,7 +550,10 @@ def validation_recall(
     # every rank runs the same number of forwards (an FSDP2 forward gathers across ranks)
     longest = max(len(s) for s in shares)
     padded = np.concatenate([mine, np.repeat(mine[-1:], longest - len(mine))])
-    pin = embed_pins(model, inputs, padded, keys=("pin_emb",))["pin_emb"][: len(mine)]
+    # float16: every pin's embedding is held (and all-gathered) at half the memory; scores
+    # are float32
+    pin = embed_pins(model, inputs, padded, keys=("pin_emb",), dtype=torch.float16)["pin_emb"]
+    pin = pin[: len(mine)]
     if world > 1:
         pin = all_gather_rows(pin, [len(p) for p in np.array_split(np.arange(data.n_pins), world)])
     queries = np.array_split(val, world)[rank]

@@ -76,7 +76,7 @@ def loss_inputs(
         all_boards = mb.boards
         assert all_boards is not None, "board_weight > 0 needs the sampled boards"
         my_boards = rank_slice(all_boards, get_rank(), get_world_size())
-        member = data.board_graph.pin_board[anchors][:, np.maximum(all_boards, 0)].toarray() > 0
+        member = data.board_edges[anchors][:, np.maximum(all_boards, 0)].toarray() > 0
         fields |= dict(
             board_member=torch.as_tensor(member & (all_boards >= 0)[None, :]),
             board_log_q=torch.as_tensor(data.board_log_q[np.maximum(my_boards, 0)]),
