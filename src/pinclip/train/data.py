@@ -305,7 +305,7 @@ def anchor_boards(
     plan: BatchPlan | BoardBatchPlan, data: TrainingData, anchors: np.ndarray, index: int
 ) -> np.ndarray:
     """The board-tower positive of each anchor of micro-batch `index` (-1: none): one of its
-    boards in `data.board_graph`, a pure function of (seed, index) so resume stays exact."""
+    boards in `data.board_edges`, a pure function of (seed, index) so resume stays exact."""
     return data.sample_boards(anchors, np.random.default_rng([plan.seed, index, 3]))
 
 
