@@ -500,16 +500,12 @@ def _repeats(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _positions(col: pa.ChunkedArray, keys: pa.Array) -> np.ndarray:
     """int32 [len(col)]: each value's position in `keys`, -1 where absent or null."""
-    # the system pool: the hash table of `keys` is freed to the kernel when done (Arrow's
-    # default pool would keep its pages)
-    found = pc.index_in(col, value_set=keys, memory_pool=KEPT_POOL)
+    found = pc.index_in(col, value_set=keys)
     out = np.empty(len(col), dtype=np.int32)
     start = 0
     for chunk in found.chunks:  # filled per chunk: no second full-length copy
-        out[start : start + len(chunk)] = chunk.fill_null(-1).to_numpy(zero_copy_only=False)
+        out[start : start + len(chunk)] = pc.fill_null(chunk, -1).to_numpy(zero_copy_only=False)
         start += len(chunk)
-    del found
-    trim_heap()
     return out
 
 
@@ -641,9 +637,9 @@ def _check_edges_arrow(
     pair = np.empty(src.num_rows, dtype=np.int64)
     found: dict[str, list[np.ndarray]] = {}  # reason -> rows, in row order per reason
 
-    def reject(reason: str, mask: np.ndarray, start: int) -> None:
+    def reject(reason: str, mask: np.ndarray, open_: np.ndarray, start: int) -> None:
         rows = np.flatnonzero(mask)
-        open_[rows] = False
+        open_[rows] = False  # the first reason found for an edge is its reject
         found.setdefault(reason, []).append(rows + start)
 
     for start in range(0, len(pair), _EDGE_ROWS):
@@ -652,11 +648,11 @@ def _check_edges_arrow(
         bad_pin, bad_board = _blank(pin_ids), _blank(board_ids)
         pp, bp = pin_keys.positions(pin_ids), board_keys.positions(board_ids)
         open_ = np.ones(len(pp), dtype=bool)
-        reject(INVALID_ID, bad_pin | bad_board, start)
-        reject(EDGE_UNKNOWN_PIN, open_ & (pp < 0), start)
-        reject(EDGE_UNKNOWN_BOARD, open_ & (bp < 0), start)
-        reject(EDGE_REJECTED_PIN, open_ & ~pin_keys.kept[pp], start)
-        reject(EDGE_REJECTED_BOARD, open_ & ~board_keys.kept[bp], start)
+        reject(INVALID_ID, bad_pin | bad_board, open_, start)
+        reject(EDGE_UNKNOWN_PIN, open_ & (pp < 0), open_, start)
+        reject(EDGE_UNKNOWN_BOARD, open_ & (bp < 0), open_, start)
+        reject(EDGE_REJECTED_PIN, open_ & ~pin_keys.kept[pp], open_, start)
+        reject(EDGE_REJECTED_BOARD, open_ & ~board_keys.kept[bp], open_, start)
         part = pair[start : start + len(pp)]
         part[:] = pp
         part *= n_boards
