@@ -21,7 +21,6 @@ def test_bound_heap_growth_returns_freed_blocks_to_the_kernel() -> None:
     # 1 MiB blocks land in the heap between live small objects and stay resident when freed
     probe = r"""
 import sys
-from pinclip import memory
 from pinclip.memory import BOUND_FROM_PINS, bound_heap_growth
 def rss():
     return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('RssAnon'))
